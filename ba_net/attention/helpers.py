@@ -1,0 +1,54 @@
+"""Small pieces shared by the attention modules: activation / gate choice by name, pooling."""
+from __future__ import annotations
+
+import paddle
+import paddle.nn as nn
+
+_ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "swish": nn.Swish,  # = SiLU, x * sigmoid(x): the EfficientNet form
+    "silu": nn.Silu,
+    "hardswish": nn.Hardswish,
+    "gelu": nn.GELU,
+}
+
+_GATES = {
+    "sigmoid": nn.Sigmoid,
+    # relu6(x + 3) / 6, the MobileNetV3 form (Paddle's default slope 1/6 and offset 0.5)
+    "hard_sigmoid": nn.Hardsigmoid,
+}
+
+
+def _pick(table: dict, kind: str, name: str) -> nn.Layer:
+    try:
+        return table[name]()
+    except KeyError:
+        raise ValueError(f"unknown {kind} {name!r}; choose one of {sorted(table)}") from None
+
+
+def make_activation(name: str) -> nn.Layer:
+    """The hidden activation of an attention block, by name (relu, swish, silu, hardswish, gelu)."""
+    return _pick(_ACTIVATIONS, "activation", name)
+
+
+def make_gate(name: str) -> nn.Layer:
+    """The gate that turns scores into weights in (0, 1), by name (sigmoid, hard_sigmoid)."""
+    return _pick(_GATES, "gate", name)
+
+
+def global_avg_pool(x: paddle.Tensor) -> paddle.Tensor:
+    """Mean over every axis after the channel axis: [B, C, *spatial] -> [B, C]."""
+    return x.mean(axis=list(range(2, x.ndim))) if x.ndim > 2 else x
+
+
+def spatial_size(x: paddle.Tensor) -> int:
+    """Number of positions per channel of a [B, C, *spatial] tensor."""
+    n = 1
+    for d in x.shape[2:]:
+        n *= int(d)
+    return n
+
+
+def expand_like(weights: paddle.Tensor, x: paddle.Tensor) -> paddle.Tensor:
+    """Reshape per-channel weights [B, C] so they broadcast against x [B, C, *spatial]."""
+    return weights.reshape(list(weights.shape) + [1] * (x.ndim - 2))

@@ -1,0 +1,66 @@
+"""Process set-up that has to happen before Paddle is imported, and device selection.
+
+Paddle's CPU wheel uses one core out of the box (it sets ``OMP_NUM_THREADS=1`` when unset) and its
+bundled MKL takes a slow code path on AMD CPUs unless ``MKL_DEBUG_CPU_TYPE=5`` is in the
+environment when the library loads. ``configure_environment`` fixes both, and is called by
+``ba_net/__init__.py`` before anything imports Paddle. Values the user already set are kept.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+
+logger = logging.getLogger(__name__)
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _is_amd_cpu() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return "AuthenticAMD" in line
+    except OSError:
+        pass
+    return False
+
+
+def configure_environment() -> dict:
+    """Set thread count and the MKL CPU-type switch for this process (before Paddle loads).
+
+    Under ``paddle.distributed.launch`` the cores are shared between the local ranks.
+    Returns the settings that are in force, for logging.
+    """
+    local_ranks = int(os.environ.get("PADDLE_LOCAL_SIZE", os.environ.get("PADDLE_TRAINERS_NUM", "1")) or 1)
+    threads = max(1, _usable_cpus() // max(1, local_ranks))
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    if _is_amd_cpu():
+        os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
+    # Paddle warns at import time about a missing C++ compiler cache; it is irrelevant here.
+    warnings.filterwarnings("ignore", message="No ccache found")
+    if "paddle" in sys.modules:
+        logger.debug("paddle was imported before ba_net: thread and MKL settings may not apply")
+    return {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")}
+
+
+def select_device(requested: str = "auto") -> str:
+    """Return the Paddle device string for ``requested`` in {'auto', 'cpu', 'gpu'} and set it."""
+    import paddle
+
+    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if requested == "gpu" and not has_gpu:
+        raise RuntimeError("device 'gpu' requested but Paddle has no usable CUDA device; use device: cpu or auto")
+    device = "gpu" if (requested == "gpu" or (requested == "auto" and has_gpu)) else "cpu"
+    if device == "gpu":
+        # one process per GPU: the launcher tells each rank its card
+        device = f"gpu:{int(os.environ.get('FLAGS_selected_gpus', '0').split(',')[0])}"
+    paddle.set_device(device)
+    return device

@@ -1,0 +1,103 @@
+"""The AlexNet / BA-AlexNet pair: counts, FLOPs, and the notebook's defect."""
+import numpy as np
+import paddle
+import pytest
+
+import ba_net
+from ba_net import build_model, count_flops, count_params
+
+
+def _alexnet_params_by_hand():
+    conv = lambda cin, cout, k: cin * cout * k * k + cout  # noqa: E731
+    lin = lambda i, o: i * o + o  # noqa: E731
+    return (conv(3, 48, 11) + conv(48, 128, 5) + conv(128, 192, 3) + conv(192, 192, 3) + conv(192, 128, 3)
+            + lin(1152, 2048) + lin(2048, 2048) + lin(2048, 10))
+
+
+def _ba_params_by_hand(bridges=(192, 192), c=128, r=16):
+    h = c // r
+    squeeze = sum(cin * h for cin in bridges + (c,))
+    bn = 4 * h * (len(bridges) + 1)  # weight, bias, running mean, running variance
+    return squeeze + bn + h * c, 2 * h * (len(bridges) + 1)  # (total, running stats)
+
+
+def test_param_counts_match_hand_count_and_reference():
+    assert _alexnet_params_by_hand() == 7_524_042
+    ba_total, ba_running = _ba_params_by_hand()
+    assert ba_total == 5_216
+    assert count_params(build_model("alexnet")) == {"total": 7_524_042, "trainable": 7_524_042}
+    for name in ("ba_alexnet", "ba_alexnet_notebook"):
+        assert count_params(build_model(name)) == {
+            "total": 7_529_258, "trainable": 7_529_258 - ba_running}
+
+
+def test_param_count_matches_paddle_summary():
+    model = build_model("ba_alexnet")
+    summary = paddle.summary(model, (1, 3, 128, 128))
+    assert summary["total_params"] == count_params(model)["total"]
+
+
+def test_flops_match_paddle_for_plain_layers_and_count_ba_work():
+    alex = build_model("alexnet")
+    assert count_flops(alex) == paddle.flops(alex, [1, 3, 128, 128])
+    # BA at conv5 (7x7): three pooled squeezes (adds + a divide per channel, as Paddle counts
+    # adaptive pooling), three linear squeezes, three BNs over 8 values, two branch sums,
+    # the excitation, and the multiply that applies the weights to conv5's output.
+    hw = 7 * 7
+    pools = (192 + 192 + 128) * (hw + 1)
+    ba = pools + (192 + 192 + 128) * 8 + 3 * 2 * 8 + 2 * 8 + 8 * 128 + 128 * hw
+    for name in ("ba_alexnet", "ba_alexnet_notebook"):
+        assert count_flops(build_model(name)) - count_flops(alex) == ba
+    # per image: a batch of 2 costs twice as much
+    assert count_flops(alex, (2, 3, 128, 128)) == 2 * count_flops(alex)
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(ValueError, match="alexnet.*ba_alexnet"):
+        build_model("vgg")
+
+
+def _ba_params(model):
+    return [p for n, p in model.named_parameters() if n.startswith("attention.") and not p.stop_gradient]
+
+
+def test_corrected_model_depends_on_attention_and_trains_it():
+    model = build_model("ba_alexnet")
+    model.eval()
+    x = paddle.randn([4, 3, 128, 128])
+    before = model(x).numpy()
+    with paddle.no_grad():
+        model.attention.excite.weight.set_value(paddle.randn(model.attention.excite.weight.shape))
+    after = model(x).numpy()
+    assert np.abs(after - before).max() > 1e-4
+
+    model.train()
+    loss = model(x).mean()
+    loss.backward()
+    grads = [p.grad for p in _ba_params(model)]
+    assert len(grads) == 3 + 3 * 2 + 1  # 3 squeezes, 3 BN (weight, bias), excite
+    assert all(g is not None and float(paddle.abs(g).sum()) > 0 for g in grads)
+
+
+def test_notebook_variant_equals_alexnet_with_copied_weights_and_ignores_ba():
+    alex, nb = build_model("alexnet"), build_model("ba_alexnet_notebook")
+    nb.set_state_dict({**nb.state_dict(), **alex.state_dict()})
+    shared = {k: v for k, v in nb.state_dict().items() if not k.startswith("attention.")}
+    assert set(shared) == set(alex.state_dict())
+    for k, v in alex.state_dict().items():
+        np.testing.assert_array_equal(shared[k].numpy(), v.numpy())
+    alex.eval(), nb.eval()
+    x = paddle.randn([3, 3, 128, 128])
+    np.testing.assert_array_equal(nb(x).numpy(), alex(x).numpy())
+    with paddle.no_grad():
+        nb.attention.excite.weight.set_value(paddle.randn(nb.attention.excite.weight.shape) * 10)
+    np.testing.assert_array_equal(nb(x).numpy(), alex(x).numpy())
+
+    nb.train()
+    nb(x).mean().backward()
+    for p in _ba_params(nb):
+        assert p.grad is None or float(paddle.abs(p.grad).sum()) == 0.0
+
+
+def test_package_exports_ba_module_alias():
+    assert ba_net.BAModule is ba_net.BridgeAttention
