@@ -4,11 +4,12 @@ Importing the package configures threads and the math library before Paddle load
 (see :mod:`ba_net.runtime`); import ``ba_net`` before ``paddle`` to get the fast path.
 """
 from ba_net.runtime import configure_environment as _configure_environment
+from ba_net.runtime import import_paddle_quietly as _import_paddle_quietly
 
 _configure_environment()
 
 try:
-    import paddle as _paddle  # noqa: F401
+    _paddle = _import_paddle_quietly()
 except ImportError as exc:  # pragma: no cover - depends on the user's install
     raise ImportError(
         "ba_net needs PaddlePaddle 3.x: `pip install 'paddlepaddle>=3,<4'` on CPU, "

@@ -46,9 +46,28 @@ def configure_environment() -> dict:
         os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
     # Paddle warns at import time about a missing C++ compiler cache; it is irrelevant here.
     warnings.filterwarnings("ignore", message="No ccache found")
+    # BatchNorm in training mode says it tracks running statistics: that is what we want.
+    warnings.filterwarnings("ignore", message="When training, we now always track global mean")
     if "paddle" in sys.modules:
         logger.debug("paddle was imported before ba_net: thread and MKL settings may not apply")
     return {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")}
+
+
+def import_paddle_quietly():
+    """Import Paddle without its start-up warning about OMP_NUM_THREADS > 1 (which we set on
+    purpose: one process per machine trains fastest with all cores); other output passes."""
+    import contextlib
+    import io
+
+    if "paddle" in sys.modules:
+        return sys.modules["paddle"]
+    captured = io.StringIO()
+    with contextlib.redirect_stderr(captured):
+        import paddle
+    for line in captured.getvalue().splitlines():
+        if "OMP_NUM_THREADS" not in line:
+            print(line, file=sys.stderr)
+    return paddle
 
 
 def select_device(requested: str = "auto") -> str:
@@ -64,3 +83,17 @@ def select_device(requested: str = "auto") -> str:
         device = f"gpu:{int(os.environ.get('FLAGS_selected_gpus', '0').split(',')[0])}"
     paddle.set_device(device)
     return device
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Console logging for the tools: time-stamped lines from the ``ba_net`` loggers, rank-tagged
+    under data parallel (ranks other than 0 log warnings only)."""
+    rank = int(os.environ.get("PADDLE_TRAINER_ID", "0"))
+    world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+    tag = f"[rank {rank}] " if world > 1 else ""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"%(asctime)s {tag}%(message)s", "%H:%M:%S"))
+    root = logging.getLogger("ba_net")
+    root.handlers[:] = [handler]
+    root.setLevel(level if rank == 0 else logging.WARNING)
+    root.propagate = False

@@ -52,3 +52,33 @@ def spatial_size(x: paddle.Tensor) -> int:
 def expand_like(weights: paddle.Tensor, x: paddle.Tensor) -> paddle.Tensor:
     """Reshape per-channel weights [B, C] so they broadcast against x [B, C, *spatial]."""
     return weights.reshape(list(weights.shape) + [1] * (x.ndim - 2))
+
+
+_CONVS = {1: nn.Conv1D, 2: nn.Conv2D, 3: nn.Conv3D}
+
+
+def same_conv(in_channels: int, out_channels: int, kernel_size, dims: int = 2, bias: bool = True) -> nn.Layer:
+    """A stride-1 convolution over ``dims`` spatial axes that keeps the spatial size.
+
+    ``kernel_size`` is an int (the same on every axis) or one odd size per axis, e.g. (3, 1);
+    a tuple sets ``dims`` to its length.
+    """
+    if isinstance(kernel_size, int):
+        kernel = (kernel_size,) * dims
+    else:
+        kernel = tuple(int(k) for k in kernel_size)
+        dims = len(kernel)
+    if dims not in _CONVS:
+        raise ValueError(f"convolutions over 1, 2 or 3 spatial axes only, got {dims}")
+    if any(k < 1 or k % 2 == 0 for k in kernel):
+        raise ValueError(f"kernel sizes must be odd and positive to keep the size, got {kernel}")
+    return _CONVS[dims](
+        in_channels, out_channels, list(kernel), padding=[(k - 1) // 2 for k in kernel],
+        bias_attr=None if bias else False,
+    )
+
+
+def check_rank(x: paddle.Tensor, dims: int, name: str) -> None:
+    """Raise a readable error when ``x`` is not [B, C] plus ``dims`` spatial axes."""
+    if x.ndim != dims + 2:
+        raise ValueError(f"{name} built for {dims} spatial axes, got an input of shape {list(x.shape)}")

@@ -4,11 +4,20 @@ from __future__ import annotations
 from functools import partial
 
 from ba_net.models.alexnet import AlexNet
+from ba_net.models.multi_attention import MultiAttentionAlexNet
+from ba_net.models.signal import EcaCNN1D, SpatialAttentionNet
 
 _REGISTRY = {
     "alexnet": AlexNet,
     "ba_alexnet": partial(AlexNet, attention="ba"),
     "ba_alexnet_notebook": partial(AlexNet, attention="ba", apply_attention=False),
+    "alexnet_se": partial(AlexNet, attention="se"),
+    "alexnet_eca": partial(AlexNet, attention="eca"),
+    "alexnet_cbam": partial(AlexNet, attention="cbam"),
+    "alexnet_sam": partial(AlexNet, attention="sam"),
+    "alexnet_multihead": MultiAttentionAlexNet,
+    "eca_cnn1d": EcaCNN1D,
+    "sam_net": SpatialAttentionNet,
 }
 
 
@@ -23,6 +32,10 @@ def build_model(name: str, num_classes: int = 10, **kwargs):
     alexnet: the notebook's AlexNet (128 px input). ba_alexnet: BA-AlexNet with the attention
     applied (the corrected model). ba_alexnet_notebook: the notebook's BA-AlexNet, attention
     computed and discarded (its output does not depend on the BA module).
+    alexnet_se / alexnet_eca / alexnet_cbam / alexnet_sam: AlexNet with that module scaling
+    conv5's output. alexnet_multihead: AlexNet's features with the notes' multi-attention head.
+    eca_cnn1d: the notes' 1-D CNN with ECA, input [B, 1, 2048]. sam_net: the notes'
+    spatial-attention network, input [B, 1, length, modalities].
     """
     try:
         factory = _REGISTRY[name]
@@ -31,4 +44,4 @@ def build_model(name: str, num_classes: int = 10, **kwargs):
     return factory(num_classes=num_classes, **kwargs)
 
 
-__all__ = ["AlexNet", "build_model", "list_models"]
+__all__ = ["AlexNet", "EcaCNN1D", "MultiAttentionAlexNet", "SpatialAttentionNet", "build_model", "list_models"]

@@ -69,6 +69,8 @@ class AlexNet(nn.Layer):
             if attention == "ba":
                 attn_kwargs.setdefault("bridge_channels", (192, 192))
             self.attention = create_attention(attention, 128, **attn_kwargs)
+            if getattr(self.attention, "pooling", False):
+                raise ValueError(f"attention {attention!r} pools to [B, C]; it cannot sit at the BA slot")
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         x = self.stem(x)

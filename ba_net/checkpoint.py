@@ -1,0 +1,105 @@
+"""Crash-safe files: every write goes to a temporary file in the same folder, is flushed and
+fsynced, then renamed over the target, so a kill at any instant leaves the old or the new
+version, never a torn one.
+
+``.pdparams`` / ``.pdopt`` files are pickles: load them only from sources you trust.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import paddle
+
+from ba_net.errors import RunStateError
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, allow_nan=False) + "\n")
+
+
+def save_paddle(path: str | Path, state: dict) -> None:
+    """``paddle.save`` of ``state`` to ``path``, atomically."""
+    buf = io.BytesIO()
+    paddle.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_paddle(path: str | Path, what: str = "checkpoint") -> dict:
+    """``paddle.load`` with a one-line error for a missing, truncated or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunStateError(f"{what} {path} does not exist")
+    try:
+        with open(path, "rb") as f:
+            state = paddle.load(io.BytesIO(f.read()))
+    except Exception as exc:
+        raise RunStateError(
+            f"{what} {path} cannot be loaded ({exc.__class__.__name__}): truncated or not a Paddle checkpoint"
+        ) from None
+    if not isinstance(state, dict):
+        raise RunStateError(f"{what} {path} does not hold a state dict")
+    return state
+
+
+def read_json(path: str | Path, what: str = "file") -> dict:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise RunStateError(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunStateError(f"{what} {path} is unreadable or not JSON ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise RunStateError(f"{what} {path} does not hold a JSON object")
+    return data

@@ -1,0 +1,201 @@
+"""Experiment configuration: YAML sections, ``-o key=value`` overrides, strict validation.
+
+Every key the engine reads is declared in ``SCHEMA`` with its default, type and allowed values.
+A config file or override naming any other key is rejected with the valid keys listed (PaddleClas
+would silently create it), and so is a value of the wrong type or out of range.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import yaml
+
+from ba_net.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Field:
+    default: Any
+    kind: str  # int, float, bool, str, list[int], list[str], dict
+    doc: str
+    nullable: bool = False
+    choices: Optional[Callable[[], list]] = None
+    minimum: Optional[float] = None
+    below: Optional[float] = None  # exclusive upper bound
+
+
+def _model_names():
+    from ba_net.models import list_models
+
+    return list_models()
+
+
+SCHEMA = {
+    "experiment": Field(None, "str", "name of the experiment folder; default: the config file's stem", nullable=True),
+    "models": Field(["alexnet", "ba_alexnet"], "list[str]", "registry names of the models to train", choices=_model_names),
+    "model_kwargs": Field({}, "dict", "keyword arguments passed to build_model (e.g. reduction: 16)"),
+    "seeds": Field([0], "list[int]", "one run per model and seed"),
+    "output_dir": Field("output", "str", "runs go to <output_dir>/<experiment>/<model>/seed<seed>/"),
+    "device": Field("auto", "str", "auto (GPU when Paddle has CUDA), cpu or gpu", choices=lambda: ["auto", "cpu", "gpu"]),
+    "data": {
+        "data_file": Field(None, "str", "CIFAR-10 python tarball; null: $BA_NET_CIFAR10, Paddle's cache, download", nullable=True),
+        "num_workers": Field(2, "int", "DataLoader worker processes (0 = load in the main process)", minimum=0),
+        "transforms": Field("notebook", "str", "train augmentation preset", choices=lambda: ["notebook", "plain"]),
+        "mixup_alpha": Field(0.0, "float", "batch mixup with lambda ~ Beta(alpha, alpha); 0 = off", minimum=0.0),
+    },
+    "train": {
+        "epochs": Field(100, "int", "training epochs", minimum=1),
+        "batch_size": Field(128, "int", "images per optimizer step (per process)", minimum=1),
+        "max_steps_per_epoch": Field(None, "int", "cap on iterations per epoch; null = the whole epoch", nullable=True, minimum=1),
+        "log_every": Field(10, "int", "record the train loss every N iterations", minimum=1),
+        "amp": Field(False, "bool", "mixed precision (GPU only; refused with a warning on CPU)"),
+    },
+    "optimizer": {
+        "name": Field("adam", "str", "optimizer", choices=lambda: ["adam", "adamw", "momentum"]),
+        "lr": Field(1e-4, "float", "peak learning rate", minimum=0.0),
+        "weight_decay": Field(1e-5, "float", "L2 decay (adam, momentum) or decoupled decay (adamw)", minimum=0.0),
+        "momentum": Field(0.9, "float", "momentum (momentum optimizer only)", minimum=0.0, below=1.0),
+    },
+    "schedule": {
+        "name": Field("cosine", "str", "cosine: per-iteration cosine decay; constant", choices=lambda: ["cosine", "constant"]),
+        "warmup_epochs": Field(0.0, "float", "linear warmup length in epochs", minimum=0.0),
+        "eta_min": Field(0.0, "float", "final learning rate of the cosine", minimum=0.0),
+    },
+    "loss": {
+        "label_smoothing": Field(0.1, "float", "label smoothing epsilon", minimum=0.0, below=1.0),
+    },
+}
+
+
+def defaults(schema: dict = SCHEMA) -> dict:
+    return {k: defaults(v) if isinstance(v, dict) else copy.deepcopy(v.default) for k, v in schema.items()}
+
+
+def _describe(schema: dict) -> str:
+    return ", ".join(sorted(schema))
+
+
+def _coerce(key: str, field: Field, value: Any) -> Any:
+    """Check ``value`` against ``field``; return it in canonical form or raise ConfigError."""
+    if value is None:
+        if field.nullable:
+            return None
+        raise ConfigError(f"{key}: must not be null ({field.doc})")
+    kind = field.kind
+
+    def fail(what: str):
+        raise ConfigError(f"{key}: expected {what}, got {value!r} ({field.doc})")
+
+    if kind == "bool":
+        if not isinstance(value, bool):
+            fail("true or false")
+    elif kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail("an integer")
+    elif kind == "float":
+        if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                fail("a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            fail("a finite number")
+        value = float(value)
+    elif kind == "str":
+        if not isinstance(value, str) or not value:
+            fail("a non-empty string")
+    elif kind.startswith("list["):
+        item = kind[5:-1]
+        if not isinstance(value, list) or not value:
+            fail(f"a non-empty list of {item}s")
+        for v in value:
+            if item == "int" and (isinstance(v, bool) or not isinstance(v, int)):
+                fail("a list of integers")
+            if item == "str" and not isinstance(v, str):
+                fail("a list of strings")
+        if len(set(value)) != len(value):
+            fail("a list without repeats")
+    elif kind == "dict":
+        if not isinstance(value, dict):
+            fail("a mapping")
+    if field.minimum is not None and value < field.minimum:
+        raise ConfigError(f"{key}: must be >= {field.minimum}, got {value!r} ({field.doc})")
+    if field.below is not None and value >= field.below:
+        raise ConfigError(f"{key}: must be < {field.below}, got {value!r} ({field.doc})")
+    if field.choices is not None:
+        valid = field.choices()
+        for v in value if isinstance(value, list) else [value]:
+            if v not in valid:
+                raise ConfigError(f"{key}: unknown value {v!r}; choose from {', '.join(valid)}")
+    return value
+
+
+def _merge(base: dict, update: dict, schema: dict, prefix: str = "") -> None:
+    if not isinstance(update, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys, got {update!r}")
+    for key, value in update.items():
+        path = f"{prefix}{key}"
+        if key not in schema:
+            raise ConfigError(f"unknown key {path!r}; valid keys here: {_describe(schema)}")
+        if isinstance(schema[key], dict):
+            _merge(base[key], value, schema[key], path + ".")
+        else:
+            base[key] = _coerce(path, schema[key], value)
+
+
+def parse_override(text: str) -> dict:
+    """'train.epochs=3' -> {'train': {'epochs': 3}} (the value parsed as YAML)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not key=value (example: -o train.epochs=3)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc.__class__.__name__})") from None
+    nested: dict = value
+    for part in reversed(key.strip().split(".")):
+        nested = {part: nested}
+    return nested
+
+
+def load_config(path: Optional[str | Path] = None, overrides: tuple = (), base: Optional[dict] = None) -> dict:
+    """Defaults, then the YAML file (if any), then ``key=value`` overrides; validated throughout."""
+    cfg = defaults()
+    if base is not None:
+        _merge(cfg, base, SCHEMA)
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found; pass an existing file with -c (see experiments/)") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} cannot be read ({exc.__class__.__name__}); check its permissions and encoding") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections, not a {type(data).__name__}")
+        _merge(cfg, data, SCHEMA)
+        if cfg["experiment"] is None:
+            cfg["experiment"] = path.stem
+    for text in overrides:
+        _merge(cfg, parse_override(text), SCHEMA)
+    if cfg["experiment"] is None:
+        cfg["experiment"] = "experiment"
+    if any(sep in cfg["experiment"] for sep in ("/", "\\")) or cfg["experiment"] in (".", ".."):
+        raise ConfigError(f"experiment: {cfg['experiment']!r} must be a plain folder name")
+    return cfg
+
+
+def dump_config(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False)

@@ -1,0 +1,249 @@
+"""CIFAR-10: finding the file, reading it safely, the notebook's augmentation, seeded loading.
+
+One path for the data: :func:`locate_cifar10` finds the standard python tarball,
+:func:`read_cifar10` reads one split into memory (no extraction, a restricted unpickler),
+:func:`build_loader` serves it in batches. Randomness never comes from global state: the batch
+sampler draws the epoch's order from ``(seed, epoch)`` and each image's augmentation from its
+own generator seeded by ``(seed, epoch, index)``, so a run is reproduced exactly whatever the
+number of loader workers, and a resumed run sees the same images as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+import tarfile
+import zlib
+from pathlib import Path
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+import paddle
+import paddle.vision.transforms.functional as TF
+
+from ba_net.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+CIFAR10_URL = "https://dataset.bj.bcebos.com/cifar/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # ImageNet statistics, as the notebook
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+IMAGE_SIZE = 128
+_SPLIT_MEMBERS = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+
+
+def paddle_cache_path() -> Path:
+    """Where Paddle's own downloader keeps CIFAR-10."""
+    from paddle.dataset.common import DATA_HOME
+
+    return Path(DATA_HOME) / "cifar" / "cifar-10-python.tar.gz"
+
+
+def locate_cifar10(data_file: Optional[str] = None, download: bool = True) -> Path:
+    """The CIFAR-10 tarball: ``data_file``, else $BA_NET_CIFAR10, else Paddle's cache, else
+    downloaded by Paddle's downloader into that cache."""
+    for value, origin in ((data_file, "data.data_file"), (os.environ.get("BA_NET_CIFAR10"), "BA_NET_CIFAR10")):
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise DataError(f"{origin} points to {path}, which is not a file; fix the path or unset it")
+            return path
+    cached = paddle_cache_path()
+    if cached.is_file():
+        return cached
+    if download:
+        logger.info("CIFAR-10 not found locally; downloading %s into %s", CIFAR10_URL, cached.parent)
+        try:
+            from paddle.dataset.common import download as paddle_download
+
+            return Path(paddle_download(CIFAR10_URL, "cifar", CIFAR10_MD5))
+        except Exception as exc:  # offline: Paddle retries, then raises RuntimeError
+            reason = f"download failed: {exc.__class__.__name__}"
+    else:
+        reason = "download disabled"
+    raise DataError(
+        f"CIFAR-10 not found ({reason}); fix one of: -o data.data_file=PATH, "
+        f"export BA_NET_CIFAR10=PATH, or place cifar-10-python.tar.gz at {cached}"
+    )
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR batches (dicts of bytes, lists and numpy arrays) and nothing else, so a
+    hostile file cannot run code."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"), ("_codecs", "encode"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"forbidden object {module}.{name}")
+
+
+def read_cifar10(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images [N, 32, 32, 3] uint8 RGB and labels [N] int64 of ``split`` ('train' or 'test')."""
+    wanted = _SPLIT_MEMBERS[split]
+    found = {}
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for member in tar:
+                base = member.name.rsplit("/", 1)[-1]
+                if base in wanted and member.isfile():
+                    found[base] = tar.extractfile(member).read()  # read in memory, never extracted
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise DataError(
+            f"{path} is not a readable CIFAR-10 tarball ({exc.__class__.__name__}: truncated or not a "
+            f"tar.gz); delete it and download again, or point data.data_file at a good copy"
+        ) from None
+    missing = [m for m in wanted if m not in found]
+    if missing:
+        raise DataError(f"{path} lacks the CIFAR-10 members {', '.join(missing)}; it is not the python version of CIFAR-10")
+    images, labels = [], []
+    for name in wanted:
+        try:
+            batch = _ArrayUnpickler(io.BytesIO(found[name]), encoding="bytes").load()
+            data = np.asarray(batch[b"data"], dtype=np.uint8)
+            lab = np.asarray(batch[b"labels"], dtype=np.int64)
+        except Exception as exc:
+            raise DataError(f"{path}: member {name} is not a CIFAR-10 batch ({exc.__class__.__name__})") from None
+        if data.ndim != 2 or data.shape[1] != 3072 or len(lab) != len(data) or lab.min() < 0 or lab.max() > 9:
+            raise DataError(f"{path}: member {name} has unexpected shape or labels; not CIFAR-10")
+        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.append(lab)
+    return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
+
+
+# ----------------------------------------------------------------------------------- transforms
+# Each transform maps (HWC uint8 RGB image, numpy Generator) -> CHW float32, normalized.
+
+def to_normalized_chw(img: np.ndarray) -> np.ndarray:
+    """ToTensor then Normalize with the notebook's ImageNet constants."""
+    return ((img.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1)
+
+
+def eval_transform(img: np.ndarray, rng=None) -> np.ndarray:
+    """Test-time: Resize(128 x 128), ToTensor, Normalize."""
+    return to_normalized_chw(cv2.resize(img, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_LINEAR))
+
+
+def plain_transform(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Resize(128 x 128), RandomHorizontalFlip(0.5), ToTensor, Normalize."""
+    img = cv2.resize(img, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    return to_normalized_chw(img)
+
+
+def _resized_crop_box(rng, height, width, scale, ratio, attempts=10):
+    """RandomResizedCrop's box, drawn as Paddle draws it (fallback: the whole image)."""
+    area = height * width
+    log_ratio = (np.log(ratio[0]), np.log(ratio[1]))
+    for _ in range(attempts):
+        target = rng.uniform(*scale) * area
+        aspect = np.exp(rng.uniform(*log_ratio))
+        w = int(round(np.sqrt(target * aspect)))
+        h = int(round(np.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    return 0, 0, height, width
+
+
+_JITTER = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation)
+
+
+def notebook_transform(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The notebook's train pipeline with Paddle's own image functions: Resize(130),
+    ColorJitter(0.5, 0.5, 0.5) in random order, RandomResizedCrop(128, scale 0.4-1),
+    RandomHorizontalFlip, RandomRotation(45, nearest), ToTensor, Normalize."""
+    img = cv2.resize(img, (130, 130), interpolation=cv2.INTER_LINEAR)
+    for k in rng.permutation(3):
+        img = _JITTER[k](img, float(rng.uniform(0.5, 1.5)))
+    top, left, h, w = _resized_crop_box(rng, 130, 130, (0.4, 1.0), (3 / 4, 4 / 3))
+    img = cv2.resize(img[top:top + h, left:left + w], (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    img = TF.rotate(np.ascontiguousarray(img), float(rng.uniform(-45.0, 45.0)), interpolation="nearest")
+    return to_normalized_chw(img)
+
+
+TRAIN_TRANSFORMS: dict[str, Callable] = {"notebook": notebook_transform, "plain": plain_transform}
+
+
+# --------------------------------------------------------------------------------- loading
+
+class SeededImages(paddle.io.Dataset):
+    """In-memory images whose transform gets a generator seeded by the key ``(index, seed, epoch)``."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, key):
+        index, seed, epoch = key
+        rng = np.random.default_rng([seed, epoch, index])
+        return self.transform(self.images[index], rng).astype(np.float32), self.labels[index]
+
+
+class SeededBatchSampler(paddle.io.BatchSampler):
+    """Batches of ``(index, seed, epoch)`` keys; the order of an epoch depends only on
+    ``(seed, epoch)``. Under data parallel every rank draws the same order and takes every
+    ``world``-th batch slot, so ranks never share an image."""
+
+    def __init__(self, n, batch_size, seed=0, shuffle=True, drop_last=True, rank=0, world=1, max_steps=None):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.shuffle, self.drop_last, self.rank, self.world = shuffle, drop_last, rank, world
+        self.max_steps = max_steps
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> np.ndarray:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
+        if self.drop_last:
+            order = order[: (self.n // (self.batch_size * self.world)) * self.batch_size * self.world]
+        return order[self.rank::self.world]
+
+    def __iter__(self):
+        idx = self._indices()
+        for step, start in enumerate(range(0, len(idx), self.batch_size)):
+            if self.max_steps is not None and step >= self.max_steps:
+                return
+            yield [(int(i), self.seed, self.epoch) for i in idx[start:start + self.batch_size]]
+
+    def __len__(self):
+        n = len(self._indices())
+        steps = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return steps if self.max_steps is None else min(steps, self.max_steps)
+
+
+def build_loader(images, labels, transform, batch_size, seed=0, train=True, num_workers=0,
+                 rank=0, world=1, max_steps=None) -> paddle.io.DataLoader:
+    """A DataLoader over in-memory images; train: shuffled, drop_last; eval: in order, all images."""
+    sampler = SeededBatchSampler(len(images), batch_size, seed, shuffle=train, drop_last=train,
+                                 rank=rank, world=world, max_steps=max_steps)
+    return paddle.io.DataLoader(
+        SeededImages(images, labels, transform), batch_sampler=sampler, num_workers=num_workers,
+        persistent_workers=num_workers > 0, use_shared_memory=num_workers > 0,
+    )
+
+
+def mixup(x: paddle.Tensor, y: paddle.Tensor, alpha: float, rng: np.random.Generator, num_classes: int = 10):
+    """Batch mixup: x' = lam x + (1 - lam) x[perm], soft targets mixed alike; also returns the
+    dominant label of each mixed image (for train accuracy)."""
+    lam = float(rng.beta(alpha, alpha))
+    perm = paddle.to_tensor(rng.permutation(int(x.shape[0])))
+    onehot = paddle.nn.functional.one_hot(y.reshape([-1]), num_classes)
+    x = lam * x + (1.0 - lam) * paddle.gather(x, perm)
+    soft = lam * onehot + (1.0 - lam) * paddle.gather(onehot, perm)
+    dominant = y.reshape([-1]) if lam >= 0.5 else paddle.gather(y.reshape([-1]), perm)
+    return x, soft, dominant

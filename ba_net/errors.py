@@ -1,0 +1,17 @@
+"""The errors that reach the user as one line (the tools print them without a traceback)."""
+
+
+class BaNetError(Exception):
+    """Base class: a problem with the user's input or environment, with the fix in its text."""
+
+
+class ConfigError(BaNetError):
+    """A configuration file or override is malformed, unknown, of the wrong type or out of range."""
+
+
+class DataError(BaNetError):
+    """CIFAR-10 cannot be found, downloaded or read."""
+
+
+class RunStateError(BaNetError):
+    """A run folder is in a state the command cannot act on (e.g. nothing to resume)."""
