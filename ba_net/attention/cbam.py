@@ -74,7 +74,7 @@ class SpatialGate(nn.Layer):
         """Ms, [B, 1, *spatial]."""
         check_rank(x, self.dims, "SpatialGate")
         pooled = paddle.concat([x.mean(axis=1, keepdim=True), x.max(axis=1, keepdim=True)], axis=1)
-        return self.gate(self.conv(pooled))
+        return self.gate(self.norm(self.conv(pooled)))
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return x * self.weights(x)
