@@ -10,7 +10,8 @@ spatial attention has a map to work on)::
     logits = Linear(Dropout(ReLU(Linear_512(BN(z)))))
 
 The trunk's layers have AlexNet's names (stem, conv3, conv4, conv5), so AlexNet checkpoints'
-feature weights load into it.
+feature weights load into it. The head's BatchNorm1D normalizes over the batch: train with
+more than one image per batch.
 """
 from __future__ import annotations
 

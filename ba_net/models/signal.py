@@ -28,8 +28,14 @@ import paddle.nn as nn
 from ba_net.attention import EfficientChannelAttention, SpatialAttention
 
 
-def _conv_stage(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
-    padding = (kernel - stride) // 2 if stride > 1 else (kernel - 1) // 2
+_FIRST_KERNEL, _FIRST_STRIDE, _FIRST_PADDING = 64, 16, 24  # 2048 samples -> 128 steps
+
+
+def _first_conv_length(length: int) -> int:
+    return (length + 2 * _FIRST_PADDING - _FIRST_KERNEL) // _FIRST_STRIDE + 1
+
+
+def _conv_stage(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 1) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv1D(cin, cout, kernel, stride=stride, padding=padding),
         nn.BatchNorm1D(cout),
@@ -49,13 +55,11 @@ class EcaCNN1D(nn.Layer):
 
     def __init__(self, num_classes: int = 10, input_length: int = 2048, in_channels: int = 1):
         super().__init__()
-        self.stage1 = _conv_stage(in_channels, 16, 64, stride=16)
+        self.stage1 = _conv_stage(in_channels, 16, _FIRST_KERNEL, _FIRST_STRIDE, _FIRST_PADDING)
         self.stage2 = _conv_stage(16, 32, 3)
         self.eca = EfficientChannelAttention(32)
         self.stages = nn.Sequential(_conv_stage(32, 64, 3), _conv_stage(64, 64, 3), _conv_stage(64, 64, 3))
-        length = (input_length + 2 * 24 - 64) // 16 + 1
-        for _ in range(5):
-            length //= 2
+        length = _first_conv_length(input_length) // 2**5  # five max pools of 2
         if length < 1:
             raise ValueError(f"input_length {input_length} is too short for five pooling stages")
         self.head = nn.Sequential(
@@ -69,8 +73,8 @@ class EcaCNN1D(nn.Layer):
 
     def extra_flops(self, inputs, output) -> int:
         """The residual add around the ECA block (one per element of stage 2's output)."""
-        length = (int(inputs[0].shape[-1]) + 2 * 24 - 64) // 16 + 1
-        return int(inputs[0].shape[0]) * 32 * (length // 4)
+        length = _first_conv_length(int(inputs[0].shape[-1])) // 4  # after two max pools
+        return int(inputs[0].shape[0]) * 32 * length
 
 
 class SpatialAttentionNet(nn.Layer):
