@@ -155,7 +155,22 @@ def _resized_crop_box(rng, height, width, scale, ratio, attempts=10):
     return 0, 0, height, width
 
 
-_JITTER = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation)
+def _saturation_as_paddle_cv2(img: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
+    """Paddle's cv2-backend ``adjust_saturation``, which the notebook ran, with its two quirks
+    kept: it draws a *second* blend factor uniformly from [max(0, 1 - factor), 1 + factor] (from
+    NumPy's global generator; here from ``rng``), and computes gray as if the RGB image were BGR."""
+    alpha = rng.uniform(max(0.0, 1.0 - factor), 1.0 + factor)
+    as_float = img.astype(np.float32)
+    gray = cv2.cvtColor(as_float, cv2.COLOR_BGR2GRAY)[..., np.newaxis]
+    return (as_float * alpha + gray * (1.0 - alpha)).clip(0, 255).astype(img.dtype)
+
+
+def _jitter(img: np.ndarray, which: int, factor: float, rng: np.random.Generator) -> np.ndarray:
+    if which == 0:
+        return TF.adjust_brightness(img, factor)
+    if which == 1:
+        return TF.adjust_contrast(img, factor)
+    return _saturation_as_paddle_cv2(img, factor, rng)
 
 
 def notebook_transform(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -164,7 +179,7 @@ def notebook_transform(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     RandomHorizontalFlip, RandomRotation(45, nearest), ToTensor, Normalize."""
     img = cv2.resize(img, (130, 130), interpolation=cv2.INTER_LINEAR)
     for k in rng.permutation(3):
-        img = _JITTER[k](img, float(rng.uniform(0.5, 1.5)))
+        img = _jitter(img, int(k), float(rng.uniform(0.5, 1.5)), rng)
     top, left, h, w = _resized_crop_box(rng, 130, 130, (0.4, 1.0), (3 / 4, 4 / 3))
     img = cv2.resize(img[top:top + h, left:left + w], (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.5:

@@ -284,6 +284,13 @@ class _RunLog:
 def train_run(cfg: dict, model_name: str, seed: int, folder: RunFolder, splits: dict, *,
               resume_state: Optional[dict] = None, device: str = "cpu", label: str = "") -> dict:
     """Train one (model, seed); returns its history (status finished or failed)."""
+    # Parameter and optimizer-state names come from Paddle's global name counter; a fresh
+    # counter per run makes them identical in every process, so resume state always matches.
+    with paddle.utils.unique_name.guard():
+        return _train_run(cfg, model_name, seed, folder, splits, resume_state, device, label)
+
+
+def _train_run(cfg, model_name, seed, folder, splits, resume_state, device, label) -> dict:
     ctx = _Distributed()
     t = cfg["train"]
     paddle.seed(seed)
@@ -310,7 +317,7 @@ def train_run(cfg: dict, model_name: str, seed: int, folder: RunFolder, splits: 
     history = _new_history(cfg, model_name, seed, ctx, device)
     start_epoch = 1
     if resume_state is not None:
-        model.set_state_dict(load_paddle(folder.root / resume_state["params"], "resume weights"))
+        load_weights(model, folder.root / resume_state["params"], "resume weights")
         optimizer.set_state_dict(load_paddle(folder.root / resume_state["opt"], "resume optimizer state"))
         history = resume_state["history"]
         history["status"], history["reason"] = "running", None
@@ -376,6 +383,22 @@ def train_run(cfg: dict, model_name: str, seed: int, folder: RunFolder, splits: 
     finally:
         if writer is not None:
             writer.close()
+
+
+def load_weights(model, path, what: str = "checkpoint") -> None:
+    """Load a ``.pdparams`` into ``model``, refusing one made for another architecture (Paddle
+    itself would only warn and keep the current values)."""
+    state = load_paddle(path, what)
+    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
+    got = {k: list(getattr(v, "shape", [])) for k, v in state.items()}
+    if expected != got:
+        missing = sorted(set(expected) - set(got))
+        extra = sorted(set(got) - set(expected))
+        shapes = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+        detail = "; ".join(f"{label} {', '.join(keys[:3])}" for label, keys in
+                           (("missing", missing), ("unexpected", extra), ("shape differs for", shapes)) if keys)
+        raise RunStateError(f"{what} {path} does not fit model {type(model).__name__} ({detail})")
+    model.set_state_dict(state)
 
 
 def _save_weights(folder: RunFolder, tag: str, model, optimizer) -> None:

@@ -1,0 +1,95 @@
+"""Config loading: defaults, YAML sections, dotted overrides, strict rejection."""
+from pathlib import Path
+
+import pytest
+
+from ba_net.config import SCHEMA, ConfigError, defaults, load_config, parse_override
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_overrides_parse_as_yaml_into_the_right_section(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("models: [alexnet]\ntrain:\n  epochs: 7\noptimizer:\n  lr: 1e-4\n")
+    cfg = load_config(path, ("train.epochs=3", "seeds=[1, 2]", "train.max_steps_per_epoch=null",
+                             "data.mixup_alpha=0.2", "optimizer.lr=3e-4"))
+    assert cfg["experiment"] == "exp"  # the file's stem
+    assert cfg["train"]["epochs"] == 3 and cfg["seeds"] == [1, 2]
+    assert cfg["train"]["max_steps_per_epoch"] is None
+    assert cfg["data"]["mixup_alpha"] == 0.2
+    assert cfg["optimizer"]["lr"] == pytest.approx(3e-4)  # PyYAML reads 3e-4 as a string; coerced
+    assert cfg["train"]["batch_size"] == defaults()["train"]["batch_size"]
+    assert parse_override("a.b.c=[1, x]") == {"a": {"b": {"c": [1, "x"]}}}
+
+
+def test_required_keys_exist():
+    d = defaults()
+    for path in ("models", "seeds", "output_dir", "data.data_file", "data.num_workers", "train.epochs",
+                 "train.batch_size", "train.max_steps_per_epoch"):
+        node = d
+        for part in path.split("."):
+            assert part in node, path
+            node = node[part]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.epoch=3", r"unknown key 'train.epoch'; valid keys here: .*epochs"),
+    ("trian.epochs=3", r"unknown key 'trian'; valid keys here: .*train"),
+    ("train.epochs=three", r"train.epochs: expected an integer, got 'three'"),
+    ("train.epochs=2.5", r"train.epochs: expected an integer"),
+    ("train.epochs=0", r"train.epochs: must be >= 1"),
+    ("train.batch_size=0", r"train.batch_size: must be >= 1"),
+    ("train.amp=yes please", r"train.amp: expected true or false"),
+    ("loss.label_smoothing=1.0", r"loss.label_smoothing: must be < 1.0"),
+    ("loss.label_smoothing=-0.1", r"loss.label_smoothing: must be >= 0.0"),
+    ("models=[alexnet, resnet]", r"models: unknown value 'resnet'; choose from alexnet, .*ba_alexnet"),
+    ("models=alexnet", r"models: expected a non-empty list of strs"),
+    ("seeds=[0, 0]", r"seeds: expected a list without repeats"),
+    ("seeds=[a]", r"seeds: expected a list of integers"),
+    ("device=tpu", r"device: unknown value 'tpu'; choose from auto, cpu, gpu"),
+    ("data.transforms=fancy", r"choose from notebook, plain"),
+    ("train=5", r"train: expected a mapping of keys"),
+    ("train.epochs", r"is not key=value"),
+    ("output_dir=null", r"output_dir: must not be null"),
+])
+def test_bad_values_name_the_key_and_the_fix(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, (override,))
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochs: [1\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(scalar)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("train:\n  epochs: 3\n  lr: 0.1\n")
+    with pytest.raises(ConfigError, match="unknown key 'train.lr'"):
+        load_config(unknown)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "experiments").glob("*.yaml")))
+def test_shipped_experiments_load(name):
+    cfg = load_config(REPO / "experiments" / name)
+    assert cfg["experiment"] == Path(name).stem
+
+
+def test_notebook_config_is_the_notebook_recipe():
+    cfg = load_config(REPO / "experiments" / "cifar10_notebook.yaml")
+    assert cfg["models"] == ["alexnet", "ba_alexnet_notebook"] and cfg["seeds"] == [42]
+    assert cfg["train"]["epochs"] == 100 and cfg["train"]["batch_size"] == 128
+    assert cfg["train"]["max_steps_per_epoch"] is None
+    assert cfg["optimizer"] == {**cfg["optimizer"], "name": "adam", "lr": 1e-4, "weight_decay": 1e-5}
+    assert cfg["schedule"] == {"name": "cosine", "warmup_epochs": 0.0, "eta_min": 0.0}
+    assert cfg["loss"]["label_smoothing"] == 0.1
+    assert cfg["data"]["transforms"] == "notebook" and cfg["data"]["mixup_alpha"] == 0.0
+    ablation = load_config(REPO / "experiments" / "cifar10_ablation.yaml")
+    assert ablation["models"] == ["alexnet", "ba_alexnet", "ba_alexnet_notebook"] and ablation["seeds"] == [0, 1, 2]
+    for section in ("train", "optimizer", "schedule", "loss", "data"):
+        assert ablation[section] == cfg[section]
