@@ -1,0 +1,93 @@
+"""The data path against Paddle's own reader and transforms."""
+import numpy as np
+import paddle
+import paddle.vision.transforms as T
+import paddle.vision.transforms.functional as TF
+import pytest
+
+from ba_net import data as D
+
+
+@pytest.fixture(scope="module")
+def train_split(cifar_subset):
+    return D.read_cifar10(cifar_subset, "train")
+
+
+def test_reader_matches_paddle_cifar10(cifar_subset, train_split):
+    images, labels = train_split
+    assert images.shape == (4660, 32, 32, 3) and images.dtype == np.uint8 and labels.shape == (4660,)
+    ref = paddle.vision.datasets.Cifar10(data_file=str(cifar_subset), mode="test", backend="cv2")
+    test_images, test_labels = D.read_cifar10(cifar_subset, "test")
+    assert len(ref) == len(test_images) == 846
+    for i in (0, 17, 845):
+        img, lab = ref[i]
+        np.testing.assert_array_equal(np.asarray(img), test_images[i])
+        assert int(lab) == test_labels[i]
+
+
+def test_eval_transform_equals_paddle_pipeline(train_split):
+    img = train_split[0][11]
+    ref = T.Compose([T.Resize((128, 128)), T.ToTensor(), T.Normalize(list(D.MEAN), list(D.STD))])
+    np.testing.assert_allclose(D.eval_transform(img), ref(img).numpy(), atol=1e-5)
+
+
+def test_saturation_is_paddles_cv2_arithmetic(train_split):
+    img = train_split[0][3]
+    np.random.seed(5)
+    ref = TF.adjust_saturation(img, 1.2)  # draws its hidden factor from NumPy's global generator
+    legacy = np.random.RandomState(5)
+
+    class SameStream:
+        def uniform(self, low, high):
+            return legacy.uniform(low, high)
+
+    np.testing.assert_array_equal(D._saturation_as_paddle_cv2(img, 1.2, SameStream()), ref)
+
+
+def test_notebook_transform_is_seeded_and_varied(train_split):
+    img = train_split[0][7]
+    a = D.notebook_transform(img, np.random.default_rng([0, 1, 7]))
+    b = D.notebook_transform(img, np.random.default_rng([0, 1, 7]))
+    c = D.notebook_transform(img, np.random.default_rng([0, 2, 7]))
+    assert a.shape == (3, 128, 128) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).mean() > 0.05
+
+
+def test_crop_box_stays_inside_and_covers_scale_range():
+    rng = np.random.default_rng(0)
+    areas = []
+    for _ in range(2000):
+        top, left, h, w = D._resized_crop_box(rng, 130, 130, (0.4, 1.0), (3 / 4, 4 / 3))
+        assert 0 <= top and top + h <= 130 and 0 <= left and left + w <= 130
+        areas.append(h * w / 130 ** 2)
+    assert 0.38 < min(areas) < 0.45 and max(areas) > 0.95
+
+
+def test_loader_batches_are_independent_of_worker_count(train_split):
+    images, labels = train_split[0][:64], train_split[1][:64]
+
+    def batches(workers):
+        loader = D.build_loader(images, labels, D.notebook_transform, 16, seed=4, num_workers=workers)
+        loader.batch_sampler.set_epoch(2)
+        return [(x.numpy(), y.numpy()) for x, y in loader]
+
+    a, b = batches(0), batches(2)
+    assert len(a) == 4
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
+def test_mixup_mixes_images_and_targets_alike():
+    rng = np.random.default_rng(3)
+    x = paddle.to_tensor(np.arange(4 * 2, dtype="float32").reshape(4, 2))
+    y = paddle.to_tensor(np.array([0, 1, 2, 3]))
+    xm, soft, dominant = D.mixup(x, y, 0.4, np.random.default_rng(3))
+    lam = rng.beta(0.4, 0.4)
+    perm = rng.permutation(4)
+    np.testing.assert_allclose(xm.numpy(), lam * x.numpy() + (1 - lam) * x.numpy()[perm], rtol=1e-6)
+    expected = lam * np.eye(10)[[0, 1, 2, 3]] + (1 - lam) * np.eye(10)[perm]
+    np.testing.assert_allclose(soft.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(soft.numpy().sum(1), 1.0, rtol=1e-6)
+    assert dominant.numpy().tolist() == ([0, 1, 2, 3] if lam >= 0.5 else perm.tolist())
