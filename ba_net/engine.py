@@ -232,7 +232,8 @@ def _vdl_writer(folder: RunFolder, history: dict, hparams: dict):
     from visualdl import LogWriter
 
     shutil.rmtree(folder.vdl, ignore_errors=True)
-    writer = LogWriter(logdir=str(folder.vdl), file_name="vdlrecords.run.log")
+    run_name = f"{history['experiment']}/{history['model']}/seed{history['seed']}"
+    writer = LogWriter(logdir=str(folder.vdl), file_name="vdlrecords.run.log", display_name=run_name)
     writer.add_hparams(hparams, ["hparam/best_val_acc", "hparam/final_val_acc", "hparam/final_train_acc"])
     for it in history["iters"]:
         _log_iter(writer, it)
