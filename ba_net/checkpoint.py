@@ -14,7 +14,7 @@ from pathlib import Path
 
 import paddle
 
-from ba_net.errors import RunStateError
+from ba_net.errors import OutputError, RunStateError
 
 
 def _current_umask() -> int:
@@ -26,24 +26,62 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+TEMP_SUFFIX = ".tmp"
+
+
+def write_error(path, exc: OSError) -> OutputError:
+    """The one-line error for a failed write of ``path``."""
+    reason = exc.strerror or exc.__class__.__name__
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        reason = f"{exc.filename or 'a part of the path'} is a file, not a folder"
+    elif exc.filename and str(exc.filename) != str(path) and not is_temp_file(exc.filename):
+        reason += f": {exc.filename}"
+    return OutputError(f"cannot write {path} ({reason}); free disk space or make the folder writable, or choose "
+                       f"another output_dir (a run stopped this way continues with --resume)")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a hidden temporary file beside it (``.<name>.*.tmp``),
+    flushed and fsynced, then renamed over ``path``. An OSError (disk full, not writable) becomes
+    an :class:`OutputError`; ``path`` keeps its previous content and the temporary file is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from None
         raise
     _fsync_dir(path.parent)
+
+
+def is_temp_file(path: str | Path) -> bool:
+    """True for the temporary files of :func:`atomic_write_bytes` (a kill can leave one behind;
+    it is never read, only removed)."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+
+
+def remove_temp_files(folder: str | Path) -> list:
+    """Delete the temporary files that killed writes left under ``folder``; returns their paths."""
+    removed = []
+    for path in sorted(Path(folder).rglob(f".*{TEMP_SUFFIX}")):
+        if path.is_file() and is_temp_file(path):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -15,3 +15,7 @@ class DataError(BaNetError):
 
 class RunStateError(BaNetError):
     """A run folder is in a state the command cannot act on (e.g. nothing to resume)."""
+
+
+class OutputError(BaNetError):
+    """A file of a run cannot be written (disk full, read-only or missing folder, a file in the way)."""
