@@ -1,0 +1,859 @@
+"""Comparing the runs of an experiment: statistics, tables, learning curves, predictions.
+
+The steps, each usable on its own:
+
+1. :func:`collect_runs` reads every ``<experiment>/<model>/seed<N>/history.json`` (and the run's
+   ``config.yaml``) into :class:`Run` objects; nothing else is needed for steps 2-4.
+2. :func:`summarize` turns them into one row per model: mean and sample std (ddof = 1) over the
+   *finished* seeds, and the difference to the baseline with a 95 % t interval and a two-sided
+   p-value (:func:`paired_t` when both models finished the same seeds, :func:`welch_t`
+   otherwise). Runs that are running or failed are listed, never averaged in.
+3. :func:`add_complexity` and :func:`add_throughput` add parameter / FLOP counts of freshly built
+   models and the measured speed.
+4. :func:`plot_curves` draws the learning curves; :func:`write_tables` writes comparison.json,
+   .md and .csv.
+5. :func:`add_predictions` evaluates each model's saved weights on the test split and draws
+   predictions.png and confusion.png.
+
+:func:`compare_experiment` runs them all (``tools/compare.py``). The t distribution is computed
+here (regularized incomplete beta function by continued fraction), so the package needs no SciPy.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ba_net.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from ba_net.errors import ConfigError, RunStateError
+
+logger = logging.getLogger(__name__)
+
+STATUSES = ("running", "finished", "failed")
+EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+# The notebook's throughput (test-set pass, data loading included, one V100 GPU).
+NOTEBOOK_THROUGHPUT = {"AlexNet": 2612.0, "BA-AlexNet": 2533.0}
+FIGURES = ("curves_loss.png", "curves_acc.png", "predictions.png", "confusion.png")
+
+
+# ======================================================================== the t distribution
+
+def _beta_continued_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction of I_x(a, b) (modified Lentz); converges fast for x < (a+1)/(a+b+2)."""
+    tiny = 1e-300
+
+    def guard(v):
+        return tiny if abs(v) < tiny else v
+
+    c = 1.0
+    d = 1.0 / guard(1.0 - (a + b) * x / (a + 1.0))
+    h = d
+    for m in range(1, 100_000):
+        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),          # even term
+                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):  # odd term
+            d = 1.0 / guard(1.0 + num * d)
+            c = guard(1.0 + num / c)
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-16:
+            return h
+    raise ArithmeticError(f"incomplete beta did not converge for a={a}, b={b}, x={x}")
+
+
+def regularized_beta(a: float, b: float, x: float, y: Optional[float] = None) -> float:
+    """I_x(a, b) for a, b > 0 and 0 <= x <= 1; pass ``y`` = 1 - x when it is known more precisely."""
+    y = 1.0 - x if y is None else y
+    if x <= 0.0:
+        return 0.0
+    if y <= 0.0:
+        return 1.0
+    log_front = a * math.log(x) + b * math.log(y) - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, y) / b
+
+
+def t_two_sided_p(t: float, df: float) -> float:
+    """P(|T| >= |t|) for Student's t with ``df`` > 0 degrees of freedom."""
+    if math.isinf(t):
+        return 0.0
+    t2 = t * t
+    return regularized_beta(df / 2.0, 0.5, df / (df + t2), t2 / (df + t2))
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t)."""
+    half_tail = t_two_sided_p(t, df) / 2.0
+    return 1.0 - half_tail if t > 0 else half_tail
+
+
+def t_quantile(q: float, df: float) -> float:
+    """The t with P(T <= t) = q, by bisection on the two-sided tail (monotone in |t|)."""
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"quantile level must be in (0, 1), got {q}")
+    if q == 0.5:
+        return 0.0
+    target = 2.0 * min(q, 1.0 - q)
+    lo, hi = 0.0, 1.0
+    while t_two_sided_p(hi, df) > target:
+        lo, hi = hi, hi * 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            break
+        if t_two_sided_p(mid, df) > target:
+            lo = mid
+        else:
+            hi = mid
+    t = 0.5 * (lo + hi)
+    return t if q > 0.5 else -t
+
+
+# ================================================================================= t-tests
+
+@dataclass(frozen=True)
+class TTest:
+    """A difference of means (first minus second) with its 95 % interval and two-sided p-value.
+    ``ci95`` and ``p_value`` are None when no interval is possible; ``note`` says why."""
+
+    method: str  # "paired" | "welch" | "none"
+    delta: Optional[float]
+    ci95: Optional[tuple]
+    p_value: Optional[float]
+    df: Optional[float] = None
+    t: Optional[float] = None
+    note: str = ""
+
+
+def _interval(method: str, delta: float, se: float, df: float, scale: float) -> TTest:
+    """The t interval, or none when the spread is zero up to rounding (relative to the data's ``scale``)."""
+    if se <= 1e-12 * scale:
+        return TTest(method, delta, None, None, df, None, "zero variance: no t-test possible")
+    half = t_quantile(0.975, df) * se
+    t = delta / se
+    return TTest(method, delta, (delta - half, delta + half), t_two_sided_p(t, df), df, t)
+
+
+def paired_t(a, b) -> TTest:
+    """Paired t-test of a - b over matched samples (same seeds, same order)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired samples differ in length: {len(a)} and {len(b)}")
+    diffs = [x - y for x, y in zip(a, b)]
+    n = len(diffs)
+    delta = statistics.fmean(diffs)
+    if n < 2:
+        return TTest("none", delta, None, None, note="one seed: no interval possible")
+    scale = max(abs(v) for v in list(a) + list(b))
+    return _interval("paired", delta, statistics.stdev(diffs) / math.sqrt(n), n - 1, scale)
+
+
+def welch_t(a, b) -> TTest:
+    """Welch's unequal-variance t-test of mean(a) - mean(b)."""
+    na, nb = len(a), len(b)
+    delta = statistics.fmean(a) - statistics.fmean(b)
+    if na < 2 or nb < 2:
+        return TTest("none", delta, None, None, note="one seed on a side: no interval possible")
+    va, vb = statistics.variance(a) / na, statistics.variance(b) / nb
+    se2 = va + vb
+    df = se2 ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1)) if se2 > 0 else float(na + nb - 2)
+    return _interval("welch", delta, math.sqrt(se2), df, max(abs(v) for v in list(a) + list(b)))
+
+
+def compare_seeds(values: dict, baseline: dict) -> TTest:
+    """``values`` vs ``baseline`` (each {seed: metric}): paired by seed when both hold the same
+    seeds, Welch otherwise."""
+    if not values or not baseline:
+        return TTest("none", None, None, None, note="no finished runs to compare")
+    if set(values) == set(baseline):
+        seeds = sorted(values)
+        return paired_t([values[s] for s in seeds], [baseline[s] for s in seeds])
+    return welch_t(list(values.values()), list(baseline.values()))
+
+
+def mean_std(values) -> tuple:
+    """(mean, sample std with ddof = 1); std is None for fewer than two values, both for none."""
+    values = list(values)
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+# ======================================================================== reading the runs
+
+@dataclass
+class Run:
+    """One (model, seed) run folder as its history.json and config.yaml describe it."""
+
+    model: str
+    seed: int
+    folder: Path
+    status: str
+    reason: Optional[str]
+    epochs: list
+    epochs_planned: Optional[int]
+    device: Optional[str]
+    config: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def best_val_acc(self) -> Optional[float]:
+        return max((e["val_acc"] for e in self.epochs), default=None)
+
+    @property
+    def final_val_acc(self) -> Optional[float]:
+        return self.epochs[-1]["val_acc"] if self.epochs else None
+
+    @property
+    def final_train_acc(self) -> Optional[float]:
+        return self.epochs[-1]["train_acc"] if self.epochs else None
+
+    @property
+    def wall_time_s(self) -> float:
+        return float(sum(e.get("time_s") or 0.0 for e in self.epochs))
+
+    def weights(self) -> Optional[Path]:
+        """best.pdparams if present, else final.pdparams, else None."""
+        for tag in ("best", "final"):
+            path = self.folder / f"{tag}.pdparams"
+            if path.is_file():
+                return path
+        return None
+
+    def describe(self) -> dict:
+        return {"model": self.model, "seed": self.seed, "status": self.status, "reason": self.reason,
+                "included": self.finished, "epochs_done": len(self.epochs), "epochs_planned": self.epochs_planned,
+                "best_val_acc": self.best_val_acc, "final_val_acc": self.final_val_acc,
+                "final_train_acc": self.final_train_acc, "wall_time_s": round(self.wall_time_s, 3),
+                "device": self.device, "folder": str(self.folder)}
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _read_run(folder: Path, model: str, seed: int) -> Run:
+    path = folder / "history.json"
+    h = read_json(path, "run history")
+
+    def corrupt(what: str):
+        raise RunStateError(f"run history {path} is corrupt: {what}; delete the run folder or rerun it with --force")
+
+    if h.get("status") not in STATUSES:
+        corrupt(f"status {h.get('status')!r} is not one of {', '.join(STATUSES)}")
+    if h.get("model", model) != model or h.get("seed", seed) != seed:
+        corrupt(f"it names model {h.get('model')!r} seed {h.get('seed')!r} but lies in {model}/seed{seed}")
+    epochs = h.get("epochs")
+    if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
+        corrupt("'epochs' is not a list of records")
+    for e in epochs:
+        bad = [k for k in EPOCH_KEYS if not _is_number(e.get(k))]
+        if bad:
+            corrupt(f"epoch record {e.get('epoch')!r} lacks a finite {bad[0]}")
+    if h["status"] == "finished" and not epochs:
+        corrupt("status finished but no epoch recorded")
+    config = {}
+    if (folder / "config.yaml").is_file():
+        import yaml
+
+        try:
+            config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise RunStateError(f"run config {folder / 'config.yaml'} is unreadable ({exc.__class__.__name__})") from None
+        if not isinstance(config, dict):
+            raise RunStateError(f"run config {folder / 'config.yaml'} does not hold a mapping")
+    return Run(model, seed, folder, h["status"], h.get("reason"), epochs, h.get("epochs_planned"),
+               h.get("device"), config)
+
+
+def collect_runs(experiment_dir) -> list:
+    """Every run under ``experiment_dir`` (``<model>/seed<N>/history.json``), sorted by model and
+    seed. A missing folder, a folder without runs and a corrupt history are RunStateErrors."""
+    root = Path(experiment_dir)
+    if not root.is_dir():
+        raise RunStateError(f"experiment folder {root} does not exist; pass <output_dir>/<experiment> as written by tools/train.py")
+    runs = []
+    for hist in sorted(root.glob("*/seed*/history.json")):
+        match = re.fullmatch(r"seed(-?\d+)", hist.parent.name)
+        if match:
+            runs.append(_read_run(hist.parent, hist.parent.parent.name, int(match.group(1))))
+    if not runs:
+        nested = sorted({p.parents[2].name for p in root.glob("*/*/seed*/history.json")})
+        hint = f"; it holds the experiments {', '.join(nested)}: pass one of them" if nested else ""
+        raise RunStateError(f"no runs in {root} (expected <model>/seed<N>/history.json){hint}")
+    runs.sort(key=lambda r: (r.model, r.seed))
+    return runs
+
+
+# ============================================================================= the summary
+
+def _by_model(runs, baseline: str) -> dict:
+    """{model: [runs]} with the baseline first, then models by name."""
+    out = {}
+    for run in sorted(runs, key=lambda r: (r.model != baseline, r.model, r.seed)):
+        out.setdefault(run.model, []).append(run)
+    return out
+
+
+def _exclusion(run: Run) -> str:
+    done = f"{len(run.epochs)} of {run.epochs_planned} epochs done"
+    if run.status == "failed":
+        return f"{run.model} seed {run.seed}: failed ({run.reason or 'no reason recorded'}; {done})"
+    return f"{run.model} seed {run.seed}: running or stopped ({done})"
+
+
+def summarize(runs, baseline: str = "alexnet") -> dict:
+    """One row per model from the histories alone (counts and speed left None; see
+    :func:`add_complexity`, :func:`add_throughput`)."""
+    groups = _by_model(runs, baseline)
+    if baseline not in groups:
+        raise RunStateError(f"baseline {baseline!r} has no runs here; pass --baseline with one of {', '.join(groups)}")
+    base_values = {r.seed: r.best_val_acc for r in groups[baseline] if r.finished}
+    rows = []
+    for model, model_runs in groups.items():
+        done = [r for r in model_runs if r.finished]
+        row = {"model": model, "n_seeds": len(done), "seeds": [r.seed for r in done], "n_runs": len(model_runs),
+               "n_excluded": len(model_runs) - len(done),
+               "runs": [{"seed": r.seed, "status": r.status, "reason": r.reason} for r in model_runs],
+               "epochs": sorted({len(r.epochs) for r in done})}
+        for key, attr in (("val_acc_best", "best_val_acc"), ("val_acc_final", "final_val_acc"),
+                          ("train_acc_final", "final_train_acc"), ("wall_time_s", "wall_time_s")):
+            row[f"{key}_mean"], row[f"{key}_std"] = mean_std(getattr(r, attr) for r in done)
+        row.update(params_total=None, params_trainable=None, flops=None, throughput_img_s=None,
+                   throughput_notebook_img_s=None)
+        if model == baseline:
+            test = TTest("none", None, None, None, note="baseline")
+        else:
+            test = compare_seeds({r.seed: r.best_val_acc for r in done}, base_values)
+        row.update(delta_vs_baseline=test.delta, delta_ci95=list(test.ci95) if test.ci95 else None,
+                   p_value=test.p_value, test=test.method, test_df=test.df, test_note=test.note)
+        rows.append(row)
+    excluded = [_exclusion(r) for r in runs if not r.finished]
+    devices = sorted({r.device for r in runs if r.device})
+    return {"experiment": _experiment_name(runs), "baseline": baseline, "metric": "val_acc_best",
+            "rows": rows, "runs": [r.describe() for r in runs], "excluded": excluded, "train_devices": devices,
+            "complexity": None, "throughput": None, "predictions": None, "notes": []}
+
+
+def _experiment_name(runs) -> str:
+    names = {r.config.get("experiment") for r in runs} - {None}
+    return names.pop() if len(names) == 1 else runs[0].folder.parent.parent.name
+
+
+def _model_kwargs(runs) -> dict:
+    return next((r.config.get("model_kwargs") or {} for r in runs if r.config), {})
+
+
+# ================================================================= parameters, FLOPs, speed
+
+def add_complexity(summary: dict, runs, image_size: int = 128) -> None:
+    """Parameter counts (paddle.summary's total, trainable) and forward FLOPs per image of each
+    model, built afresh with its runs' model_kwargs."""
+    from ba_net.complexity import count_flops, count_params
+    from ba_net.models import build_model
+
+    groups = _by_model(runs, summary["baseline"])
+    for row in summary["rows"]:
+        model = build_model(row["model"], **_model_kwargs(groups[row["model"]]))
+        counts = count_params(model)
+        row.update(params_total=counts["total"], params_trainable=counts["trainable"],
+                   flops=count_flops(model, (1, 3, image_size, image_size)))
+    summary["complexity"] = {"image_size": image_size}
+
+
+@dataclass(frozen=True)
+class ThroughputSettings:
+    """How speed is measured. Benchmark: eval mode, random input of ``batch_size`` images,
+    ``warmup`` untimed passes, the median of ``repeats`` timed passes. Notebook way: one
+    warm-up batch, then a timed eval pass over the test split through the data loader
+    (``max_batches`` caps it; ``num_workers`` None = the runs' data.num_workers)."""
+
+    batch_size: int = 128
+    warmup: int = 3
+    repeats: int = 5
+    image_size: int = 128
+    notebook_way: bool = True
+    max_batches: Optional[int] = None
+    num_workers: Optional[int] = None
+
+    @classmethod
+    def parse(cls, text: Optional[str]) -> "ThroughputSettings":
+        """Defaults changed by ``key=value,...`` with integer values (e.g. ``warmup=1,repeats=2``);
+        tools/compare.py reads it from $BA_NET_THROUGHPUT for quick checks."""
+        known = {"batch_size": 1, "warmup": 0, "repeats": 1, "image_size": 8, "max_batches": 1, "num_workers": 0}
+        values = {}
+        for item in filter(None, (text or "").replace(" ", "").split(",")):
+            key, _, raw = item.partition("=")
+            if key not in known:
+                raise ConfigError(f"throughput setting {key!r} unknown; valid: {', '.join(known)}")
+            try:
+                values[key] = int(raw)
+            except ValueError:
+                raise ConfigError(f"throughput setting {item!r}: expected an integer") from None
+            if values[key] < known[key]:
+                raise ConfigError(f"throughput setting {item!r}: must be >= {known[key]}")
+        return cls(**values)
+
+
+def benchmark_forward(model, settings: ThroughputSettings) -> dict:
+    """Images per second of ``model`` in eval mode on the current device (median pass)."""
+    import paddle
+
+    model.eval()
+    size = settings.image_size
+    x = paddle.randn([settings.batch_size, 3, size, size], dtype="float32")
+    times = []
+    with paddle.no_grad():
+        for i in range(settings.warmup + settings.repeats):
+            t0 = time.perf_counter()
+            model(x).numpy()  # the copy to host waits for the device
+            if i >= settings.warmup:
+                times.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    return {"img_s": settings.batch_size / median, "pass_s": times}
+
+
+def benchmark_eval_pass(model, images, labels, settings: ThroughputSettings, num_workers: int = 0) -> dict:
+    """The notebook's way: images per second of an eval pass over the test split, the loading and
+    resizing of the images included."""
+    import paddle
+
+    from ba_net import data as D
+
+    loader = D.build_loader(images, labels, D.eval_transform, settings.batch_size, train=False, num_workers=num_workers)
+    model.eval()
+    with paddle.no_grad():
+        model(paddle.to_tensor(np.stack([D.eval_transform(images[0])]))).numpy()  # warm-up
+        count = 0
+        t0 = time.perf_counter()
+        for step, (x, _) in enumerate(loader):
+            if settings.max_batches is not None and step >= settings.max_batches:
+                break
+            model(x).numpy()
+            count += int(x.shape[0])
+        seconds = time.perf_counter() - t0
+    return {"img_s": count / seconds, "images": count, "seconds": seconds}
+
+
+def describe_device() -> str:
+    """The current Paddle device with the hardware behind it."""
+    import paddle
+
+    device = paddle.device.get_device()
+    if device.startswith("gpu"):
+        try:
+            return f"{device} ({paddle.device.cuda.get_device_name()})"
+        except Exception:  # the name is decoration only
+            return device
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"cpu ({cpu}, {os.environ.get('OMP_NUM_THREADS', '?')} threads)"
+
+
+def add_throughput(summary: dict, runs, settings: ThroughputSettings, test_split=None) -> None:
+    """Measured images/s per model (benchmark, and the notebook's way when ``test_split`` =
+    (images, labels) is given)."""
+    from ba_net.models import build_model
+
+    groups = _by_model(runs, summary["baseline"])
+    workers = settings.num_workers
+    if workers is None:
+        workers = next((r.config.get("data", {}).get("num_workers", 0) for r in runs if r.config), 0)
+    for row in summary["rows"]:
+        model = build_model(row["model"], **_model_kwargs(groups[row["model"]]))
+        bench = benchmark_forward(model, settings)
+        row["throughput_img_s"] = bench["img_s"]
+        line = f"{row['model']}: {bench['img_s']:.0f} img/s (benchmark)"
+        if settings.notebook_way and test_split is not None:
+            row["throughput_notebook_img_s"] = benchmark_eval_pass(model, *test_split, settings, workers)["img_s"]
+            line += f", {row['throughput_notebook_img_s']:.0f} img/s (test-set pass)"
+        logger.info("%s", line)
+    summary["throughput"] = {"device": describe_device(), "batch_size": settings.batch_size,
+                             "warmup": settings.warmup, "repeats": settings.repeats,
+                             "image_size": settings.image_size,
+                             "notebook_way": settings.notebook_way and test_split is not None,
+                             "notebook_images": None if test_split is None else len(test_split[0]),
+                             "max_batches": settings.max_batches, "num_workers": workers}
+
+
+# ============================================================================ predictions
+
+def denormalize(chw) -> np.ndarray:
+    """A normalized CHW image back to HWC RGB in [0, 1] (clipped: rounding may step outside)."""
+    from ba_net.data import MEAN, STD
+
+    return np.clip(np.asarray(chw, dtype=np.float32).transpose(1, 2, 0) * STD + MEAN, 0.0, 1.0)
+
+
+def predict(model, images, batch_size: int = 128) -> np.ndarray:
+    """Predicted class of every image (HWC uint8) under the eval transform."""
+    import paddle
+
+    from ba_net import data as D
+
+    loader = D.build_loader(images, np.zeros(len(images), dtype=np.int64), D.eval_transform, batch_size, train=False)
+    model.eval()
+    out = []
+    with paddle.no_grad():
+        for x, _ in loader:
+            out.append(model(x).argmax(axis=1).numpy())
+    return np.concatenate(out).astype(np.int64)
+
+
+def confusion_matrix(truth, predicted, num_classes: int = 10) -> np.ndarray:
+    """Counts [true class, predicted class]."""
+    m = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(m, (np.asarray(truth), np.asarray(predicted)), 1)
+    return m
+
+
+def prediction_run(model_runs) -> Optional[Run]:
+    """The run whose weights represent a model: its lowest finished seed that saved weights."""
+    return next((r for r in sorted(model_runs, key=lambda r: r.seed) if r.finished and r.weights()), None)
+
+
+def add_predictions(summary: dict, runs, test_split, out_dir, n_images: int = 8) -> dict:
+    """Evaluate each model's saved weights (best.pdparams, else final) on the test split; write
+    predictions.png and confusion.png. Returns the figures."""
+    from ba_net.engine import load_weights
+    from ba_net.models import build_model
+
+    images, labels = test_split
+    groups = _by_model(runs, summary["baseline"])
+    results = {}
+    for model_name, model_runs in groups.items():
+        run = prediction_run(model_runs)
+        if run is None:
+            summary["notes"].append(f"{model_name}: no finished run with saved weights; no predictions")
+            continue
+        model = build_model(model_name, **_model_kwargs(model_runs))
+        load_weights(model, run.weights(), f"{model_name} weights")
+        predicted = predict(model, images)
+        results[model_name] = {"seed": run.seed, "weights": run.weights().name, "predicted": predicted,
+                               "accuracy": float(np.mean(predicted == labels)),
+                               "confusion": confusion_matrix(labels, predicted)}
+        logger.info("%s seed %d (%s): test accuracy %.4f", model_name, run.seed, run.weights().name,
+                    results[model_name]["accuracy"])
+    summary["predictions"] = {m: {k: (v.tolist() if k == "confusion" else v) for k, v in r.items() if k != "predicted"}
+                              for m, r in results.items()}
+    if not results:
+        return {}
+    out_dir = Path(out_dir)
+    figs = {"predictions.png": plot_predictions(results, images, labels, n_images),
+            "confusion.png": plot_confusion(results)}
+    for name, fig in figs.items():
+        save_figure(fig, out_dir / name)
+    return figs
+
+
+# ================================================================================= figures
+
+def _figure(width: float, height: float):
+    """A Figure on the Agg canvas (no display, no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig, path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _epoch_curve(runs, key: str):
+    """(epochs, mean, min, max) of ``key`` over the runs, per epoch number they share."""
+    per_epoch = {}
+    for run in runs:
+        for e in run.epochs:
+            per_epoch.setdefault(e["epoch"], []).append(e[key])
+    epochs = sorted(per_epoch)
+    values = [per_epoch[e] for e in epochs]
+    return (np.array(epochs), np.array([np.mean(v) for v in values]),
+            np.array([np.min(v) for v in values]), np.array([np.max(v) for v in values]))
+
+
+def plot_curves(runs, kind: str, baseline: str = "alexnet"):
+    """Learning curves of ``kind`` ('loss' or 'acc'): a train and a val panel, one line per model
+    (the mean over its finished seeds) with a min-max band. Returns the Figure."""
+    from matplotlib.ticker import MaxNLocator
+
+    label = {"loss": "loss (label-smoothed cross entropy)", "acc": "accuracy"}[kind]
+    fig = _figure(11, 4.2)
+    axes = fig.subplots(1, 2, sharey=True)
+    colors = {m: f"C{i}" for i, m in enumerate(_by_model(runs, baseline))}
+    for ax, split in zip(axes, ("train", "val")):
+        for model, model_runs in _by_model(runs, baseline).items():
+            done = [r for r in model_runs if r.finished]
+            if not done:
+                continue
+            epochs, mean, low, high = _epoch_curve(done, f"{split}_{kind}")
+            ax.plot(epochs, mean, marker="o", markersize=3, color=colors[model], label=f"{model} (n={len(done)})")
+            if len(done) > 1:
+                ax.fill_between(epochs, low, high, color=colors[model], alpha=0.2, linewidth=0)
+        ax.set_title(f"{split} {kind}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("mean over finished seeds; shaded: min-max over seeds")
+    return fig
+
+
+def plot_predictions(results: dict, images, labels, n_images: int = 8):
+    """The first ``n_images`` test images, one row per model, titled predicted / true
+    (green when right, red when wrong)."""
+    from ba_net import data as D
+
+    n = min(n_images, len(images))
+    fig = _figure(1.6 * n, 2.0 * len(results) + 0.4)
+    axes = np.atleast_2d(fig.subplots(len(results), n, squeeze=False))
+    for row, (model, res) in zip(axes, results.items()):
+        for i, ax in enumerate(row):
+            ax.imshow(denormalize(D.eval_transform(images[i])))
+            pred, true = int(res["predicted"][i]), int(labels[i])
+            ax.set_title(f"pred {D.CLASSES[pred]}\ntrue {D.CLASSES[true]}", fontsize=8,
+                         color="green" if pred == true else "red")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(f"{model}\nseed {res['seed']}", fontsize=9)
+    fig.suptitle("test images: predicted / true (green right, red wrong)")
+    return fig
+
+
+def plot_confusion(results: dict):
+    """One confusion matrix per model (counts; rows true, columns predicted)."""
+    from ba_net.data import CLASSES
+
+    fig = _figure(5.2 * len(results), 5.0)
+    axes = np.atleast_1d(fig.subplots(1, len(results), squeeze=False)[0])
+    for ax, (model, res) in zip(axes, results.items()):
+        m = res["confusion"]
+        ax.imshow(m, cmap="Blues")
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=6,
+                    color="white" if v > m.max() / 2 else "black")
+        ticks = range(len(CLASSES))
+        ax.set_xticks(ticks, CLASSES, rotation=90, fontsize=7)
+        ax.set_yticks(ticks, CLASSES, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{model} seed {res['seed']} ({res['weights']}): acc {res['accuracy']:.4f}", fontsize=9)
+    return fig
+
+
+# ================================================================================== tables
+
+CSV_COLUMNS = ("model", "n_seeds", "n_runs", "n_excluded", "seeds", "val_acc_best_mean", "val_acc_best_std",
+               "val_acc_final_mean", "val_acc_final_std", "train_acc_final_mean", "train_acc_final_std",
+               "delta_vs_baseline", "delta_ci95_low", "delta_ci95_high", "p_value", "test", "params_total",
+               "params_trainable", "flops", "throughput_img_s", "throughput_notebook_img_s", "wall_time_s_mean",
+               "wall_time_s_std")
+
+
+def _pct(v, signed=False) -> str:
+    return "–" if v is None else f"{100 * v:+.2f}" if signed else f"{100 * v:.2f}"
+
+
+def _mean_pm_std(row, key) -> str:
+    mean, std = row[f"{key}_mean"], row[f"{key}_std"]
+    if mean is None:
+        return "–"
+    return _pct(mean) if std is None else f"{_pct(mean)} ± {_pct(std)}"
+
+
+def _delta_cell(row) -> str:
+    if row["test_note"] == "baseline":
+        return "baseline"
+    if row["delta_vs_baseline"] is None:
+        return "–"
+    text = _pct(row["delta_vs_baseline"], signed=True)
+    if row["delta_ci95"] is None:
+        return f"{text} (no CI: {row['test_note']})"
+    low, high = row["delta_ci95"]
+    return f"{text} [{_pct(low, signed=True)}, {_pct(high, signed=True)}]"
+
+
+def _p_cell(row) -> str:
+    if row["p_value"] is None:
+        return "–"
+    df = f"df {row['test_df']:.3g}"
+    return f"{row['p_value']:.3g} ({row['test']}, {df})"
+
+
+def _count(v) -> str:
+    return "–" if v is None else f"{v:,}"
+
+
+def _speed(v, summary) -> str:
+    if summary["throughput"] is None:
+        return "skipped"
+    return "–" if v is None else f"{v:.0f}"
+
+
+def markdown(summary: dict) -> str:
+    """comparison.md: the table, the runs, and how every number was obtained."""
+    rows, base = summary["rows"], summary["baseline"]
+    out = [f"# Comparison: experiment `{summary['experiment']}`", "",
+           "| model | seeds | best val acc % | final val acc % | final train acc % | Δ best val vs "
+           f"{base} (pp) [95 % CI] | p | params total (trainable) | FLOPs / image | img/s benchmark | "
+           "img/s test-set pass |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        seeds = f"{r['n_seeds']} of {r['n_runs']}"
+        params = "–" if r["params_total"] is None else f"{_count(r['params_total'])} ({_count(r['params_trainable'])})"
+        out.append(f"| {r['model']} | {seeds} | {_mean_pm_std(r, 'val_acc_best')} | {_mean_pm_std(r, 'val_acc_final')} | "
+                   f"{_mean_pm_std(r, 'train_acc_final')} | {_delta_cell(r)} | {_p_cell(r)} | {params} | "
+                   f"{_count(r['flops'])} | {_speed(r['throughput_img_s'], summary)} | "
+                   f"{_speed(r['throughput_notebook_img_s'], summary)} |")
+    out += ["", "## Runs", "", "| model | seed | status | epochs | best val acc % | final val acc % | "
+            "final train acc % | wall time s | note |", "|---|---|---|---|---|---|---|---|---|"]
+    for run in summary["runs"]:
+        note = "" if run["included"] else "excluded from the statistics" + (f": {run['reason']}" if run["reason"] else "")
+        out.append(f"| {run['model']} | {run['seed']} | {run['status']} | {run['epochs_done']}/{run['epochs_planned']} | "
+                   f"{_pct(run['best_val_acc'])} | {_pct(run['final_val_acc'])} | {_pct(run['final_train_acc'])} | "
+                   f"{run['wall_time_s']:.1f} | {note} |")
+    out += ["", "## Method", ""] + [f"- {line}" for line in _method_notes(summary)]
+    return "\n".join(out) + "\n"
+
+
+def _method_notes(summary: dict) -> list:
+    rows, base = summary["rows"], summary["baseline"]
+    n_runs = len(summary["runs"])
+    notes = [
+        "Statistics use finished runs only. Accuracies are fractions of the validation split (which is the "
+        "CIFAR-10 test split, as in the notebook, so the best epoch is picked on test data and is optimistic), "
+        "shown in %: mean ± sample standard deviation (ddof = 1) over the finished seeds of each model "
+        "(the 'seeds' column: finished of all runs); best = highest val accuracy of any epoch, final = the last epoch.",
+        f"Δ is the mean best val accuracy minus {base}'s, in percentage points. 95 % CI and two-sided p: a paired "
+        "t-test over seeds when both models finished the same seeds, Welch's t-test otherwise (t quantiles and "
+        "p-values from the regularized incomplete beta function). With one seed on a side no interval is possible "
+        "and CI and p are left empty.",
+    ]
+    if any(r["n_seeds"] == 1 for r in rows):
+        notes.append("Some models have a single finished seed: their std, CI and p are not defined.")
+    if summary["excluded"]:
+        notes.append(f"{len(summary['excluded'])} of {n_runs} runs excluded from the statistics (not finished): "
+                     + "; ".join(summary["excluded"]) + ".")
+    else:
+        notes.append(f"All {n_runs} runs finished; none excluded.")
+    if summary["train_devices"]:
+        notes.append(f"Trained on: {', '.join(summary['train_devices'])}.")
+    if summary["complexity"]:
+        notes.append("Params: computed from freshly built models, total as paddle.summary counts them (BatchNorm "
+                     "running mean/variance included) and trainable. FLOPs: forward multiply-accumulates for one "
+                     f"3x{summary['complexity']['image_size']}x{summary['complexity']['image_size']} image, "
+                     "paddle.flops' convention, attention's functional ops included.")
+    notes += _throughput_notes(summary)
+    pred = summary["predictions"]
+    if pred:
+        notes.append("predictions.png / confusion.png: each model's lowest finished seed, best.pdparams (else "
+                     "final.pdparams), on the test split: " + "; ".join(
+                         f"{m} seed {p['seed']} {p['weights']} accuracy {_pct(p['accuracy'])} %" for m, p in pred.items()) + ".")
+    notes += summary["notes"]
+    return notes
+
+
+def _throughput_notes(summary: dict) -> list:
+    tp = summary["throughput"]
+    if tp is None:
+        return ["Throughput: skipped (--no-throughput)."]
+    notes = [f"Throughput on {tp['device']}, eval mode, fresh weights. Benchmark: batch {tp['batch_size']} of random "
+             f"3x{tp['image_size']}x{tp['image_size']} input, {tp['warmup']} warm-up passes, median of {tp['repeats']} "
+             "timed passes."]
+    if tp["notebook_way"]:
+        cap = "" if tp["max_batches"] is None else f", first {tp['max_batches']} batches"
+        notes.append(f"Test-set pass (the notebook's way): one warm-up batch, then an eval pass over the "
+                     f"{tp['notebook_images']} test images{cap} through the data loader ({tp['num_workers']} workers; "
+                     "decoding, resizing and normalizing included), images / wall time.")
+    else:
+        notes.append("Test-set pass: not measured (no test split available).")
+    ours = ", ".join(f"{r['model']} {_speed(r['throughput_notebook_img_s'], summary)}" for r in summary["rows"])
+    theirs = ", ".join(f"{m} {v:.0f}" for m, v in NOTEBOOK_THROUGHPUT.items())
+    ratio = NOTEBOOK_THROUGHPUT["BA-AlexNet"] / NOTEBOOK_THROUGHPUT["AlexNet"]
+    notes.append(f"The notebook measured its test-set pass on a V100 GPU (img/s): {theirs} (ratio {ratio:.3f}); "
+                 f"ours on {tp['device']}: {ours}. Different hardware: compare the ratio between models, not "
+                 "the absolute numbers.")
+    return notes
+
+
+def _csv(summary: dict) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in summary["rows"]:
+        ci = r["delta_ci95"] or (None, None)
+        flat = {**r, "seeds": ";".join(str(s) for s in r["seeds"]), "delta_ci95_low": ci[0], "delta_ci95_high": ci[1]}
+        writer.writerow({k: "" if flat.get(k) is None else flat[k] for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+def write_tables(summary: dict, out_dir) -> None:
+    """comparison.json, comparison.md and comparison.csv in ``out_dir``."""
+    out_dir = Path(out_dir)
+    atomic_write_json(out_dir / "comparison.json", summary)
+    atomic_write_text(out_dir / "comparison.md", markdown(summary))
+    atomic_write_text(out_dir / "comparison.csv", _csv(summary))
+
+
+# ================================================================================ pipeline
+
+def _test_split(runs):
+    """The test split the runs were evaluated on: their data.data_file if it exists from here,
+    else the usual search (BA_NET_CIFAR10, Paddle's cache, download)."""
+    from ba_net import data as D
+
+    data_file = next((r.config.get("data", {}).get("data_file") for r in runs if r.config), None)
+    path = Path(data_file) if data_file and Path(data_file).is_file() else D.locate_cifar10(None)
+    return D.read_cifar10(path, "test")
+
+
+def compare_experiment(experiment_dir, out_dir=None, baseline: str = "alexnet",
+                       throughput: Optional[ThroughputSettings] = ThroughputSettings(),
+                       predictions: bool = True, complexity: bool = True, device: str = "auto") -> dict:
+    """Everything ``tools/compare.py`` writes; returns the summary (comparison.json's content)."""
+    runs = collect_runs(experiment_dir)
+    out_dir = Path(out_dir if out_dir is not None else experiment_dir)
+    summary = summarize(runs, baseline)
+    logger.info("%d runs of %d models in %s (%d not finished)", len(runs), len(summary["rows"]), experiment_dir,
+                len(summary["excluded"]))
+    needs_data = (predictions and any(prediction_run(r) for r in _by_model(runs, baseline).values())) or (
+        throughput is not None and throughput.notebook_way)
+    if needs_data or complexity or throughput is not None:
+        from ba_net.runtime import select_device
+
+        select_device(device)
+    test_split = _test_split(runs) if needs_data else None
+    if complexity:
+        add_complexity(summary, runs)
+    if throughput is not None:
+        add_throughput(summary, runs, throughput, test_split)
+    for kind in ("loss", "acc"):
+        save_figure(plot_curves(runs, kind, baseline), out_dir / f"curves_{kind}.png")
+    if predictions:
+        if test_split is None:
+            summary["notes"].append("No finished run saved weights: predictions.png and confusion.png not written.")
+        else:
+            add_predictions(summary, runs, test_split, out_dir)
+    write_tables(summary, out_dir)
+    logger.info("wrote comparison.{json,md,csv} and figures to %s", out_dir)
+    return summary

@@ -1,0 +1,47 @@
+"""Compare the runs of one experiment: accuracy, parameters, FLOPs, throughput, curves.
+
+    python tools/compare.py <output_dir>/<experiment> [--out DIR] [--no-throughput] [--baseline alexnet]
+
+Writes comparison.json / .md / .csv, curves_loss.png, curves_acc.png, predictions.png and
+confusion.png into the experiment folder (or --out). Only finished runs enter the statistics;
+running and failed ones are listed as such. Throughput defaults: batch 128, 3 warm-up and 5 timed
+passes, the whole test split; $BA_NET_THROUGHPUT changes them for quick checks, e.g.
+BA_NET_THROUGHPUT=batch_size=8,warmup=1,repeats=2,max_batches=1.
+"""
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import ba_net  # noqa: E402,F401  (configures threads before Paddle loads)
+from ba_net.errors import BaNetError  # noqa: E402
+from ba_net.report import ThroughputSettings, compare_experiment  # noqa: E402
+from ba_net.runtime import setup_logging  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", help="experiment folder: <output_dir>/<experiment>")
+    parser.add_argument("--out", help="write the outputs here instead of the experiment folder")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the throughput measurements")
+    parser.add_argument("--baseline", default="alexnet", help="model the others are compared with (default: alexnet)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    log = logging.getLogger("ba_net.compare")
+    try:
+        throughput = None if args.no_throughput else ThroughputSettings.parse(os.environ.get("BA_NET_THROUGHPUT"))
+        compare_experiment(args.experiment, args.out, baseline=args.baseline, throughput=throughput)
+    except BaNetError as exc:
+        log.error("error: %s", exc)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
