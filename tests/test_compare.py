@@ -1,0 +1,346 @@
+"""tools/compare.py and ba_net.report: statistics against SciPy, tables, plots, run states, CLI."""
+import csv
+import json
+import math
+import time
+import warnings
+
+import cv2
+import matplotlib.image as mpimg
+import numpy as np
+import paddle
+import pytest
+import yaml
+from matplotlib.collections import PolyCollection
+from scipy import special, stats
+
+from ba_net import report as R
+from ba_net.errors import ConfigError, RunStateError
+from helpers import read_history, run_tool, tiny_config
+
+# --------------------------------------------------------------------------- synthetic runs
+
+
+def write_run(root, model, seed, val, train=None, status="finished", reason=None, planned=None):
+    """A run folder with a history whose per-epoch val accuracies are ``val``."""
+    folder = root / model / f"seed{seed}"
+    folder.mkdir(parents=True)
+    train = train or [v - 0.05 for v in val]
+    epochs = [{"epoch": i + 1, "train_loss": 2.0 - 0.1 * i - v, "train_acc": t, "val_loss": 2.1 - 0.1 * i - v,
+               "val_acc": v, "lr": 1e-4, "time_s": 1.5} for i, (v, t) in enumerate(zip(val, train))]
+    best = max(val) if val else None
+    history = {"experiment": root.name, "model": model, "seed": seed, "status": status, "reason": reason,
+               "best_val_acc": best, "best_epoch": val.index(best) + 1 if val else None,
+               "epochs_planned": planned or len(val), "world_size": 1, "device": "cpu", "epochs": epochs, "iters": []}
+    (folder / "history.json").write_text(json.dumps(history))
+    (folder / "config.yaml").write_text(yaml.safe_dump({"experiment": root.name, "models": [model], "seeds": [seed],
+                                                        "model_kwargs": {}, "data": {"num_workers": 0}}))
+    return folder
+
+
+def experiment(tmp_path, best, name="exp"):
+    """{model: {seed: best val acc}} -> an experiment folder (3 epochs, the best in the middle)."""
+    root = tmp_path / name
+    for model, seeds in best.items():
+        for seed, b in seeds.items():
+            write_run(root, model, seed, [b - 0.1, b, b - 0.02], train=[0.3, 0.4, 0.5 + b / 10])
+    return root
+
+
+def row(summary, model):
+    return next(r for r in summary["rows"] if r["model"] == model)
+
+
+BASE = {0: 0.71, 1: 0.74, 2: 0.69, 3: 0.73}
+BA = {0: 0.72, 1: 0.752, 2: 0.70, 3: 0.741}  # tracks the baseline seed by seed: pairing matters
+
+
+# ------------------------------------------------------------------------ the t distribution
+
+def test_incomplete_beta_t_cdf_and_quantiles_match_scipy():
+    for a, b, x in [(0.5, 0.5, 0.3), (2.0, 0.5, 0.99), (15.0, 0.5, 0.2), (0.7, 3.0, 0.6), (50.0, 0.5, 0.999)]:
+        assert R.regularized_beta(a, b, x) == pytest.approx(special.betainc(a, b, x), rel=1e-12, abs=1e-300)
+    for df in (1, 1.5, 2, 3, 4.7, 10, 29.3, 100, 1e4):
+        for t in (0.0, 0.05, 0.7, 1.96, 2.5, 8.0, 60.0):
+            p = R.t_two_sided_p(t, df)
+            assert p == pytest.approx(2 * stats.t.sf(t, df), rel=1e-10, abs=1e-300), (t, df)
+            assert R.t_cdf(-t, df) == pytest.approx(stats.t.cdf(-t, df), rel=1e-10, abs=1e-300)
+        for q in (0.5, 0.6, 0.9, 0.975, 0.995, 0.025, 1e-6):
+            assert R.t_quantile(q, df) == pytest.approx(stats.t.ppf(q, df), rel=1e-10, abs=1e-12), (q, df)
+    with pytest.raises(ValueError):
+        R.t_quantile(1.0, 3)
+
+
+def test_paired_and_welch_match_scipy_and_edge_cases():
+    a, b = [0.72, 0.76, 0.695, 0.745], [0.71, 0.74, 0.69, 0.73]
+    p = R.paired_t(a, b)
+    ref = stats.ttest_rel(a, b)
+    assert (p.method, p.df) == ("paired", 3)
+    assert p.p_value == pytest.approx(ref.pvalue, rel=1e-9) and p.t == pytest.approx(ref.statistic, rel=1e-9)
+    assert p.ci95 == pytest.approx(tuple(ref.confidence_interval(0.95)), rel=1e-9)
+    w = R.welch_t(a, b[:3])
+    ref = stats.ttest_ind(a, b[:3], equal_var=False)
+    assert w.method == "welch" and w.p_value == pytest.approx(ref.pvalue, rel=1e-9)
+    assert w.ci95 == pytest.approx(tuple(ref.confidence_interval(0.95)), rel=1e-9)
+    assert w.df == pytest.approx(ref.df, rel=1e-12)
+    # degenerate cases: no interval, said why
+    one = R.paired_t([0.8], [0.7])
+    assert one.delta == pytest.approx(0.1) and one.ci95 is None and one.p_value is None and "one seed" in one.note
+    flat = R.paired_t([0.8, 0.9], [0.7, 0.8])
+    assert flat.ci95 is None and flat.p_value is None and "zero variance" in flat.note
+    assert R.mean_std([0.5]) == (0.5, None) and R.mean_std([]) == (None, None)
+
+
+# ---------------------------------------------------------------------------- the summary
+
+def test_paired_summary_gives_exact_means_std_ci_and_p(tmp_path):
+    root = experiment(tmp_path, {"alexnet": BASE, "ba_alexnet": BA})
+    summary = R.summarize(R.collect_runs(root), "alexnet")
+    assert [r["model"] for r in summary["rows"]] == ["alexnet", "ba_alexnet"]
+    seeds = sorted(BASE)
+    for model, best in (("alexnet", BASE), ("ba_alexnet", BA)):
+        r = row(summary, model)
+        values = np.array([best[s] for s in seeds])
+        assert r["n_seeds"] == 4 and r["seeds"] == seeds and r["n_excluded"] == 0
+        assert r["val_acc_best_mean"] == pytest.approx(values.mean(), rel=1e-12)
+        assert r["val_acc_best_std"] == pytest.approx(values.std(ddof=1), rel=1e-12)
+        assert r["val_acc_final_mean"] == pytest.approx((values - 0.02).mean(), rel=1e-12)
+        assert r["val_acc_final_std"] == pytest.approx((values - 0.02).std(ddof=1), rel=1e-9)
+        assert r["train_acc_final_mean"] == pytest.approx((0.5 + values / 10).mean(), rel=1e-12)
+        assert r["wall_time_s_mean"] == pytest.approx(4.5)
+    ba = row(summary, "ba_alexnet")
+    ref = stats.ttest_rel([BA[s] for s in seeds], [BASE[s] for s in seeds])
+    assert ba["test"] == "paired"
+    assert ba["delta_vs_baseline"] == pytest.approx(np.mean([BA[s] - BASE[s] for s in seeds]), rel=1e-12)
+    assert ba["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
+    assert ba["delta_ci95"] == pytest.approx(list(ref.confidence_interval(0.95)), rel=1e-9)
+    # pairing matters here: Welch on the same numbers would call the difference noise
+    assert ba["p_value"] < 0.01 < stats.ttest_ind(list(BA.values()), list(BASE.values()), equal_var=False).pvalue
+    base = row(summary, "alexnet")
+    assert base["delta_vs_baseline"] is None and base["delta_ci95"] is None and base["p_value"] is None
+    md = R.markdown(summary)
+    low, high = ref.confidence_interval(0.95)
+    assert f"+{100 * ba['delta_vs_baseline']:.2f} [+{100 * low:.2f}, +{100 * high:.2f}]" in md
+    assert "ddof = 1" in md and "paired t-test" in md and "Welch" in md
+    assert f"{100 * np.mean(list(BA.values())):.2f} ± {100 * np.std(list(BA.values()), ddof=1):.2f}" in md
+
+
+def test_welch_when_seeds_differ_and_baseline_choice(tmp_path):
+    other = {5: 0.70, 6: 0.78, 7: 0.74}
+    root = experiment(tmp_path, {"alexnet": BASE, "ba_alexnet": other, "alexnet_se": BASE})
+    summary = R.summarize(R.collect_runs(root), "alexnet")
+    ba = row(summary, "ba_alexnet")
+    ref = stats.ttest_ind(list(other.values()), list(BASE.values()), equal_var=False)
+    assert ba["test"] == "welch" and ba["test_df"] == pytest.approx(ref.df, rel=1e-12)
+    assert ba["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
+    assert ba["delta_ci95"] == pytest.approx(list(ref.confidence_interval(0.95)), rel=1e-9)
+    assert row(summary, "alexnet_se")["delta_vs_baseline"] == 0.0  # same numbers as the baseline
+    flipped = R.summarize(R.collect_runs(root), "ba_alexnet")
+    assert flipped["rows"][0]["model"] == "ba_alexnet"
+    assert row(flipped, "alexnet")["delta_vs_baseline"] == pytest.approx(-ba["delta_vs_baseline"], rel=1e-12)
+    with pytest.raises(RunStateError, match="baseline 'vgg' has no runs here; pass --baseline with one of alexnet"):
+        R.summarize(R.collect_runs(root), "vgg")
+
+
+def test_one_seed_gives_no_interval(tmp_path):
+    root = experiment(tmp_path, {"alexnet": {0: 0.7}, "ba_alexnet": {0: 0.75}})
+    summary = R.summarize(R.collect_runs(root), "alexnet")
+    ba = row(summary, "ba_alexnet")
+    assert ba["delta_vs_baseline"] == pytest.approx(0.05) and ba["val_acc_best_std"] is None
+    assert ba["delta_ci95"] is None and ba["p_value"] is None
+    md = R.markdown(summary)
+    assert "+5.00 (no CI: one seed: no interval possible)" in md
+    assert "single finished seed" in md
+
+
+def test_running_and_failed_runs_are_listed_not_averaged(tmp_path):
+    root = experiment(tmp_path, {"alexnet": {0: 0.70, 1: 0.72}, "ba_alexnet": {0: 0.71, 1: 0.75}})
+    write_run(root, "alexnet", 2, [0.95, 0.99], status="failed", reason="non-finite loss 'nan' at epoch 3", planned=5)
+    write_run(root, "ba_alexnet", 2, [0.97], status="running", planned=5)
+    write_run(root, "alexnet_se", 0, [0.9], status="failed", reason="non-finite loss at epoch 2", planned=5)
+    out = tmp_path / "report"
+    r = run_tool(["tools/compare.py", str(root), "--out", str(out), "--no-throughput"], timeout=300)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "comparison.json").read_text())
+    a, ba, se = row(summary, "alexnet"), row(summary, "ba_alexnet"), row(summary, "alexnet_se")
+    assert a["val_acc_best_mean"] == pytest.approx(0.71) and a["n_seeds"] == 2 and a["n_excluded"] == 1
+    assert ba["val_acc_best_mean"] == pytest.approx(0.73) and ba["seeds"] == [0, 1]
+    assert ba["test"] == "paired" and ba["delta_vs_baseline"] == pytest.approx(0.02)
+    assert se["n_seeds"] == 0 and se["val_acc_best_mean"] is None and se["delta_vs_baseline"] is None
+    assert {s["seed"]: s["status"] for s in a["runs"]} == {0: "finished", 1: "finished", 2: "failed"}
+    listed = {(x["model"], x["seed"]): (x["status"], x["included"]) for x in summary["runs"]}
+    assert listed[("ba_alexnet", 2)] == ("running", False) and listed[("alexnet", 0)] == ("finished", True)
+    assert summary["throughput"] is None and a["throughput_img_s"] is None
+    md = (out / "comparison.md").read_text()
+    assert "3 of 7 runs excluded" in md and "alexnet seed 2: failed (non-finite loss 'nan' at epoch 3; 2 of 5" in md
+    assert "ba_alexnet seed 2: running or stopped (1 of 5 epochs done)" in md
+    assert "| ba_alexnet | 2 | running | 1/5 |" in md and "Throughput: skipped" in md and "| skipped |" in md
+    assert "no finished run with saved weights" in md or "predictions.png and confusion.png not written" in md
+    assert not (out / "predictions.png").exists() and (out / "curves_acc.png").is_file()
+    assert not (root / "comparison.json").exists()  # --out respected
+    with open(out / "comparison.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [x["model"] for x in rows] == ["alexnet", "alexnet_se", "ba_alexnet"]
+    assert float(rows[2]["val_acc_best_mean"]) == pytest.approx(0.73) and rows[2]["seeds"] == "0;1"
+    assert rows[0]["params_total"] == "7524042" and rows[0]["throughput_img_s"] == ""
+
+
+# --------------------------------------------------------------------------------- plots
+
+def _pixels(path):
+    img = mpimg.imread(str(path))
+    assert img.ndim == 3 and img.shape[0] > 100
+    return img
+
+
+def test_curves_have_one_line_per_model_and_a_band(tmp_path):
+    root = experiment(tmp_path, {"alexnet": {0: 0.70, 1: 0.72}, "ba_alexnet": {0: 0.71}})
+    write_run(root, "alexnet_se", 0, [0.9], status="failed", reason="x")  # no finished run: no line
+    runs = R.collect_runs(root)
+    for kind in ("loss", "acc"):
+        fig = R.plot_curves(runs, kind)
+        path = tmp_path / f"{kind}.png"
+        R.save_figure(fig, path)
+        assert _pixels(path)[..., :3].var() > 1e-3
+        assert len(fig.axes) >= 2
+        for ax, split in zip(fig.axes[:2], ("train", "val")):
+            lines = ax.get_lines()
+            assert [ln.get_label() for ln in lines] == ["alexnet (n=2)", "ba_alexnet (n=1)"]
+            assert ax.get_xlabel() == "epoch" and ax.get_ylabel() and split in ax.get_title()
+            assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 1  # band only with 2 seeds
+            hist = [read_history(root / "alexnet" / f"seed{s}")["epochs"] for s in (0, 1)]
+            expected = np.mean([[e[f"{split}_{kind}"] for e in h] for h in hist], axis=0)
+            np.testing.assert_allclose(lines[0].get_ydata(), expected, rtol=1e-12)
+            np.testing.assert_array_equal(lines[0].get_xdata(), [1, 2, 3])
+
+
+def test_prediction_grid_shows_true_colours_without_warnings(tmp_path, cifar_subset):
+    from ba_net import data as D
+
+    images, labels = D.read_cifar10(cifar_subset, "test")
+    images, labels = images[:6], labels[:6]
+    results = {"alexnet": {"seed": 0, "weights": "best.pdparams", "predicted": labels.copy(), "accuracy": 1.0,
+                           "confusion": R.confusion_matrix(labels, labels)},
+               "ba_alexnet": {"seed": 1, "weights": "final.pdparams", "predicted": (labels + 1) % 10, "accuracy": 0.0,
+                              "confusion": R.confusion_matrix(labels, (labels + 1) % 10)}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clipping warning (or any other) fails the test
+        fig = R.plot_predictions(results, images, labels, n_images=4)
+        R.save_figure(fig, tmp_path / "p.png")
+        conf = R.plot_confusion(results)
+        R.save_figure(conf, tmp_path / "c.png")
+    assert len(fig.axes) == 8
+    for i, ax in enumerate(fig.axes[:4]):
+        shown = np.asarray(ax.get_images()[0].get_array())
+        np.testing.assert_allclose(shown, cv2.resize(images[i], (128, 128)) / 255.0, atol=1e-5)  # RGB, unnormalized
+        assert ax.title.get_color() == "green" and D.CLASSES[labels[i]] in ax.get_title()
+    assert all(ax.title.get_color() == "red" for ax in fig.axes[4:])
+    assert _pixels(tmp_path / "p.png").var() > 1e-3 and _pixels(tmp_path / "c.png").var() > 1e-3
+    m = R.confusion_matrix([0, 0, 1, 2], [0, 1, 1, 2], 3)
+    np.testing.assert_array_equal(m, [[1, 1, 0], [0, 1, 0], [0, 0, 1]])
+
+
+# ------------------------------------------------------------------------- errors, throughput
+
+def test_bad_folders_are_one_line_errors(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run_tool(["tools/compare.py", str(empty), "--no-throughput"], timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"no runs in {empty}" in errors[0]
+    with pytest.raises(RunStateError, match="does not exist"):
+        R.collect_runs(tmp_path / "nowhere")
+    nested = experiment(tmp_path / "output", {"alexnet": {0: 0.7}}, name="quick")
+    with pytest.raises(RunStateError, match="holds the experiments quick"):
+        R.collect_runs(nested.parent)
+    bad = experiment(tmp_path, {"alexnet": {0: 0.7, 1: 0.7}}, name="bad")
+    (bad / "alexnet" / "seed1" / "history.json").write_text('{"status": "fini')
+    with pytest.raises(RunStateError, match="seed1/history.json is unreadable or not JSON"):
+        R.collect_runs(bad)
+    (bad / "alexnet" / "seed1" / "history.json").write_text('{"status": "done", "epochs": []}')
+    with pytest.raises(RunStateError, match="corrupt: status 'done'"):
+        R.collect_runs(bad)
+    (bad / "alexnet" / "seed1" / "history.json").write_text('{"status": "finished", "epochs": [{"epoch": 1}]}')
+    with pytest.raises(RunStateError, match="lacks a finite train_loss"):
+        R.collect_runs(bad)
+
+
+class _Sleepy(paddle.nn.Layer):
+    """A 'model' whose first pass takes 0.3 s and every later one 0.02 s."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        time.sleep(0.3 if self.calls == 1 else 0.02)
+        return x.mean(axis=[2, 3])
+
+
+def test_throughput_excludes_warmup_and_takes_the_median():
+    model = _Sleepy()
+    res = R.benchmark_forward(model, R.ThroughputSettings(batch_size=4, warmup=1, repeats=3, image_size=8))
+    assert model.calls == 4 and len(res["pass_s"]) == 3 and not model.training
+    assert 4 / 0.3 * 3 < res["img_s"] <= 4 / 0.02  # the slow first pass is not counted
+    assert res["img_s"] == pytest.approx(4 / float(np.median(res["pass_s"])))
+    s = R.ThroughputSettings.parse("warmup=0, repeats=2,max_batches=1")
+    assert (s.warmup, s.repeats, s.max_batches, s.batch_size) == (0, 2, 1, 128)
+    assert R.ThroughputSettings.parse(None) == R.ThroughputSettings()
+    for text, msg in (("repeat=2", "unknown"), ("repeats=x", "integer"), ("repeats=0", ">= 1")):
+        with pytest.raises(ConfigError, match=msg):
+            R.ThroughputSettings.parse(text)
+
+
+# --------------------------------------------------------------------- on a real tiny training
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cifar_subset):
+    from ba_net.config import load_config
+    from ba_net.engine import run_experiment
+
+    tmp = tmp_path_factory.mktemp("trained")
+    cfg = load_config(None, base=tiny_config(tmp, cifar_subset, models=["alexnet", "ba_alexnet"], seeds=[0, 1],
+                                             train={"epochs": 1, "max_steps_per_epoch": 2}))
+    run_experiment(cfg)
+    return tmp / "out" / "tiny"
+
+
+def test_compare_end_to_end_on_a_real_training(trained, tmp_path):
+    out = tmp_path / "cmp"
+    r = run_tool(["tools/compare.py", str(trained), "--out", str(out)], timeout=600,
+                 env_extra={"BA_NET_THROUGHPUT": "batch_size=16,warmup=1,repeats=2,max_batches=2"})
+    assert r.returncode == 0, r.stderr
+    for name in ("comparison.json", "comparison.md", "comparison.csv", "curves_loss.png", "curves_acc.png",
+                 "predictions.png", "confusion.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    for name in ("curves_loss.png", "curves_acc.png", "predictions.png", "confusion.png"):
+        assert _pixels(out / name)[..., :3].var() > 1e-3, name
+    summary = json.loads((out / "comparison.json").read_text())
+    # hand counts (REFERENCE.md / README), not the package's own numbers
+    expected = {"alexnet": (7_524_042, 7_524_042, 97_012_352), "ba_alexnet": (7_529_258, 7_529_210, 97_049_408)}
+    for model, (total, trainable, flops) in expected.items():
+        r_ = row(summary, model)
+        assert (r_["params_total"], r_["params_trainable"], r_["flops"]) == (total, trainable, flops)
+        assert r_["throughput_img_s"] > 0 and r_["throughput_notebook_img_s"] > 0
+        hist = [read_history(trained / model / f"seed{s}") for s in (0, 1)]
+        best = [h["best_val_acc"] for h in hist]
+        assert r_["n_seeds"] == 2 and r_["val_acc_best_mean"] == pytest.approx(np.mean(best), rel=1e-12)
+        assert r_["val_acc_best_std"] == pytest.approx(np.std(best, ddof=1), rel=1e-9)
+        # the predictions come from best.pdparams of seed 0: they reproduce its logged val accuracy
+        pred = summary["predictions"][model]
+        assert (pred["seed"], pred["weights"]) == (0, "best.pdparams")
+        assert pred["accuracy"] == pytest.approx(hist[0]["best_val_acc"], abs=1e-9)
+        assert np.sum(pred["confusion"]) == 846 and np.trace(pred["confusion"]) == round(846 * pred["accuracy"])
+    ba = row(summary, "ba_alexnet")
+    ref = stats.ttest_rel(*[[read_history(trained / m / f"seed{s}")["best_val_acc"] for s in (0, 1)]
+                            for m in ("ba_alexnet", "alexnet")])
+    if math.isfinite(ref.pvalue):
+        assert ba["test"] == "paired" and ba["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
+    tp = summary["throughput"]
+    assert (tp["batch_size"], tp["warmup"], tp["repeats"], tp["max_batches"]) == (16, 1, 2, 2)
+    assert tp["device"].startswith("cpu")
+    md = (out / "comparison.md").read_text()
+    assert "| alexnet | 2 of 2 |" in md and "7,529,258 (7,529,210)" in md and "2612" in md and "V100" in md
+    assert "All 4 runs finished" in md
