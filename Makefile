@@ -23,6 +23,7 @@ test: install
 
 quick: install
 	$(PY) tools/train.py -c experiments/quick.yaml
+	$(PY) tools/compare.py output/quick
 
 clean-venv:
 	rm -rf $(VENV)
