@@ -23,7 +23,8 @@ import paddle
 import paddle.distributed as dist
 
 from ba_net import data as D
-from ba_net.checkpoint import atomic_write_json, atomic_write_text, load_paddle, read_json, save_paddle
+from ba_net.checkpoint import (atomic_write_json, atomic_write_text, load_paddle, read_json, remove_temp_files,
+                               save_paddle, write_error)
 from ba_net.config import dump_config
 from ba_net.errors import BaNetError, ConfigError, RunStateError
 from ba_net.loss import LabelSmoothingCrossEntropy
@@ -318,8 +319,16 @@ def _train_run(cfg, model_name, seed, folder, splits, resume_state, device, labe
     history = _new_history(cfg, model_name, seed, ctx, device)
     start_epoch = 1
     if resume_state is not None:
-        load_weights(model, folder.root / resume_state["params"], "resume weights")
-        optimizer.set_state_dict(load_paddle(folder.root / resume_state["opt"], "resume optimizer state"))
+        try:
+            load_weights(model, folder.root / resume_state["params"], "resume weights")
+            opt_state = load_paddle(folder.root / resume_state["opt"], "resume optimizer state")
+            try:
+                optimizer.set_state_dict(opt_state)
+            except Exception as exc:
+                raise RunStateError(f"resume optimizer state {folder.root / resume_state['opt']} does not fit the "
+                                    f"{cfg['optimizer']['name']} optimizer ({exc.__class__.__name__})") from None
+        except RunStateError as exc:
+            raise RunStateError(f"{exc}; rerun with --force to start the run over") from None
         history = resume_state["history"]
         history["status"], history["reason"] = "running", None
         start_epoch = resume_state["epoch"] + 1
@@ -331,7 +340,10 @@ def _train_run(cfg, model_name, seed, folder, splits, resume_state, device, labe
     if ctx.main:
         atomic_write_text(folder.config, dump_config(run_config(cfg, model_name, seed)))
         atomic_write_json(folder.history, history)
-        writer = _vdl_writer(folder, history, _hparams(cfg, model_name, seed))
+        try:
+            writer = _vdl_writer(folder, history, _hparams(cfg, model_name, seed))
+        except OSError as exc:
+            raise write_error(exc.filename or folder.vdl, exc) from None
     iter_offset = (start_epoch - 1) * steps_per_epoch
     try:
         for epoch in range(start_epoch, t["epochs"] + 1):
@@ -346,13 +358,11 @@ def _train_run(cfg, model_name, seed, folder, splits, resume_state, device, labe
                     mixup_alpha=cfg["data"]["mixup_alpha"], log_every=t["log_every"], iter_offset=iter_offset,
                     iters=history["iters"], ctx=ctx, scaler=scaler, label=f"{label} epoch {epoch}/{t['epochs']}")
             except FloatingPointError as exc:
-                history["status"], history["reason"] = "failed", str(exc)
-                logger.error("%s failed: %s; the last good checkpoint is kept", label, exc)
-                if ctx.main:
-                    atomic_write_json(folder.history, history)
-                return history
+                return _fail(history, str(exc), folder, ctx, label)
             iter_offset += steps
             val_loss, val_acc = evaluate(train_model, val_loader, loss_fn, ctx)
+            if not math.isfinite(val_loss):
+                return _fail(history, f"non-finite validation loss {val_loss} at epoch {epoch}", folder, ctx, label)
             record = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                       "val_acc": val_acc, "lr": lr, "time_s": round(time.time() - t0, 3)}
             history["epochs"].append(record)
@@ -384,6 +394,16 @@ def _train_run(cfg, model_name, seed, folder, splits, resume_state, device, labe
     finally:
         if writer is not None:
             writer.close()
+
+
+def _fail(history: dict, reason: str, folder: RunFolder, ctx: _Distributed, label: str) -> dict:
+    """Mark the run failed (reason in history.json and the log); the files of the last completed
+    epoch (state.json, its checkpoint, best.*) are left as they are."""
+    history["status"], history["reason"] = "failed", reason
+    logger.error("%s failed: %s; the last good checkpoint is kept", label, reason)
+    if ctx.main:
+        atomic_write_json(folder.history, history)
+    return history
 
 
 def load_weights(model, path, what: str = "checkpoint") -> None:
@@ -424,11 +444,40 @@ def _save_resume_state(folder: RunFolder, epoch: int, model, optimizer, history:
 
 # ------------------------------------------------------------------------------- the ablation
 
+def _read_run_json(path: Path, what: str) -> dict:
+    try:
+        return read_json(path, what)
+    except RunStateError as exc:
+        raise RunStateError(f"{exc}; rerun with --force to start the run over") from None
+
+
+def _check_state(folder: RunFolder, state: dict, epochs: int) -> None:
+    """Refuse a state.json that is incomplete or names files outside the run's checkpoint folder
+    (checkpoints are pickles: they are loaded only from the run folder)."""
+    def bad(what):
+        raise RunStateError(f"resume state {folder.state} is not valid ({what}); rerun with --force to start the "
+                            f"run over")
+
+    epoch = state.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch <= epochs:
+        bad(f"epoch {epoch!r} is not between 1 and {epochs}")
+    history = state.get("history")
+    if not isinstance(history, dict) or not isinstance(history.get("epochs"), list) or \
+            len(history["epochs"]) != epoch or not isinstance(history.get("iters"), list):
+        bad("its history does not match its epoch")
+    inside = folder.checkpoints.resolve()
+    for key in ("params", "opt"):
+        name = state.get(key)
+        if not isinstance(name, str) or not name or Path(name).is_absolute() or \
+                inside not in (folder.root / name).resolve().parents:
+            bad(f"{key} {name!r} is not a file in {folder.checkpoints}")
+
+
 def _plan_run(cfg: dict, model: str, seed: int, folder: RunFolder, resume: bool, force: bool):
     """('start' | 'resume' | 'skip', resume state or None) for one run, or RunStateError."""
     if force or not folder.history.exists():
         return "start", None
-    history = read_json(folder.history, "run history")
+    history = _read_run_json(folder.history, "run history")
     if folder.config.exists():
         import yaml
 
@@ -445,12 +494,26 @@ def _plan_run(cfg: dict, model: str, seed: int, folder: RunFolder, resume: bool,
         return "skip", None
     if not folder.state.exists():
         return "start", None  # stopped during its first epoch: nothing worth keeping
-    state = read_json(folder.state, "resume state")
+    state = _read_run_json(folder.state, "resume state")
+    _check_state(folder, state, cfg["train"]["epochs"])
     if not resume:
         verb = "failed" if status == "failed" else "stopped"
         raise RunStateError(f"{folder.root} {verb} after epoch {state.get('epoch')} of {cfg['train']['epochs']}: "
                             f"rerun with --resume to continue it, or --force to start it over")
     return "resume", state
+
+
+def _finish_cleanup(folder: RunFolder) -> None:
+    """A finished run whose clean-up was interrupted (killed after history.json said finished)
+    still has its resume checkpoint or temporary files: remove them, final.* supersede them."""
+    leftovers = remove_temp_files(folder.root)
+    if folder.state.exists() or folder.checkpoints.exists():
+        leftovers.append(folder.state)
+        folder.state.unlink(missing_ok=True)
+        shutil.rmtree(folder.checkpoints, ignore_errors=True)
+    if leftovers:
+        logger.info("%s: removed %s, left by an interrupted clean-up", folder.root,
+                    ", ".join(p.name for p in leftovers))
 
 
 def run_experiment(cfg: dict, resume: bool = False, force: bool = False) -> list[dict]:
@@ -459,6 +522,10 @@ def run_experiment(cfg: dict, resume: bool = False, force: bool = False) -> list
     if ctx.world > 1:
         dist.init_parallel_env()
     device = select_device(cfg["device"])
+    schedule = cfg["schedule"]
+    if schedule["name"] == "cosine" and schedule["warmup_epochs"] >= cfg["train"]["epochs"]:  # before any write
+        raise ConfigError(f"schedule.warmup_epochs: {schedule['warmup_epochs']} must be smaller than train.epochs "
+                          f"({cfg['train']['epochs']})")
     runs = [(m, s) for m in cfg["models"] for s in cfg["seeds"]]
     plans = {}
     for model, seed in runs:
@@ -475,6 +542,10 @@ def run_experiment(cfg: dict, resume: bool = False, force: bool = False) -> list
         path = D.locate_cifar10(cfg["data"]["data_file"])
         splits = {s: D.read_cifar10(path, s) for s in ("train", "test")}
         logger.info("CIFAR-10 from %s: %d train / %d test images", path, len(splits["train"][0]), len(splits["test"][0]))
+        batch = cfg["train"]["batch_size"]
+        if len(splits["train"][0]) < batch * ctx.world:  # checked before any run folder is touched
+            raise ConfigError(f"train.batch_size: {batch} x {ctx.world} process(es) exceeds the "
+                              f"{len(splits['train'][0])} training images; use a smaller batch")
     summaries = []
     start = time.time()
     for i, (model, seed) in enumerate(runs, start=1):
@@ -484,14 +555,22 @@ def run_experiment(cfg: dict, resume: bool = False, force: bool = False) -> list
             history = read_json(folder.history, "run history")
             logger.info("%s finished already (best val acc %.4f); skipped (--force reruns it)", label,
                         history.get("best_val_acc") or 0.0)
-        else:
             if ctx.main:
-                if action == "start" and folder.root.exists():
-                    shutil.rmtree(folder.root)
-                folder.root.mkdir(parents=True, exist_ok=True)
-            if ctx.world > 1:
-                dist.barrier()
-            run_log = _RunLog(folder.log, ctx.main)
+                _finish_cleanup(folder)
+        else:
+            try:
+                if ctx.main:
+                    if action == "start" and folder.root.exists():
+                        shutil.rmtree(folder.root)
+                    folder.root.mkdir(parents=True, exist_ok=True)
+                    if action == "resume":
+                        for tmp in remove_temp_files(folder.root):
+                            logger.info("%s removed %s, left by an interrupted write", label, tmp.name)
+                if ctx.world > 1:
+                    dist.barrier()
+                run_log = _RunLog(folder.log, ctx.main)
+            except OSError as exc:
+                raise write_error(exc.filename or folder.root, exc) from None
             try:
                 history = train_run(cfg, model, seed, folder, splits, resume_state=state, device=device, label=label)
             finally:
