@@ -180,6 +180,9 @@ def load_config(path: Optional[str | Path] = None, overrides: tuple = (), base: 
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
+            if isinstance(exc, yaml.constructor.ConstructorError):  # e.g. !!python/object: safe_load refuses it
+                raise ConfigError(f"config file {path} uses a YAML tag that safe loading refuses{where} "
+                                  f"({exc.problem}); use plain values") from None
             raise ConfigError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
         if data is None:
             data = {}

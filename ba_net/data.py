@@ -94,6 +94,10 @@ def read_cifar10(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         with tarfile.open(path, "r:*") as tar:
             for member in tar:
+                if member.name.startswith(("/", "\\")) or ".." in member.name.replace("\\", "/").split("/"):
+                    raise DataError(f"{path} has a member with an unsafe path {member.name!r} (absolute or with "
+                                    f"'..'): not the CIFAR-10 tarball; download it again or point data.data_file "
+                                    f"at a good copy")
                 base = member.name.rsplit("/", 1)[-1]
                 if base in wanted and member.isfile():
                     found[base] = tar.extractfile(member).read()  # read in memory, never extracted
@@ -104,7 +108,8 @@ def read_cifar10(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         ) from None
     missing = [m for m in wanted if m not in found]
     if missing:
-        raise DataError(f"{path} lacks the CIFAR-10 members {', '.join(missing)}; it is not the python version of CIFAR-10")
+        raise DataError(f"{path} lacks the CIFAR-10 members {', '.join(missing)}: it is not the python version of "
+                        f"CIFAR-10; point data.data_file at cifar-10-python.tar.gz ({CIFAR10_URL})")
     images, labels = [], []
     for name in wanted:
         try:

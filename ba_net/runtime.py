@@ -76,7 +76,9 @@ def select_device(requested: str = "auto") -> str:
 
     has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     if requested == "gpu" and not has_gpu:
-        raise RuntimeError("device 'gpu' requested but Paddle has no usable CUDA device; use device: cpu or auto")
+        from ba_net.errors import ConfigError
+
+        raise ConfigError("device 'gpu' requested but Paddle has no usable CUDA device; use device: cpu or auto")
     device = "gpu" if (requested == "gpu" or (requested == "auto" and has_gpu)) else "cpu"
     if device == "gpu":
         # one process per GPU: the launcher tells each rank its card
