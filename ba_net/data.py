@@ -117,9 +117,11 @@ def read_cifar10(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
             data = np.asarray(batch[b"data"], dtype=np.uint8)
             lab = np.asarray(batch[b"labels"], dtype=np.int64)
         except Exception as exc:
-            raise DataError(f"{path}: member {name} is not a CIFAR-10 batch ({exc.__class__.__name__})") from None
+            raise DataError(f"{path}: member {name} is not a CIFAR-10 batch ({exc.__class__.__name__}); "
+                            f"download CIFAR-10 again or point data.data_file at a good copy") from None
         if data.ndim != 2 or data.shape[1] != 3072 or len(lab) != len(data) or lab.min() < 0 or lab.max() > 9:
-            raise DataError(f"{path}: member {name} has unexpected shape or labels; not CIFAR-10")
+            raise DataError(f"{path}: member {name} has unexpected shape or labels, not CIFAR-10; download "
+                            f"CIFAR-10 again or point data.data_file at a good copy")
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(lab)
     return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
