@@ -44,3 +44,55 @@ def run_tool(args, env_extra=None, timeout=600, cwd=REPO):
     env.update(env_extra or {})
     return subprocess.run([sys.executable] + args, cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def write_cifar10_tarball(path, members):
+    """A tar.gz laid out like cifar-10-python.tar.gz: ``members`` maps a member name (e.g.
+    'cifar-10-batches-py/data_batch_1') to (images [N, 32, 32, 3] uint8, labels) or to raw bytes."""
+    import io
+    import pickle
+    import tarfile
+
+    import numpy as np
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in members.items():
+            if not isinstance(content, bytes):
+                images, labels = content
+                batch = {b"data": np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2)).reshape(len(images), -1),
+                         b"labels": [int(v) for v in labels]}
+                content = pickle.dumps(batch, protocol=2)  # the protocol of the original files
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return Path(path)
+
+
+def small_cifar10(source, path, n_train=200, n_test=64):
+    """A smaller copy of the CIFAR-10 tarball ``source``: its first ``n_train`` training images
+    (spread over the five training members) and first ``n_test`` test images."""
+    from ba_net import data as D
+
+    images, labels = D.read_cifar10(source, "train")
+    test_images, test_labels = D.read_cifar10(source, "test")
+    per = n_train // 5
+    members = {f"cifar-10-batches-py/data_batch_{i + 1}": (images[i * per:(i + 1) * per], labels[i * per:(i + 1) * per])
+               for i in range(5)}
+    members["cifar-10-batches-py/test_batch"] = (test_images[:n_test], test_labels[:n_test])
+    return write_cifar10_tarball(path, members)
+
+
+def tree_snapshot(root):
+    """{relative path: (size, mtime_ns, sha256)} of every file under ``root``, and '<dir>/' for each folder."""
+    import hashlib
+
+    root = Path(root)
+    snap = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_dir() and not path.is_symlink():
+            snap[rel + "/"] = None
+        elif path.is_file():
+            st = path.stat()
+            snap[rel] = (st.st_size, st.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+    return snap
