@@ -96,3 +96,20 @@ def tree_snapshot(root):
             st = path.stat()
             snap[rel] = (st.st_size, st.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
     return snap
+
+
+def tool_main(name, argv):
+    """Run ``tools/<name>.py``'s main(argv) in this process (for failures a subprocess cannot
+    simulate); the ``ba_net`` logger's set-up is restored afterwards. Returns the exit code."""
+    import importlib.util
+    import logging
+
+    spec = importlib.util.spec_from_file_location(f"_tool_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    logger = logging.getLogger("ba_net")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    try:
+        return module.main(list(argv))
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
