@@ -112,4 +112,6 @@ def tool_main(name, argv):
     try:
         return module.main(list(argv))
     finally:
-        logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+        logger.handlers[:] = saved[0]
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]
