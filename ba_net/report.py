@@ -471,6 +471,7 @@ def add_throughput(summary: dict, runs, settings: ThroughputSettings, test_split
     from ba_net.models import build_model
 
     groups = _by_model(runs, summary["baseline"])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # other processes slow the CPU down
     workers = settings.num_workers
     if workers is None:
         workers = next((r.config.get("data", {}).get("num_workers", 0) for r in runs if r.config), 0)
@@ -488,7 +489,8 @@ def add_throughput(summary: dict, runs, settings: ThroughputSettings, test_split
                              "image_size": settings.image_size,
                              "notebook_way": settings.notebook_way and test_split is not None,
                              "notebook_images": None if test_split is None else len(test_split[0]),
-                             "max_batches": settings.max_batches, "num_workers": workers}
+                             "max_batches": settings.max_batches, "num_workers": workers,
+                             "load_average_1min": load, "cpus": os.cpu_count()}
 
 
 # ============================================================================ predictions
@@ -780,6 +782,10 @@ def _throughput_notes(summary: dict) -> list:
     notes = [f"Throughput on {tp['device']}, eval mode, fresh weights. Benchmark: batch {tp['batch_size']} of random "
              f"3x{tp['image_size']}x{tp['image_size']} input, {tp['warmup']} warm-up passes, median of {tp['repeats']} "
              "timed passes."]
+    if tp["device"].startswith("cpu") and tp.get("load_average_1min") is not None:
+        notes.append(f"System load when the measurement started: {tp['load_average_1min']:.1f} (1-minute average) "
+                     f"on {tp['cpus']} CPUs; a load near or above the CPU count means other processes shared the "
+                     "cores and the img/s numbers are low and noisy.")
     if tp["notebook_way"]:
         cap = "" if tp["max_batches"] is None else f", first {tp['max_batches']} batches"
         notes.append(f"Test-set pass (the notebook's way): one warm-up batch, then an eval pass over the "

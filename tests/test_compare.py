@@ -343,4 +343,4 @@ def test_compare_end_to_end_on_a_real_training(trained, tmp_path):
     assert tp["device"].startswith("cpu")
     md = (out / "comparison.md").read_text()
     assert "| alexnet | 2 of 2 |" in md and "7,529,258 (7,529,210)" in md and "2612" in md and "V100" in md
-    assert "All 4 runs finished" in md
+    assert "All 4 runs finished" in md and "System load when the measurement started" in md
