@@ -16,7 +16,7 @@ from scipy import special, stats
 
 from ba_net import report as R
 from ba_net.errors import ConfigError, RunStateError
-from helpers import read_history, run_tool, tiny_config
+from helpers import read_history, run_tool, small_cifar10, tiny_config
 
 # --------------------------------------------------------------------------- synthetic runs
 
@@ -295,13 +295,16 @@ def test_throughput_excludes_warmup_and_takes_the_median():
 
 # --------------------------------------------------------------------- on a real tiny training
 
+N_TEST = 200
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, cifar_subset):
     from ba_net.config import load_config
     from ba_net.engine import run_experiment
 
     tmp = tmp_path_factory.mktemp("trained")
-    cfg = load_config(None, base=tiny_config(tmp, cifar_subset, models=["alexnet", "ba_alexnet"], seeds=[0, 1],
+    data = small_cifar10(cifar_subset, tmp / "cifar.tar.gz", n_train=200, n_test=N_TEST)  # real images, fewer
+    cfg = load_config(None, base=tiny_config(tmp, data, models=["alexnet", "ba_alexnet"], seeds=[0, 1],
                                              train={"epochs": 1, "max_steps_per_epoch": 2}))
     run_experiment(cfg)
     return tmp / "out" / "tiny"
@@ -332,7 +335,7 @@ def test_compare_end_to_end_on_a_real_training(trained, tmp_path):
         pred = summary["predictions"][model]
         assert (pred["seed"], pred["weights"]) == (0, "best.pdparams")
         assert pred["accuracy"] == pytest.approx(hist[0]["best_val_acc"], abs=1e-9)
-        assert np.sum(pred["confusion"]) == 846 and np.trace(pred["confusion"]) == round(846 * pred["accuracy"])
+        assert np.sum(pred["confusion"]) == N_TEST and np.trace(pred["confusion"]) == round(N_TEST * pred["accuracy"])
     ba = row(summary, "ba_alexnet")
     ref = stats.ttest_rel(*[[read_history(trained / m / f"seed{s}")["best_val_acc"] for s in (0, 1)]
                             for m in ("ba_alexnet", "alexnet")])
