@@ -24,7 +24,7 @@ from typing import Sequence
 import paddle
 import paddle.nn as nn
 
-from ba_net.attention.helpers import expand_like, global_avg_pool, make_activation, make_gate, spatial_size
+from ba_net.attention.helpers import expand_like, global_avg_pool, hidden_width, make_activation, make_gate, spatial_size
 
 
 class BridgeAttention(nn.Layer):
@@ -53,10 +53,8 @@ class BridgeAttention(nn.Layer):
         bridge_channels: Sequence[int] = (),
     ):
         super().__init__()
-        if channels < 1 or reduction < 1:
-            raise ValueError(f"channels and reduction must be positive, got {channels}, {reduction}")
         self.channels = channels
-        self.hidden = max(1, channels // reduction)
+        self.hidden = hidden_width(channels, reduction)
         self.bridge_channels = tuple(int(c) for c in bridge_channels)
         self.squeeze = nn.LayerList(
             [nn.Linear(c, self.hidden, bias_attr=False) for c in self.bridge_channels + (channels,)]

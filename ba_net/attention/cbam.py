@@ -14,7 +14,7 @@ import paddle
 import paddle.nn as nn
 
 from ba_net.attention.helpers import (
-    check_rank, expand_like, global_avg_pool, make_activation, make_gate, same_conv, spatial_size,
+    check_rank, expand_like, global_avg_pool, hidden_width, make_activation, make_gate, same_conv, spatial_size,
 )
 
 _NORMS = {1: nn.BatchNorm1D, 2: nn.BatchNorm2D, 3: nn.BatchNorm3D}
@@ -29,10 +29,8 @@ class ChannelGate(nn.Layer):
 
     def __init__(self, channels: int, reduction: int = 16, act: str = "relu", gate: str = "sigmoid"):
         super().__init__()
-        if channels < 1 or reduction < 1:
-            raise ValueError(f"channels and reduction must be positive, got {channels}, {reduction}")
         self.channels = channels
-        self.hidden = max(1, channels // reduction)
+        self.hidden = hidden_width(channels, reduction)
         self.mlp = nn.Sequential(
             nn.Linear(channels, self.hidden), make_activation(act), nn.Linear(self.hidden, channels)
         )

@@ -82,3 +82,10 @@ def check_rank(x: paddle.Tensor, dims: int, name: str) -> None:
     """Raise a readable error when ``x`` is not [B, C] plus ``dims`` spatial axes."""
     if x.ndim != dims + 2:
         raise ValueError(f"{name} built for {dims} spatial axes, got an input of shape {list(x.shape)}")
+
+
+def hidden_width(channels: int, reduction: int) -> int:
+    """Bottleneck width ``channels // reduction`` (at least 1) of a squeeze-excitation style MLP."""
+    if channels < 1 or reduction < 1:
+        raise ValueError(f"channels and reduction must be positive, got {channels}, {reduction}")
+    return max(1, channels // reduction)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
-from ba_net.attention.helpers import expand_like, global_avg_pool, make_activation, make_gate, spatial_size
+from ba_net.attention.helpers import expand_like, global_avg_pool, hidden_width, make_activation, make_gate, spatial_size
 
 
 class SqueezeExcitation(nn.Layer):
@@ -28,10 +28,8 @@ class SqueezeExcitation(nn.Layer):
 
     def __init__(self, channels: int, reduction: int = 16, act: str = "relu", gate: str = "sigmoid"):
         super().__init__()
-        if channels < 1 or reduction < 1:
-            raise ValueError(f"channels and reduction must be positive, got {channels}, {reduction}")
         self.channels = channels
-        self.hidden = max(1, channels // reduction)
+        self.hidden = hidden_width(channels, reduction)
         self.squeeze = nn.Linear(channels, self.hidden)
         self.act = make_activation(act)
         self.excite = nn.Linear(self.hidden, channels)
