@@ -53,6 +53,8 @@ SCHEMA = {
         "max_steps_per_epoch": Field(None, "int", "cap on iterations per epoch; null = the whole epoch", nullable=True, minimum=1),
         "log_every": Field(10, "int", "record the train loss every N iterations", minimum=1),
         "amp": Field(False, "bool", "mixed precision (GPU only; refused with a warning on CPU)"),
+        "path": Field("fast", "str", "fast: on CPU a static program with oneDNN convolutions (ba_net/accel.py), "
+                      "dygraph elsewhere; dygraph: always plain dygraph", choices=lambda: ["fast", "dygraph"]),
     },
     "optimizer": {
         "name": Field("adam", "str", "optimizer", choices=lambda: ["adam", "adamw", "momentum"]),

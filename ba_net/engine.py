@@ -22,6 +22,7 @@ import numpy as np
 import paddle
 import paddle.distributed as dist
 
+from ba_net import accel
 from ba_net import data as D
 from ba_net.checkpoint import (atomic_write_json, atomic_write_text, load_paddle, read_json, remove_temp_files,
                                save_paddle, write_error)
@@ -36,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 # Keys that may differ between a run's saved config and the current one without changing what
 # the run computes (where the data lives, how it is loaded, which other runs are in the ablation).
-_NEUTRAL_KEYS = {("models",), ("seeds",), ("output_dir",), ("device",), ("data", "data_file"), ("data", "num_workers")}
+_NEUTRAL_KEYS = {("models",), ("seeds",), ("output_dir",), ("device",), ("data", "data_file"), ("data", "num_workers"),
+                 ("train", "path")}
 PROGRESS_SECONDS = 15.0
 
 
@@ -153,10 +155,11 @@ def _hms(seconds: float) -> str:
 
 
 def train_epoch(model, loader, loss_fn, optimizer, scheduler, *, epoch, seed, mixup_alpha, log_every,
-                iter_offset, iters, ctx, scaler=None, label="") -> tuple[float, float, int]:
+                iter_offset, iters, ctx, scaler=None, label="", step_fn=None) -> tuple[float, float, int]:
     """One pass over ``loader``; returns (mean loss, accuracy, iterations) and appends
     ``{"iter", "loss", "lr"}`` to ``iters`` every ``log_every`` iterations. Raises
-    FloatingPointError at the first non-finite loss it sees."""
+    FloatingPointError at the first non-finite loss it sees. ``step_fn(images, target) ->
+    (logits, loss)``, when given, does the forward, backward and update (ba_net.accel)."""
     model.train()
     loss_sum = paddle.zeros([], dtype="float64")
     correct = paddle.zeros([], dtype="int64")
@@ -171,7 +174,9 @@ def train_epoch(model, loader, loss_fn, optimizer, scheduler, *, epoch, seed, mi
             rng = np.random.default_rng([seed, epoch, step, ctx.rank])
             images, target, truth = D.mixup(images, labels, mixup_alpha, rng)
         lr = optimizer.get_lr()
-        if scaler is not None:
+        if step_fn is not None:
+            logits, loss = step_fn(images, target)
+        elif scaler is not None:
             with paddle.amp.auto_cast():
                 logits = model(images)
                 loss = loss_fn(logits, target)
@@ -335,6 +340,8 @@ def _train_run(cfg, model_name, seed, folder, splits, resume_state, device, labe
         logger.info("%s resuming after epoch %d (best val acc %.4f)", label, resume_state["epoch"],
                     history["best_val_acc"] or 0.0)
     train_model = paddle.DataParallel(model) if ctx.world > 1 else model
+    fast = accel.prepare_training(cfg, model_name, model, optimizer, lambda p: _build_optimizer(cfg, p, scheduler),
+                                  loss_fn, device=device, world=ctx.world)  # None: dygraph steps
 
     writer = None
     if ctx.main:
@@ -356,11 +363,14 @@ def _train_run(cfg, model_name, seed, folder, splits, resume_state, device, labe
                 train_loss, train_acc, steps = train_epoch(
                     train_model, train_loader, loss_fn, optimizer, scheduler, epoch=epoch, seed=seed,
                     mixup_alpha=cfg["data"]["mixup_alpha"], log_every=t["log_every"], iter_offset=iter_offset,
-                    iters=history["iters"], ctx=ctx, scaler=scaler, label=f"{label} epoch {epoch}/{t['epochs']}")
+                    iters=history["iters"], ctx=ctx, scaler=scaler, label=f"{label} epoch {epoch}/{t['epochs']}",
+                    step_fn=fast)
             except FloatingPointError as exc:
                 return _fail(history, str(exc), folder, ctx, label)
             iter_offset += steps
-            val_loss, val_acc = evaluate(train_model, val_loader, loss_fn, ctx)
+            if fast is not None:
+                fast.sync()  # trained state -> model and optimizer, for evaluation and checkpoints
+            val_loss, val_acc = evaluate(fast.eval_model if fast else train_model, val_loader, loss_fn, ctx)
             if not math.isfinite(val_loss):
                 return _fail(history, f"non-finite validation loss {val_loss} at epoch {epoch}", folder, ctx, label)
             record = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
