@@ -1,0 +1,310 @@
+"""Crash safety: a real training SIGKILLed at random moments loses nothing, and a non-finite loss
+fails the run but keeps the last good checkpoint.
+
+The crash test kills tools/train.py at seeded random moments (5 kills; 20 with BA_NET_SOAK=1;
+BA_NET_CRASH_SEED picks other moments), checks after every kill that each file left in the run
+folder loads, continues the way the engine asks (--resume when a state was saved, a plain rerun
+otherwise), and requires the history and weights of an uninterrupted run, bit for bit.
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+import yaml
+
+from ba_net import engine
+from ba_net.checkpoint import is_temp_file
+from ba_net.config import load_config
+from helpers import REPO, read_history, small_cifar10, strip_times, tool_main
+
+SOAK = os.environ.get("BA_NET_SOAK") == "1"
+KILLS = 20 if SOAK else 5
+SEED = int(os.environ.get("BA_NET_CRASH_SEED", "20260607"))
+EPOCHS = 4
+REAL_FILES = {"config.yaml", "history.json", "train.log", "vdl/vdlrecords.run.log", "best.pdparams", "best.pdopt",
+              "final.pdparams", "final.pdopt"}
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory, cifar_subset):
+    """200 train / 64 test images of the subset: evaluation stays short, so kills land often in
+    the writes of checkpoints, state and history."""
+    return small_cifar10(cifar_subset, tmp_path_factory.mktemp("data") / "cifar-10-python.tar.gz")
+
+
+def _write_config(path, data, out, **train):
+    cfg = {"experiment": "crash", "models": ["alexnet"], "seeds": [0], "output_dir": str(out), "device": "cpu",
+           "data": {"data_file": str(data), "num_workers": 0},
+           "train": {"epochs": EPOCHS, "batch_size": 8, "max_steps_per_epoch": 3, "log_every": 1, **train}}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+class _Trainer:
+    """tools/train.py in a session of its own; each attempt's output goes to its own log file."""
+
+    def __init__(self, config: Path, logs: Path):
+        self.config, self.logs, self.attempts = config, logs, 0
+        logs.mkdir(parents=True, exist_ok=True)
+
+    def start(self, flags):
+        self.attempts += 1
+        self.log = self.logs / f"attempt{self.attempts:02d}.log"
+        env = {k: v for k, v in os.environ.items() if k != "BA_NET_CIFAR10"}
+        with open(self.log, "wb") as out:
+            return subprocess.Popen([sys.executable, "tools/train.py", "-c", str(self.config), *flags], cwd=REPO,
+                                    env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
+    def run(self, flags, timeout=600):
+        t0 = time.monotonic()
+        proc = self.start(flags)
+        rc = proc.wait(timeout=timeout)
+        assert rc == 0, f"tools/train.py {' '.join(flags)} exited {rc}:\n{self.output()}"
+        return time.monotonic() - t0
+
+    def output(self):
+        return self.log.read_text(errors="replace")[-3000:]
+
+
+def _plain(obj):
+    """A paddle.load result with tensors as numpy arrays, for exact comparison."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    if isinstance(obj, paddle.Tensor):
+        return obj.numpy()
+    return obj
+
+
+def _assert_same(a, b, where):
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), f"{where}: keys differ"
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}[{k}]")
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _check_files(run: Path, model_keys: set) -> list:
+    """Every file in the run folder loads; anything unknown fails. Returns the temporary files
+    found (hidden '.<name>.*.tmp' files of atomic writes cut short: never read, only removed)."""
+    temps = []
+    for path in sorted(run.rglob("*")):
+        if path.is_dir():
+            continue
+        rel = path.relative_to(run).as_posix()
+        if is_temp_file(path):
+            temps.append(rel)
+            continue
+        if rel in ("train.log", "vdl/vdlrecords.run.log"):  # append-only logs (VisualDL's rebuilt on resume)
+            path.read_bytes()
+        elif rel == "config.yaml":
+            load_config(path)
+        elif path.suffix == ".json":
+            assert isinstance(json.loads(path.read_text(encoding="utf-8")), dict), rel
+        elif path.suffix in (".pdparams", ".pdopt"):
+            state = paddle.load(str(path))
+            assert isinstance(state, dict) and state, rel
+            if path.suffix == ".pdparams":
+                assert set(state) == model_keys, rel
+        else:
+            pytest.fail(f"unexpected file {rel} in the run folder")
+        assert rel in REAL_FILES or rel in ("state.json",) or rel.startswith("checkpoint/epoch"), rel
+    if (run / "state.json").exists():
+        state = json.loads((run / "state.json").read_text())
+        assert (run / state["params"]).is_file() and (run / state["opt"]).is_file(), state
+        assert len(state["history"]["epochs"]) == state["epoch"]
+    if (run / "history.json").exists():
+        history = read_history(run)
+        assert history["status"] in ("running", "finished"), history["status"]
+        if history["status"] == "finished":
+            assert (run / "final.pdparams").is_file() and (run / "final.pdopt").is_file()
+    return temps
+
+
+def _listing(run: Path) -> set:
+    """(path, size, mtime) of the run's files other than the logs."""
+    out = set()
+    for p in run.rglob("*"):
+        if p.name in ("train.log", "vdlrecords.run.log"):
+            continue
+        try:
+            st = p.stat()
+        except FileNotFoundError:  # renamed or removed meanwhile
+            continue
+        out.add((p.as_posix(), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def _next_flags(run: Path) -> list:
+    """What the engine asks for: a run with a saved state continues with --resume, anything else
+    (nothing written yet, stopped in its first epoch, finished) is run again as it is."""
+    finished = (run / "history.json").exists() and read_history(run)["status"] == "finished"
+    return ["--resume"] if (run / "state.json").exists() and not finished else []
+
+
+def _epochs_done(run: Path) -> int:
+    if (run / "history.json").exists() and read_history(run)["status"] == "finished":
+        return EPOCHS
+    if (run / "state.json").exists():
+        return json.loads((run / "state.json").read_text())["epoch"]
+    return 0
+
+
+def test_sigkill_at_random_moments_loses_nothing(tmp_path, small_data):
+    ref = _Trainer(_write_config(tmp_path / "ref.yaml", small_data, tmp_path / "ref"), tmp_path / "logs_ref")
+    total = ref.run([])
+    startup = ref.run([])  # the finished run is skipped: start-up and planning only
+    assert "finished already" in ref.output()
+    ref_run = tmp_path / "ref" / "crash" / "alexnet" / "seed0"
+    model_keys = set(paddle.load(str(ref_run / "final.pdparams")))
+
+    trainer = _Trainer(_write_config(tmp_path / "crash.yaml", small_data, tmp_path / "crash"), tmp_path / "logs")
+    run = tmp_path / "crash" / "crash" / "alexnet" / "seed0"
+    rng = random.Random(SEED)
+    kills, temps_seen, journal = 0, 0, []
+    while True:
+        flags = _next_flags(run) if not journal or journal[-1][1] != "finished early" else ["--force"]
+        if kills >= KILLS:
+            trainer.run(flags)
+            journal.append((flags, "completed"))
+            break
+        # The moment: within what this attempt needs (start-up plus its share of the remaining
+        # epochs); one kill in five during the start-up (planning, clean-up, history rewritten),
+        # two in five right as the n-th change to the run's files is seen (a file appears or
+        # grows: writes take a few hundredths of a second, random moments alone rarely hit them).
+        remaining = max(EPOCHS - _epochs_done(run), 0.5)
+        end = startup + (total - startup) * remaining / EPOCHS
+        kind = rng.choice(["start-up", "write", "write", "moment", "moment"])
+        moment = {"start-up": rng.uniform(0.05, startup), "write": end}.get(kind, rng.uniform(startup, end))
+        nth_write = rng.randint(1, 4 * int(remaining + 1))
+        proc = trainer.start(flags)
+        t0, writes, listing = time.monotonic(), 0, _listing(run)
+        while proc.poll() is None and time.monotonic() - t0 < moment:
+            if kind == "write":
+                now = _listing(run)
+                writes, listing = writes + (now != listing), now
+                if writes >= nth_write:
+                    break
+            time.sleep(0.001 if kind == "write" else 0.02)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            when = f"{time.monotonic() - t0:.2f}s" + (f" (change {writes})" if kind == "write" else "")
+            context = f"kill {kills} at {when} of attempt {trainer.attempts} {flags} (BA_NET_CRASH_SEED={SEED})"
+            try:
+                temps = _check_files(run, model_keys)
+            except Exception as exc:  # name the kill that broke it
+                raise AssertionError(f"after {context}: {exc}\n{trainer.output()}") from exc
+            temps_seen += len(temps)
+            journal.append((flags, f"{kind} kill at {when}, epochs done {_epochs_done(run)}, temp files {temps}"))
+            continue
+        assert proc.returncode == 0, f"attempt {trainer.attempts} {flags} exited {proc.returncode}:\n{trainer.output()}"
+        journal.append((flags, "finished early"))  # the kill came too late: rerun with --force, kill again
+    summary = "\n".join(f"  attempt {i}: {' '.join(f) or '(plain)'}: {what}" for i, (f, what) in enumerate(journal, 1))
+    print(f"\ncrash test (seed {SEED}): {kills} kills survived / {kills} tried, {temps_seen} temp files seen; "
+          f"uninterrupted run {total:.1f}s, start-up {startup:.1f}s\n{summary}")
+
+    assert _check_files(run, model_keys) == []  # temp files left by kills are gone
+    files = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
+    assert files == REAL_FILES
+    assert strip_times(read_history(run)) == strip_times(read_history(ref_run))
+    for name in ("final.pdparams", "final.pdopt", "best.pdparams", "best.pdopt"):
+        _assert_same(_plain(paddle.load(str(ref_run / name))), _plain(paddle.load(str(run / name))), name)
+
+
+# ------------------------------------------------------------------------------ non-finite loss
+
+def _poison_epoch_2(monkeypatch, where):
+    """From epoch 2 on, a NaN train loss (where='train': the loss the training step computes,
+    on the dygraph and on the fast path), or a NaN validation loss ('val')."""
+    if where == "train":
+        train_epoch = engine.train_epoch
+        nan = float("nan")
+
+        def poisoned(model, loader, loss_fn, *args, epoch, step_fn=None, **kw):
+            if epoch >= 2 and step_fn is not None:
+                fast_step = step_fn
+
+                def step_fn(images, target):
+                    logits, loss = fast_step(images, target)
+                    return logits, loss * nan
+            elif epoch >= 2:
+                real_loss = loss_fn
+
+                def loss_fn(logits, target):
+                    return real_loss(logits, target) * nan
+            return train_epoch(model, loader, loss_fn, *args, epoch=epoch, step_fn=step_fn, **kw)
+
+        monkeypatch.setattr(engine, "train_epoch", poisoned)
+    else:
+        evaluate, calls = engine.evaluate, []
+
+        def poisoned(*args, **kw):
+            calls.append(1)
+            loss, acc = evaluate(*args, **kw)
+            return (float("nan") if len(calls) >= 2 else loss), acc
+
+        monkeypatch.setattr(engine, "evaluate", poisoned)
+
+
+@pytest.mark.parametrize("where, path", [("train", "fast"), ("train", "dygraph"), ("val", "fast")])
+def test_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_path, small_data, monkeypatch,
+                                                                          capsys, where, path):
+    config = _write_config(tmp_path / "nan.yaml", small_data, tmp_path / "out", epochs=3, path=path)
+    run = tmp_path / "out" / "crash" / "alexnet" / "seed0"
+    _poison_epoch_2(monkeypatch, where)
+    assert tool_main("train", ["-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "run alexnet seed 0 failed" in err and "Traceback" not in err
+
+    h = read_history(run)
+    expected = "non-finite loss nan at epoch 2" if where == "train" else "non-finite validation loss nan at epoch 2"
+    assert h["status"] == "failed" and expected in h["reason"], h["reason"]
+    assert [e["epoch"] for e in h["epochs"]] == [1]
+    assert expected in (run / "train.log").read_text()
+    # the last good checkpoint: epoch 1's state and best weights, finite and loadable
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 1 and state["history"]["status"] == "running"
+    weights = paddle.load(str(run / state["params"]))
+    paddle.load(str(run / state["opt"]))
+    best = paddle.load(str(run / "best.pdparams"))
+    for k, v in weights.items():
+        assert np.isfinite(v.numpy()).all(), k
+        np.testing.assert_array_equal(v.numpy(), best[k].numpy())  # epoch 1 was the best so far
+    assert not (run / "final.pdparams").exists()
+
+    # running it again as it is: told to resume or start over, nothing touched
+    monkeypatch.undo()
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert tool_main("train", ["-c", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "failed after epoch 1 of 3: rerun with --resume to continue it, or --force to start it over" in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_huge_learning_rate_fails_with_a_non_zero_exit(tmp_path, small_data):
+    config = _write_config(tmp_path / "lr.yaml", small_data, tmp_path / "out", epochs=2)
+    trainer = _Trainer(config, tmp_path / "logs")
+    proc = trainer.start(["-o", "optimizer.lr=1e30"])
+    assert proc.wait(timeout=600) == 1, trainer.output()
+    out = trainer.output()
+    assert "Traceback" not in out and "run alexnet seed 0 failed" in out
+    run = tmp_path / "out" / "crash" / "alexnet" / "seed0"
+    h = read_history(run)
+    assert h["status"] == "failed" and h["reason"].startswith("non-finite loss")
+    assert h["reason"] in (run / "train.log").read_text()
+    assert not (run / "state.json").exists()  # it failed in its first epoch: no checkpoint to keep
