@@ -40,12 +40,12 @@ def small_data(tmp_path_factory, cifar_subset):
     return small_cifar10(cifar_subset, tmp_path_factory.mktemp("data") / "cifar-10-python.tar.gz")
 
 
-def _write_config(path, data, out, **train):
+def _write_config(file, data, out, **train):
     cfg = {"experiment": "crash", "models": ["alexnet"], "seeds": [0], "output_dir": str(out), "device": "cpu",
            "data": {"data_file": str(data), "num_workers": 0},
            "train": {"epochs": EPOCHS, "batch_size": 8, "max_steps_per_epoch": 3, "log_every": 1, **train}}
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    file.write_text(yaml.safe_dump(cfg))
+    return file
 
 
 class _Trainer:
@@ -261,10 +261,10 @@ def _poison_epoch_2(monkeypatch, where):
         monkeypatch.setattr(engine, "evaluate", poisoned)
 
 
-@pytest.mark.parametrize("where, path", [("train", "fast"), ("train", "dygraph"), ("val", "fast")])
+@pytest.mark.parametrize("where, train_path", [("train", "fast"), ("train", "dygraph"), ("val", "fast")])
 def test_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_path, small_data, monkeypatch,
-                                                                          capsys, where, path):
-    config = _write_config(tmp_path / "nan.yaml", small_data, tmp_path / "out", epochs=3, path=path)
+                                                                          capsys, where, train_path):
+    config = _write_config(tmp_path / "nan.yaml", small_data, tmp_path / "out", epochs=3, path=train_path)
     run = tmp_path / "out" / "crash" / "alexnet" / "seed0"
     _poison_epoch_2(monkeypatch, where)
     assert tool_main("train", ["-c", str(config)]) == 1
