@@ -38,12 +38,13 @@ def strip_times(history):
     return h
 
 
-def run_tool(args, env_extra=None, timeout=600, cwd=REPO):
-    """Run a tools/ script in a fresh interpreter; returns CompletedProcess (text)."""
+def run_tool(args, env_extra=None, timeout=600, cwd=REPO, **popen):
+    """Run a tools/ script in a fresh interpreter; returns CompletedProcess (text). ``popen``
+    goes to subprocess.run (e.g. preexec_fn)."""
     env = {k: v for k, v in os.environ.items() if k != "BA_NET_CIFAR10"}
     env.update(env_extra or {})
     return subprocess.run([sys.executable] + args, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+                          timeout=timeout, stdin=subprocess.DEVNULL, **popen)
 
 
 def write_cifar10_tarball(path, members):
