@@ -245,7 +245,10 @@ def _is_number(v) -> bool:
 
 def _read_run(folder: Path, model: str, seed: int) -> Run:
     path = folder / "history.json"
-    h = read_json(path, "run history")
+    try:
+        h = read_json(path, "run history")
+    except RunStateError as exc:  # torn or not JSON
+        raise RunStateError(f"{exc}; delete the run folder or rerun it with --force") from None
 
     def corrupt(what: str):
         raise RunStateError(f"run history {path} is corrupt: {what}; delete the run folder or rerun it with --force")
@@ -291,6 +294,7 @@ def collect_runs(experiment_dir) -> list:
     if not runs:
         nested = sorted({p.parents[2].name for p in root.glob("*/*/seed*/history.json")})
         hint = f"; it holds the experiments {', '.join(nested)}: pass one of them" if nested else ""
+        hint = hint or "; pass the <output_dir>/<experiment> folder that tools/train.py wrote"
         raise RunStateError(f"no runs in {root} (expected <model>/seed<N>/history.json){hint}")
     runs.sort(key=lambda r: (r.model, r.seed))
     return runs
