@@ -29,11 +29,20 @@ _UMASK = _current_umask()
 TEMP_SUFFIX = ".tmp"
 
 
+def _first_non_folder(path):
+    """The file that stands where ``path`` needs a folder (``path`` itself or an ancestor)."""
+    for p in (Path(path), *Path(path).parents):
+        if p.exists() or p.is_symlink():
+            return None if p.is_dir() else p
+    return None
+
+
 def write_error(path, exc: OSError) -> OutputError:
     """The one-line error for a failed write of ``path``."""
     reason = exc.strerror or exc.__class__.__name__
     if isinstance(exc, (FileExistsError, NotADirectoryError)):
-        reason = f"{exc.filename or 'a part of the path'} is a file, not a folder"
+        blocker = _first_non_folder(exc.filename or path)
+        reason = f"{blocker or 'a part of the path'} is a file, not a folder"
     elif exc.filename and str(exc.filename) != str(path) and not is_temp_file(exc.filename):
         reason += f": {exc.filename}"
     return OutputError(f"cannot write {path} ({reason}); free disk space or make the folder writable, or choose "
