@@ -37,16 +37,15 @@ def _first_non_folder(path):
     return None
 
 
-def write_error(path, exc: OSError) -> OutputError:
-    """The one-line error for a failed write of ``path``."""
+def write_error(path, exc: OSError, **fix) -> OutputError:
+    """The one-line error for a failed write of ``path`` (``fix=`` replaces the default advice)."""
     reason = exc.strerror or exc.__class__.__name__
     if isinstance(exc, (FileExistsError, NotADirectoryError)):
         blocker = _first_non_folder(exc.filename or path)
         reason = f"{blocker or 'a part of the path'} is a file, not a folder"
     elif exc.filename and str(exc.filename) != str(path) and not is_temp_file(exc.filename):
         reason += f": {exc.filename}"
-    return OutputError(f"cannot write {path} ({reason}); free disk space or make the folder writable, or choose "
-                       f"another output_dir (a run stopped this way continues with --resume)")
+    return OutputError(path, reason, **fix)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -27,7 +27,7 @@ from ba_net import data as D
 from ba_net.checkpoint import (atomic_write_json, atomic_write_text, load_paddle, read_json, remove_temp_files,
                                save_paddle, write_error)
 from ba_net.config import dump_config
-from ba_net.errors import BaNetError, ConfigError, RunStateError
+from ba_net.errors import BaNetError, ConfigError, OutputError, RunStateError
 from ba_net.loss import LabelSmoothingCrossEntropy
 from ba_net.models import build_model
 from ba_net.runtime import select_device
@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 _NEUTRAL_KEYS = {("models",), ("seeds",), ("output_dir",), ("device",), ("data", "data_file"), ("data", "num_workers"),
                  ("train", "path")}
 PROGRESS_SECONDS = 15.0
+_WRITE_FIX = ("free disk space or make the folder writable, or choose another output_dir; a run stopped this way "
+              "continues with --resume")
 
 
 @dataclass
@@ -350,7 +352,7 @@ def _train_run(cfg, model_name, seed, folder, splits, resume_state, device, labe
         try:
             writer = _vdl_writer(folder, history, _hparams(cfg, model_name, seed))
         except OSError as exc:
-            raise write_error(exc.filename or folder.vdl, exc) from None
+            raise write_error(exc.filename or folder.vdl, exc, fix=_WRITE_FIX) from None
     iter_offset = (start_epoch - 1) * steps_per_epoch
     try:
         for epoch in range(start_epoch, t["epochs"] + 1):
@@ -580,9 +582,11 @@ def run_experiment(cfg: dict, resume: bool = False, force: bool = False) -> list
                     dist.barrier()
                 run_log = _RunLog(folder.log, ctx.main)
             except OSError as exc:
-                raise write_error(exc.filename or folder.root, exc) from None
+                raise write_error(exc.filename or folder.root, exc, fix=_WRITE_FIX) from None
             try:
                 history = train_run(cfg, model, seed, folder, splits, resume_state=state, device=device, label=label)
+            except OutputError as exc:  # disk full or the like, mid-run: the last saved epoch is intact
+                raise OutputError(exc.path, exc.reason, _WRITE_FIX) from None
             finally:
                 run_log.close()
         summaries.append({"model": model, "seed": seed, "status": history["status"],

@@ -18,4 +18,8 @@ class RunStateError(BaNetError):
 
 
 class OutputError(BaNetError):
-    """A file of a run cannot be written (disk full, read-only or missing folder, a file in the way)."""
+    """A file cannot be written (disk full, read-only or missing folder, a file in the way)."""
+
+    def __init__(self, path, reason: str, fix: str = "free disk space or make the folder writable, or write elsewhere"):
+        self.path, self.reason, self.fix = path, reason, fix
+        super().__init__(f"cannot write {path} ({reason}); {fix}")
