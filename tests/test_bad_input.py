@@ -317,6 +317,7 @@ def test_bad_input_is_one_line_and_changes_nothing(case, tmp_path, templates, sm
     assert "Traceback" not in output, output
     errors = [line for line in output.splitlines() if "error:" in line.lower()]
     assert len(errors) == 1, output
+    print(f"\n[{case.id}] {errors[0]}")  # the list of cases and their messages, with pytest -s
     for text in case.expect:
         assert text in errors[0], f"{text!r} not in {errors[0]!r}"
     after = tree_snapshot(c.root)
