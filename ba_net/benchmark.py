@@ -1,0 +1,482 @@
+"""Throughput of the training and evaluation paths on the current device (tools/benchmark.py).
+
+One run measures, with the same settings and medians of repeats:
+
+* the fp32 GEMM rate of this machine (Paddle ``matmul`` of two n x n matrices in this process's
+  tuned environment, and NumPy's for reference), the yardstick for "% of GEMM";
+* train-step images/s on a synthetic batch (forward, backward, optimizer update) for each path:
+  ``notebook`` (dygraph in Paddle's default environment: one thread, no MKL CPU switch; run in a
+  subprocess, because that environment must be set before Paddle loads), ``dygraph`` (tuned
+  environment), ``to_static`` (``paddle.jit.to_static``, PIR) and ``fast`` (ba_net.accel);
+* end-to-end training images/s: the engine's ``train_epoch`` over the CIFAR-10 data through
+  ``data.build_loader`` with the notebook's per-image augmentation;
+* evaluation images/s: a forward pass on a synthetic batch, and the notebook's throughput cell
+  (an eval pass over the test split, loading and resizing included), in dygraph and with the
+  exported model in Paddle Inference.
+
+FLOPs count 2 per multiply-accumulate; a training step is taken as 3 x the forward
+(``count_flops``), so % of GEMM = 6 x MACs x images/s / GEMM rate.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+MODELS = ("alexnet", "ba_alexnet")
+TRAIN_PATHS = ("notebook", "dygraph", "to_static", "fast")
+EVAL_PATHS = ("notebook", "dygraph", "inference")
+
+
+@dataclasses.dataclass
+class Settings:
+    batch_size: int = 128
+    steps: int = 5  # timed steps (or batches) per repeat
+    repeats: int = 3  # the median of the repeats is reported
+    warmup: int = 2  # untimed steps before the first repeat
+    models: tuple = MODELS
+    data_file: Optional[str] = None
+    gemm_size: int = 4096
+    workers: Optional[int] = None  # loader workers of the fast path; None: the config default
+    eval_batches: Optional[int] = None  # cap on test batches per eval pass; None: the whole split
+    quick: bool = False
+
+    @classmethod
+    def quick_settings(cls, **overrides) -> "Settings":
+        """Tiny settings for a smoke test: numbers of no value, every row present."""
+        base = dict(batch_size=8, steps=1, repeats=1, warmup=1, gemm_size=512, eval_batches=1, quick=True)
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+
+def _median_rate(fn: Callable[[], int], warmup: int, repeats: int) -> tuple[float, list]:
+    """fn() does one timed unit of work and returns how many images it processed; the first
+    ``warmup`` calls are untimed. Returns (median images/s, all rates)."""
+    for _ in range(warmup):
+        fn()
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        n = fn()
+        rates.append(n / (time.perf_counter() - t0))
+    return statistics.median(rates), rates
+
+
+# ------------------------------------------------------------------------------------ GEMM
+
+def measure_gemm(n: int, repeats: int) -> dict:
+    """fp32 GFLOP/s of an n x n x n matrix product: Paddle (this process) and NumPy."""
+    import paddle
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    flops = 2.0 * n ** 3
+    pa, pb = paddle.to_tensor(a), paddle.to_tensor(b)
+
+    def paddle_mm():
+        paddle.matmul(pa, pb).numpy()
+        return 1
+
+    def numpy_mm():
+        a @ b
+        return 1
+
+    out = {}
+    for name, fn in (("paddle", paddle_mm), ("numpy", numpy_mm)):
+        rate, _ = _median_rate(fn, 1, max(3, repeats))
+        out[name] = rate * flops / 1e9
+    logger.info("GEMM %d^3 fp32: Paddle %.0f GFLOP/s, NumPy %.0f GFLOP/s", n, out["paddle"], out["numpy"])
+    return out
+
+
+# -------------------------------------------------------------------------------- training
+
+def _config(settings: Settings, path: str, workers: int = 0) -> dict:
+    from ba_net.config import load_config
+
+    return load_config(None, (f"train.batch_size={settings.batch_size}", f"train.path={path}",
+                              f"data.num_workers={workers}", "device=cpu" if _on_cpu() else "device=auto"))
+
+
+def _on_cpu() -> bool:
+    import paddle
+
+    return not paddle.device.get_device().startswith("gpu")
+
+
+def _trainer(model_name: str, path: str, cfg: dict) -> dict:
+    """Model, optimizer, scheduler, loss, ``step(images, target) -> loss`` and the fast trainer
+    (None on the dygraph paths) for one training path."""
+    import paddle
+
+    from ba_net import accel
+    from ba_net.engine import _build_optimizer
+    from ba_net.loss import LabelSmoothingCrossEntropy
+    from ba_net.models import build_model
+
+    paddle.seed(0)
+    model = build_model(model_name)
+    scheduler = paddle.optimizer.lr.LambdaDecay(cfg["optimizer"]["lr"], lambda _: 1.0)
+    optimizer = _build_optimizer(cfg, model.parameters(), scheduler)
+    loss_fn = LabelSmoothingCrossEntropy(cfg["loss"]["label_smoothing"])
+    model.train()
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "loss_fn": loss_fn, "fast": None}
+    if path == "fast":
+        fast = accel.prepare_training(cfg, model_name, model, optimizer, lambda p: _build_optimizer(cfg, p, scheduler),
+                                      loss_fn, device=paddle.device.get_device())
+        if fast is None:
+            raise RuntimeError("the fast path is not available here (see the log)")
+        parts.update(fast=fast, step=lambda x, y: fast(x, y)[1])
+        return parts
+    forward = paddle.jit.to_static(model, full_graph=True) if path == "to_static" else model
+
+    def step(x, y):
+        loss = loss_fn(forward(x), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.clear_grad()
+        return loss
+
+    parts["step"] = step
+    return parts
+
+
+def train_step_rate(model_name: str, path: str, settings: Settings) -> dict:
+    """Images/s of training steps on one synthetic batch (median of repeats)."""
+    import paddle
+
+    cfg = _config(settings, "fast" if path == "fast" else "dygraph")
+    with paddle.utils.unique_name.guard():
+        step = _trainer(model_name, path, cfg)["step"]
+        rng = np.random.default_rng(0)
+        x = paddle.to_tensor(rng.standard_normal((settings.batch_size, 3, 128, 128), dtype=np.float32))
+        y = paddle.to_tensor(rng.integers(0, 10, settings.batch_size).astype("int64"))
+        for _ in range(settings.warmup):
+            float(step(x, y))
+
+        def run():
+            for _ in range(settings.steps):
+                float(step(x, y))
+            return settings.steps * settings.batch_size
+
+        rate, rates = _median_rate(run, 0, settings.repeats)
+    return {"img_s": rate, "repeats_img_s": rates}
+
+
+def _read_split(settings: Settings, split: str):
+    from ba_net import data as D
+
+    return D.read_cifar10(D.locate_cifar10(settings.data_file, download=False), split)
+
+
+def e2e_train_rate(model_name: str, path: str, settings: Settings, train_split, workers: int) -> dict:
+    """Images/s of the engine's train_epoch over the real data with the notebook's augmentation
+    (``steps`` batches per epoch, one epoch per repeat after an untimed epoch)."""
+    import paddle
+
+    from ba_net import data as D
+    from ba_net import engine
+
+    cfg = _config(settings, "fast" if path == "fast" else "dygraph", workers)
+    with paddle.utils.unique_name.guard():
+        t = _trainer(model_name, "fast" if path == "fast" else "dygraph", cfg)
+        loader = D.build_loader(*train_split, D.TRAIN_TRANSFORMS["notebook"], settings.batch_size, seed=0, train=True,
+                                num_workers=workers, max_steps=settings.steps)
+        if len(loader) < settings.steps:
+            raise ValueError(f"{settings.steps} steps of {settings.batch_size} images need more than the "
+                             f"{len(train_split[0])} training images")
+        epoch = [0]
+
+        def run():
+            epoch[0] += 1
+            loader.batch_sampler.set_epoch(epoch[0])
+            _, _, steps = engine.train_epoch(t["model"], loader, t["loss_fn"], t["optimizer"], t["scheduler"],
+                                             epoch=epoch[0], seed=0, mixup_alpha=0.0, log_every=10 ** 9,
+                                             iter_offset=0, iters=[], ctx=engine._Distributed(), step_fn=t["fast"])
+            return steps * settings.batch_size
+
+        rate, rates = _median_rate(run, 1, settings.repeats)
+    return {"img_s": rate, "repeats_img_s": rates, "workers": workers}
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+def _eval_callable(model_name: str, path: str, workdir: Path):
+    import paddle
+
+    from ba_net import accel
+    from ba_net.models import build_model
+
+    paddle.seed(0)
+    model = build_model(model_name)
+    model.eval()
+    if path == "inference":
+        return accel.InferenceRunner(accel.export_for_inference(model, workdir / f"infer_{model_name}"))
+    return model
+
+
+def eval_forward_rate(model, settings: Settings) -> dict:
+    """Images/s of eval-mode forward passes on one synthetic batch."""
+    import paddle
+
+    x = paddle.to_tensor(np.random.default_rng(0).standard_normal((settings.batch_size, 3, 128, 128),
+                                                                   dtype=np.float32))
+
+    def run():
+        with paddle.no_grad():
+            for _ in range(settings.steps):
+                model(x).numpy()
+        return settings.steps * settings.batch_size
+
+    rate, rates = _median_rate(run, 1, settings.repeats)
+    return {"img_s": rate, "repeats_img_s": rates}
+
+
+def eval_pass_rate(model, test_split, settings: Settings, workers: int = 0) -> dict:
+    """The notebook's throughput cell: images/s of an eval pass over the test split through the
+    data loader (per-image resize and normalization included)."""
+    import paddle
+
+    from ba_net import data as D
+
+    loader = D.build_loader(*test_split, D.eval_transform, settings.batch_size, train=False, num_workers=workers)
+
+    def run():
+        count = 0
+        with paddle.no_grad():
+            for i, (x, _) in enumerate(loader):
+                if settings.eval_batches is not None and i >= settings.eval_batches:
+                    break
+                model(x).numpy()
+                count += int(x.shape[0])
+        return count
+
+    rate, rates = _median_rate(run, 1, settings.repeats)
+    return {"img_s": rate, "repeats_img_s": rates, "workers": workers}
+
+
+# ---------------------------------------------------------------------- the notebook's way
+
+def _notebook_env() -> dict:
+    """Paddle's out-of-the-box environment: one thread, no MKL CPU-type switch."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS")}
+    env["OMP_NUM_THREADS"] = "1"  # what Paddle itself sets when the variable is unset
+    env["BA_NET_BENCH_NOTEBOOK"] = "1"
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
+    return env
+
+
+def run_notebook_way(settings: Settings, timeout: float = 3600) -> dict:
+    """Measure the notebook's way in a fresh interpreter (the environment must be in place before
+    Paddle loads); returns {model: {train_step, e2e_train, eval_forward, eval_pass}}."""
+    with tempfile.TemporaryDirectory(prefix="ba_net_bench_") as tmp:
+        out = Path(tmp) / "notebook.json"
+        args = json.dumps({"settings": dataclasses.asdict(settings), "out": str(out)})
+        code = "import sys, ba_net.benchmark as b; b._notebook_main(sys.argv[1])"
+        proc = subprocess.run([sys.executable, "-c", code, args], env=_notebook_env(), capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0 or not out.is_file():
+            tail = "\n".join((proc.stderr or "").strip().splitlines()[-15:])
+            raise RuntimeError(f"the notebook-way subprocess failed (exit {proc.returncode}):\n{tail}")
+        return json.loads(out.read_text())
+
+
+def _notebook_main(arg: str) -> None:
+    """Subprocess entry: Paddle is imported before ba_net, so ba_net's tuning does not apply."""
+    import paddle  # noqa: F401  (first: Paddle's own defaults)
+
+    os.environ.pop("MKL_DEBUG_CPU_TYPE", None)
+    import ba_net  # noqa: F401
+
+    os.environ.pop("MKL_DEBUG_CPU_TYPE", None)  # ba_net sets it on AMD; MKL reads it at its first call
+    from ba_net.runtime import setup_logging
+
+    setup_logging(logging.WARNING)
+    spec = json.loads(arg)
+    settings = Settings(**{**spec["settings"], "models": tuple(spec["settings"]["models"])})
+    train_split, test_split = _read_split(settings, "train"), _read_split(settings, "test")
+    result = {"env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")},
+              "paddle_num_threads": paddle.get_flags("FLAGS_paddle_num_threads")["FLAGS_paddle_num_threads"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in settings.models:
+            model = _eval_callable(name, "dygraph", Path(tmp))
+            result[name] = {
+                "train_step": train_step_rate(name, "dygraph", settings),
+                "e2e_train": e2e_train_rate(name, "notebook", settings, train_split, 0),
+                "eval_forward": eval_forward_rate(model, settings),
+                "eval_pass": eval_pass_rate(model, test_split, settings, 0),
+            }
+    Path(spec["out"]).write_text(json.dumps(result))
+
+
+# ------------------------------------------------------------------------------- the run
+
+def describe_machine() -> dict:
+    import paddle
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    from ba_net.accel import usable_cpus
+
+    return {"cpu": cpu, "usable_cpus": usable_cpus(), "device": paddle.device.get_device(),
+            "paddle": paddle.__version__, "numpy": np.__version__, "python": platform.python_version(),
+            "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")}}
+
+
+def _flops(model_name: str) -> int:
+    from ba_net.complexity import count_flops
+    from ba_net.models import build_model
+
+    return int(count_flops(build_model(model_name), (1, 3, 128, 128)))
+
+
+def run_benchmark(settings: Settings) -> dict:
+    """Every measurement; returns the result dict (rows plus the method's parameters)."""
+    import paddle
+
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    started = time.time()
+    result = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": describe_machine(),
+              "settings": dataclasses.asdict(settings), "rows": []}
+    workers = settings.workers
+    if workers is None:
+        from ba_net.config import defaults
+
+        workers = defaults()["data"]["num_workers"]
+    on_cpu = _on_cpu()
+    logger.info("benchmark on %s: batch %d, %d steps x %d repeats after %d warm-up", result["machine"]["device"],
+                settings.batch_size, settings.steps, settings.repeats, settings.warmup)
+    result["gemm"] = measure_gemm(settings.gemm_size, settings.repeats)
+    gemm = result["gemm"]["paddle"]
+    result["macs_per_image"] = {m: _flops(m) for m in settings.models}
+
+    notebook = None
+    if on_cpu:
+        logger.info("the notebook's way (subprocess, Paddle's default environment)")
+        notebook = run_notebook_way(settings)
+        result["notebook_env"] = notebook.get("env")
+    train_split, test_split = _read_split(settings, "train"), _read_split(settings, "test")
+
+    def add(section, model, path, measured, **extra):
+        row = {"section": section, "model": model, "path": path, "img_s": measured["img_s"],
+               "repeats_img_s": measured.get("repeats_img_s"), **extra}
+        if section in ("train step", "train e2e"):
+            row["pct_gemm"] = 100.0 * 6 * result["macs_per_image"][model] * measured["img_s"] / (gemm * 1e9)
+        result["rows"].append(row)
+        logger.info("%-10s %-10s %-10s %8.1f img/s", section, model, path, measured["img_s"])
+
+    workdir = Path(tempfile.mkdtemp(prefix="ba_net_bench_"))
+    for model in settings.models:
+        for path in TRAIN_PATHS:
+            if path == "notebook":
+                if notebook:
+                    add("train step", model, path, notebook[model]["train_step"])
+                continue
+            if path == "fast" and not on_cpu:
+                continue
+            add("train step", model, path, train_step_rate(model, path, settings))
+        if notebook:
+            add("train e2e", model, "notebook", notebook[model]["e2e_train"], workers=0)
+        add("train e2e", model, "fast" if on_cpu else "dygraph",
+            e2e_train_rate(model, "fast" if on_cpu else "dygraph", settings, train_split, workers), workers=workers)
+        for path in EVAL_PATHS:
+            if path == "notebook":
+                if notebook:
+                    add("eval fwd", model, path, notebook[model]["eval_forward"])
+                    add("eval pass", model, path, notebook[model]["eval_pass"], workers=0)
+                continue
+            runner = _eval_callable(model, path, workdir)
+            add("eval fwd", model, path, eval_forward_rate(runner, settings))
+            add("eval pass", model, path, eval_pass_rate(runner, test_split, settings, 0), workers=0)
+    _ratios(result)
+    result["load_average_1min"] = {"before": load_before,
+                                   "after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    result["seconds"] = round(time.time() - started, 1)
+    return result
+
+
+def _ratios(result: dict) -> None:
+    """Ratio of each row to the notebook's way (same section and model), and BA's overhead."""
+    rows = result["rows"]
+    ref = {(r["section"], r["model"]): r["img_s"] for r in rows if r["path"] == "notebook"}
+    for r in rows:
+        base = ref.get((r["section"], r["model"]))
+        r["vs_notebook"] = r["img_s"] / base if base else None
+    overhead = {}
+    by_key = {(r["section"], r["model"], r["path"]): r["img_s"] for r in rows}
+    for (section, model, path), rate in by_key.items():
+        if model == "ba_alexnet" and (section, "alexnet", path) in by_key:
+            overhead[f"{section} / {path}"] = 100.0 * (by_key[(section, "alexnet", path)] / rate - 1.0)
+    result["ba_overhead_pct"] = overhead
+
+
+def best_rows(result: dict) -> dict:
+    """The fastest path per (section, model)."""
+    best = {}
+    for r in result["rows"]:
+        key = (r["section"], r["model"])
+        if key not in best or r["img_s"] > best[key]["img_s"]:
+            best[key] = r
+    return best
+
+
+def format_table(result: dict) -> str:
+    """The table and the method, as printed by tools/benchmark.py."""
+    m, s = result["machine"], result["settings"]
+    lines = [f"ba-net benchmark, {result['date']}",
+             f"machine: {m['cpu']}, {m['usable_cpus']} usable cores, device {m['device']}, Paddle {m['paddle']}; "
+             f"tuned env OMP_NUM_THREADS={m['env']['OMP_NUM_THREADS']} "
+             f"MKL_DEBUG_CPU_TYPE={m['env']['MKL_DEBUG_CPU_TYPE']}",
+             f"fp32 GEMM {s['gemm_size']}^3: Paddle {result['gemm']['paddle']:.1f} GFLOP/s (tuned env, this run), "
+             f"NumPy {result['gemm']['numpy']:.1f} GFLOP/s",
+             "",
+             "| section | model | path | img/s | % of GEMM | x notebook |",
+             "|---|---|---|---:|---:|---:|"]
+    for r in result["rows"]:
+        pct = f"{r['pct_gemm']:.1f}" if r.get("pct_gemm") is not None else ""
+        ratio = f"{r['vs_notebook']:.2f}" if r.get("vs_notebook") else ""
+        path = r["path"] + (f" ({r['workers']} workers)" if r.get("workers") else "")
+        lines.append(f"| {r['section']} | {r['model']} | {path} | {r['img_s']:.1f} | {pct} | {ratio} |")
+    if result.get("ba_overhead_pct"):
+        lines += ["", "BA-AlexNet's overhead over AlexNet (AlexNet img/s / BA img/s - 1): " + ", ".join(
+            f"{k} {v:+.1f} %" for k, v in result["ba_overhead_pct"].items())]
+    load = result.get("load_average_1min", {})
+    lines += ["", "Method: " + " ".join([
+        f"batch {s['batch_size']}, 3x128x128 images; each figure is the median of {s['repeats']} repeats of "
+        f"{s['steps']} steps (or batches) after {s['warmup']} untimed warm-up steps (eval and e2e: one untimed pass).",
+        "train step: forward + backward + optimizer update (Adam, the config's defaults) on one synthetic batch.",
+        "train e2e: the engine's train_epoch over the CIFAR-10 training split, data.build_loader with the "
+        "notebook's per-image augmentation.",
+        "eval fwd: eval-mode forward on one synthetic batch; eval pass: the notebook's throughput cell, an eval "
+        "pass over the test split with per-image resize and normalization in the loader"
+        + (f" (capped at {s['eval_batches']} batches)" if s.get("eval_batches") else "") + ".",
+        "Paths: notebook = dygraph in Paddle's default environment (OMP_NUM_THREADS=1, no MKL_DEBUG_CPU_TYPE), "
+        "run in a subprocess, 0 loader workers; dygraph = tuned environment; to_static = paddle.jit.to_static "
+        "(PIR); fast = ba_net.accel (legacy static program, oneDNN convolutions); inference = paddle.jit.save + "
+        "Paddle Inference with oneDNN.",
+        "% of GEMM = 6 x forward multiply-accumulates per image (count_flops) x img/s / the Paddle GEMM rate.",
+        f"1-min load average {load.get('before')} before, {load.get('after')} after "
+        f"({result.get('seconds')} s); other processes on these cores lower every figure."])]
+    return "\n".join(lines)
+
+
+__all__ = ["Settings", "best_rows", "format_table", "measure_gemm", "run_benchmark", "run_notebook_way"]

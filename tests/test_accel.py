@@ -1,0 +1,149 @@
+"""The fast paths give what plain dygraph gives: training losses and state, exported logits;
+and tools/benchmark.py runs end to end (smoke settings; timing targets live in the benchmark).
+
+Tolerances: oneDNN sums the convolutions in another order than Paddle's im2col + GEMM, so the
+values differ by float32 rounding (~1e-6 relative). A ReLU input within that rounding of zero
+can land on the other side, which sends that element's whole gradient elsewhere, and Adam's
+first steps move every weight by about +-lr whatever the gradient's size; so a few weights may
+differ by up to 2 x lr per step while the losses still agree to ~1e-6 on real images."""
+import json
+import logging
+
+import numpy as np
+import paddle
+import pytest
+
+from ba_net import accel, build_model
+from ba_net.config import load_config
+from ba_net.engine import _build_optimizer
+from ba_net.loss import LabelSmoothingCrossEntropy
+from helpers import run_tool
+
+BATCH = 8
+STEPS = 3
+
+
+def _batches(data_file):
+    """STEPS batches of real CIFAR-10 training images under the eval transform."""
+    from ba_net import data as D
+
+    images, labels = D.read_cifar10(data_file, "train")
+    return [(np.stack([D.eval_transform(im) for im in images[i * BATCH:(i + 1) * BATCH]]).astype("float32"),
+             labels[i * BATCH:(i + 1) * BATCH].astype("int64")) for i in range(STEPS)]
+
+
+def _assert_mostly_equal(got, want, lr, what):
+    """Equal to rounding except a few elements, which differ by at most Adam's 2 x lr per step."""
+    diff = np.abs(got - want)
+    assert diff.max() <= 2.2 * lr * STEPS + 1e-6, (what, float(diff.max()))
+    assert np.mean(diff > 1e-5 * (1 + np.abs(want))) < 0.01, (what, float(np.mean(diff > 1e-5)))
+
+
+def _train(model_name, path, batches):
+    """Losses of STEPS steps on ``path``, then the model's and the optimizer's state."""
+    cfg = load_config(None, (f"train.path={path}", f"train.batch_size={BATCH}"))
+    with paddle.utils.unique_name.guard():
+        paddle.seed(3)
+        model = build_model(model_name)
+        scheduler = paddle.optimizer.lr.CosineAnnealingDecay(cfg["optimizer"]["lr"], 10)
+        optimizer = _build_optimizer(cfg, model.parameters(), scheduler)
+        loss_fn = LabelSmoothingCrossEntropy(0.1)
+        fast = accel.prepare_training(cfg, model_name, model, optimizer,
+                                      lambda p: _build_optimizer(cfg, p, scheduler), loss_fn, device="cpu")
+        assert (fast is not None) == (path == "fast")
+        paddle.seed(11)  # the dropout masks: both paths draw them from this generator
+        model.train()
+        losses = []
+        for x, y in batches:
+            x, y = paddle.to_tensor(x), paddle.to_tensor(y)
+            if fast is not None:
+                _, loss = fast(x, y)
+            else:
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                optimizer.step()
+                optimizer.clear_grad()
+            scheduler.step()
+            losses.append(float(loss))
+        if fast is not None:
+            fast.sync()
+        weights = {k: v.numpy() for k, v in model.state_dict().items()}
+        opt = {k: v.numpy() for k, v in optimizer.state_dict().items() if k != "LR_Scheduler"}
+    return np.array(losses), weights, opt
+
+
+@pytest.mark.parametrize("model_name", ["alexnet", "ba_alexnet"])
+def test_fast_training_matches_dygraph(model_name, cifar_subset):
+    batches = _batches(cifar_subset)
+    ref_losses, ref_w, ref_opt = _train(model_name, "dygraph", batches)
+    losses, w, opt = _train(model_name, "fast", batches)
+    np.testing.assert_allclose(losses, ref_losses, rtol=2e-5)  # dropout on: the masks are the same too
+    lr = load_config(None)["optimizer"]["lr"]
+    assert list(w) == list(ref_w)
+    for k in ref_w:
+        _assert_mostly_equal(w[k], ref_w[k], lr, k)
+    # the optimizer state lands under the names dygraph gives it, so checkpoints and resume match
+    assert sorted(opt) == sorted(ref_opt)
+    for k in ref_opt:
+        if k.endswith(("beta1_pow_acc_0", "beta2_pow_acc_0")):
+            np.testing.assert_allclose(opt[k], ref_opt[k], rtol=1e-6, err_msg=k)
+        else:
+            assert np.mean(np.abs(opt[k] - ref_opt[k]) > 1e-3 * (np.abs(ref_opt[k]) + 1e-8)) < 0.01, k
+
+
+def test_fast_path_falls_back_to_dygraph(caplog):
+    cfg = load_config(None, ("train.path=fast",))
+    assert accel.resolve_path("fast", "cpu", 1)[0] == "static_onednn"
+    assert accel.resolve_path("dygraph", "cpu", 1)[0] == "dygraph"
+    assert accel.resolve_path("fast", "gpu:0", 1)[0] == "dygraph"
+    assert accel.resolve_path("fast", "cpu", 2)[0] == "dygraph"
+    # a model whose program cannot be traced (a matmul the legacy program rejects) trains in dygraph
+    with paddle.utils.unique_name.guard():
+        model = build_model("alexnet_multihead")
+        scheduler = paddle.optimizer.lr.LambdaDecay(1e-4, lambda _: 1.0)
+        optimizer = _build_optimizer(cfg, model.parameters(), scheduler)
+        with caplog.at_level(logging.WARNING, logger="ba_net.accel"):
+            fast = accel.prepare_training(cfg, "alexnet_multihead", model, optimizer,
+                                          lambda p: _build_optimizer(cfg, p, scheduler),
+                                          LabelSmoothingCrossEntropy(0.1), device="cpu",
+                                          image_shape=(2, 3, 128, 128))
+    assert fast is None
+    assert "training path: dygraph" in caplog.text
+
+
+@pytest.mark.parametrize("model_name", ["ba_alexnet"])
+def test_exported_inference_model_gives_dygraph_logits(tmp_path, model_name):
+    paddle.seed(5)
+    model = build_model(model_name)
+    model.eval()
+    x = np.random.default_rng(1).standard_normal((5, 3, 128, 128)).astype("float32")
+    with paddle.no_grad():
+        ref = model(paddle.to_tensor(x)).numpy()
+    prefix = accel.export_for_inference(model, tmp_path / "export")
+    runner = accel.InferenceRunner(prefix)
+    got = runner(paddle.to_tensor(x)).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(runner.run_numpy(x[:2]), ref[:2], rtol=1e-4, atol=1e-4)  # another batch size
+    assert not model.training or model.training is False
+
+
+def test_benchmark_quick_writes_every_row(tmp_path, cifar_subset):
+    out = tmp_path / "bench.json"
+    proc = run_tool(["tools/benchmark.py", "--quick", "--data", str(cifar_subset), "--out", str(out)], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["gemm"]["paddle"] > 0 and result["gemm"]["numpy"] > 0
+    got = {(r["section"], r["model"], r["path"]) for r in result["rows"]}
+    for model in ("alexnet", "ba_alexnet"):
+        for path in ("notebook", "dygraph", "to_static", "fast"):
+            assert ("train step", model, path) in got
+        assert ("train e2e", model, "notebook") in got and ("train e2e", model, "fast") in got
+        for section in ("eval fwd", "eval pass"):
+            for path in ("notebook", "dygraph", "inference"):
+                assert (section, model, path) in got
+    for r in result["rows"]:
+        assert r["img_s"] > 0 and r["vs_notebook"] > 0, r
+        if r["section"].startswith("train"):
+            assert r["pct_gemm"] > 0, r
+    assert result["ba_overhead_pct"]
+    assert "| train step | alexnet | fast |" in proc.stdout and "Method:" in proc.stdout
