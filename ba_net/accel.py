@@ -483,18 +483,25 @@ class InferenceRunner:
         return paddle.to_tensor(self.run_numpy(_tensor_to_numpy(images)))
 
 
-def eval_model(model, path: str = "fast", directory=None):
-    """What evaluation should call for ``path``: on 'fast' an :class:`InferenceRunner` of the
-    exported model (into ``directory``, default a temporary folder), else ``model`` itself.
+def eval_model(model, path: str = "fast"):
+    """What evaluation should call for ``path`` ('fast' or 'dygraph', as ``train.path``): on
+    'fast' an :class:`InferenceRunner` of ``model`` exported with its current weights (the export
+    goes to a temporary folder, removed once the predictor has loaded it), else ``model`` itself.
     Falls back to ``model`` (logged) if the export or the predictor fails."""
+    import shutil
+
     if path == "dygraph":
         return model
+    if paddle.device.get_device().startswith("gpu"):
+        return model  # Paddle Inference on GPU is untested here: dygraph (with AMP if asked) stays
+    directory = tempfile.mkdtemp(prefix="ba_net_infer_")
     try:
-        directory = directory or tempfile.mkdtemp(prefix="ba_net_infer_")
         return InferenceRunner(export_for_inference(model, directory))
     except Exception as exc:
         logger.warning("eval path: dygraph (export for Paddle Inference failed: %s: %s)", type(exc).__name__, exc)
         return model
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 __all__ = ["InferenceRunner", "PATHS", "StaticTrainer", "eval_model", "export_for_inference", "prepare_training",

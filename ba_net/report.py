@@ -359,6 +359,11 @@ def _model_kwargs(runs) -> dict:
     return next((r.config.get("model_kwargs") or {} for r in runs if r.config), {})
 
 
+def _eval_path(runs) -> str:
+    """train.path of the runs (fast when unset): 'fast' evaluates through Paddle Inference."""
+    return next(((r.config.get("train") or {}).get("path", "fast") for r in runs if r.config), "fast")
+
+
 # ================================================================= parameters, FLOPs, speed
 
 def add_complexity(summary: dict, runs, image_size: int = 128) -> None:
@@ -479,8 +484,11 @@ def add_throughput(summary: dict, runs, settings: ThroughputSettings, test_split
     workers = settings.num_workers
     if workers is None:
         workers = next((r.config.get("data", {}).get("num_workers", 0) for r in runs if r.config), 0)
+    from ba_net.accel import eval_model
+
+    path = _eval_path(runs)
     for row in summary["rows"]:
-        model = build_model(row["model"], **_model_kwargs(groups[row["model"]]))
+        model = eval_model(build_model(row["model"], **_model_kwargs(groups[row["model"]])), path)
         bench = benchmark_forward(model, settings)
         row["throughput_img_s"] = bench["img_s"]
         line = f"{row['model']}: {bench['img_s']:.0f} img/s (benchmark)"
@@ -488,7 +496,7 @@ def add_throughput(summary: dict, runs, settings: ThroughputSettings, test_split
             row["throughput_notebook_img_s"] = benchmark_eval_pass(model, *test_split, settings, workers)["img_s"]
             line += f", {row['throughput_notebook_img_s']:.0f} img/s (test-set pass)"
         logger.info("%s", line)
-    summary["throughput"] = {"device": describe_device(), "batch_size": settings.batch_size,
+    summary["throughput"] = {"device": describe_device(), "path": path, "batch_size": settings.batch_size,
                              "warmup": settings.warmup, "repeats": settings.repeats,
                              "image_size": settings.image_size,
                              "notebook_way": settings.notebook_way and test_split is not None,
@@ -549,7 +557,9 @@ def add_predictions(summary: dict, runs, test_split, out_dir, n_images: int = 8)
             continue
         model = build_model(model_name, **_model_kwargs(model_runs))
         load_weights(model, run.weights(), f"{model_name} weights")
-        predicted = predict(model, images)
+        from ba_net.accel import eval_model
+
+        predicted = predict(eval_model(model, _eval_path(model_runs)), images)
         results[model_name] = {"seed": run.seed, "weights": run.weights().name, "predicted": predicted,
                                "accuracy": float(np.mean(predicted == labels)),
                                "confusion": confusion_matrix(labels, predicted)}
@@ -783,7 +793,11 @@ def _throughput_notes(summary: dict) -> list:
     tp = summary["throughput"]
     if tp is None:
         return ["Throughput: skipped (--no-throughput)."]
-    notes = [f"Throughput on {tp['device']}, eval mode, fresh weights. Benchmark: batch {tp['batch_size']} of random "
+    how = {"fast": "Paddle Inference (exported model, oneDNN)", "dygraph": "dygraph"}.get(tp.get("path"), "dygraph")
+    if not tp["device"].startswith("cpu"):
+        how = "dygraph"  # ba_net.accel.eval_model keeps dygraph on GPU
+    notes = [f"Throughput on {tp['device']} with {how} (train.path: {tp.get('path', 'fast')}), eval mode, fresh "
+             f"weights. Benchmark: batch {tp['batch_size']} of random "
              f"3x{tp['image_size']}x{tp['image_size']} input, {tp['warmup']} warm-up passes, median of {tp['repeats']} "
              "timed passes."]
     if tp["device"].startswith("cpu") and tp.get("load_average_1min") is not None:
