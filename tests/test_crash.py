@@ -23,7 +23,7 @@ import yaml
 from ba_net import engine
 from ba_net.checkpoint import is_temp_file
 from ba_net.config import load_config
-from helpers import REPO, read_history, small_cifar10, strip_times, tool_main
+from helpers import REPO, read_history, small_cifar10, strip_times, tool_main, tree_snapshot
 
 SOAK = os.environ.get("BA_NET_SOAK") == "1"
 KILLS = 20 if SOAK else 5
@@ -135,24 +135,24 @@ def _check_files(run: Path, model_keys: set) -> list:
 
 
 def _listing(run: Path) -> set:
-    """(path, size, mtime) of the run's files other than the logs."""
+    """(path, size, mtime) of the run's files other than the logs, taken while the run writes."""
     out = set()
-    for p in run.rglob("*"):
-        if p.name in ("train.log", "vdlrecords.run.log"):
-            continue
-        try:
-            st = p.stat()
-        except FileNotFoundError:  # renamed or removed meanwhile
-            continue
-        out.add((p.as_posix(), st.st_size, st.st_mtime_ns))
+    try:
+        for p in run.rglob("*"):
+            if p.name not in ("train.log", "vdlrecords.run.log"):
+                st = p.stat()
+                out.add((p.as_posix(), st.st_size, st.st_mtime_ns))
+    except FileNotFoundError:  # renamed or removed meanwhile: a change all the same
+        out.add(("(moving)", 0, time.monotonic_ns()))
     return out
 
 
 def _next_flags(run: Path) -> list:
     """What the engine asks for: a run with a saved state continues with --resume, anything else
     (nothing written yet, stopped in its first epoch, finished) is run again as it is."""
-    finished = (run / "history.json").exists() and read_history(run)["status"] == "finished"
-    return ["--resume"] if (run / "state.json").exists() and not finished else []
+    if not (run / "history.json").exists() or not (run / "state.json").exists():
+        return []
+    return [] if read_history(run)["status"] == "finished" else ["--resume"]
 
 
 def _epochs_done(run: Path) -> int:
@@ -174,7 +174,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path, small_data):
     trainer = _Trainer(_write_config(tmp_path / "crash.yaml", small_data, tmp_path / "crash"), tmp_path / "logs")
     run = tmp_path / "crash" / "crash" / "alexnet" / "seed0"
     rng = random.Random(SEED)
-    kills, temps_seen, journal = 0, 0, []
+    kills, temps_seen, journal, asked_to_resume = 0, 0, [], False
     while True:
         flags = _next_flags(run) if not journal or journal[-1][1] != "finished early" else ["--force"]
         if kills >= KILLS:
@@ -211,6 +211,15 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path, small_data):
                 raise AssertionError(f"after {context}: {exc}\n{trainer.output()}") from exc
             temps_seen += len(temps)
             journal.append((flags, f"{kind} kill at {when}, epochs done {_epochs_done(run)}, temp files {temps}"))
+            if _next_flags(run) == ["--resume"] and not asked_to_resume:
+                # once: a plain rerun is refused with the advice the test then follows, nothing changed
+                before = tree_snapshot(run)
+                proc = trainer.start([])
+                assert proc.wait(timeout=600) == 2, trainer.output()
+                assert "rerun with --resume to continue it" in trainer.output(), trainer.output()
+                assert tree_snapshot(run) == before
+                asked_to_resume = True
+                journal.append(([], "refused: rerun with --resume"))
             continue
         assert proc.returncode == 0, f"attempt {trainer.attempts} {flags} exited {proc.returncode}:\n{trainer.output()}"
         journal.append((flags, "finished early"))  # the kill came too late: rerun with --force, kill again
