@@ -41,16 +41,40 @@ def configure_environment() -> dict:
     """
     local_ranks = int(os.environ.get("PADDLE_LOCAL_SIZE", os.environ.get("PADDLE_TRAINERS_NUM", "1")) or 1)
     threads = max(1, _usable_cpus() // max(1, local_ranks))
+    late = "paddle" in sys.modules  # e.g. a notebook that ran `import paddle` first
+    mkl_unset = _is_amd_cpu() and "MKL_DEBUG_CPU_TYPE" not in os.environ
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     if _is_amd_cpu():
         os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
+    # Paddle's C++ INFO lines (one per executor and per oneDNN thread pool) say nothing useful;
+    # warnings and errors still show. glog reads this when Paddle loads.
+    os.environ.setdefault("GLOG_minloglevel", "1")
     # Paddle warns at import time about a missing C++ compiler cache; it is irrelevant here.
     warnings.filterwarnings("ignore", message="No ccache found")
     # BatchNorm in training mode says it tracks running statistics: that is what we want.
     warnings.filterwarnings("ignore", message="When training, we now always track global mean")
-    if "paddle" in sys.modules:
-        logger.debug("paddle was imported before ba_net: thread and MKL settings may not apply")
+    if late:
+        _configure_loaded_paddle(threads, mkl_unset)
     return {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")}
+
+
+def _configure_loaded_paddle(threads: int, mkl_unset: bool) -> None:
+    """Paddle was imported before ba_net: its environment is fixed. The thread count can still
+    be applied (Paddle's ``core.set_num_threads``, unless OMP_NUM_THREADS asks for more than 1 --
+    Paddle sets it to 1 when unset); the MKL switch cannot: MKL has read its environment."""
+    try:
+        from paddle.base import core
+
+        if os.environ.get("OMP_NUM_THREADS") == "1" and threads > 1:
+            core.set_num_threads(threads)
+            logger.info("paddle was imported before ba_net: math threads set to %d now", threads)
+    except Exception as exc:  # a Paddle without the call: one thread stays
+        logger.warning("paddle was imported before ba_net and its thread count could not be set (%s); "
+                       "import ba_net before paddle for %d threads", type(exc).__name__, threads)
+    if mkl_unset:
+        logger.warning("paddle was imported before ba_net, so MKL_DEBUG_CPU_TYPE=5 could not be applied: on "
+                       "this AMD CPU MKL's matrix products run ~3x slower; restart and import ba_net first")
+    logger.info("paddle was imported before ba_net: Paddle's C++ log level is left as it is")
 
 
 def import_paddle_quietly():
