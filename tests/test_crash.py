@@ -182,11 +182,11 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path, small_data):
             journal.append((flags, "completed"))
             break
         # The moment: within what this attempt needs (start-up plus its share of the remaining
-        # epochs); one kill in five during the start-up (planning, clean-up, history rewritten),
+        # epochs, one more for reading data and building the model); one kill in five during the start-up (planning, clean-up, history rewritten),
         # two in five right as the n-th change to the run's files is seen (a file appears or
         # grows: writes take a few hundredths of a second, random moments alone rarely hit them).
         remaining = max(EPOCHS - _epochs_done(run), 0.5)
-        end = startup + (total - startup) * remaining / EPOCHS
+        end = min(total, startup + (total - startup) * (remaining + 1) / EPOCHS)
         kind = rng.choice(["start-up", "write", "write", "moment", "moment"])
         moment = {"start-up": rng.uniform(0.05, startup), "write": end}.get(kind, rng.uniform(startup, end))
         nth_write = rng.randint(1, 4 * int(remaining + 1))
