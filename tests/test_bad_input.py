@@ -12,8 +12,7 @@ import os
 import pickle
 import resource
 import shutil
-import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
