@@ -148,5 +148,6 @@ def test_benchmark_quick_writes_every_row(tmp_path, cifar_subset):
         assert r["img_s"] > 0 and r["vs_notebook"] > 0, r
         if r["section"].startswith("train"):
             assert r["pct_gemm"] > 0, r
-    assert result["ba_overhead_pct"]
+    assert result["ba_overhead_pct"] and result["ba_overhead_interleaved"]["train"]["pairs"] >= 1
+    assert {t["target"] for t in result["targets"]}
     assert "| train step | alexnet | fast |" in proc.stdout and "Method:" in proc.stdout
