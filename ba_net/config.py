@@ -113,7 +113,7 @@ def _coerce(key: str, field: Field, value: Any) -> Any:
     elif kind.startswith("list["):
         item = kind[5:-1]
         if not isinstance(value, list) or not value:
-            fail(f"a non-empty list of {item}s")
+            fail("a non-empty list of " + {"int": "integers", "str": "names"}[item])
         for v in value:
             if item == "int" and (isinstance(v, bool) or not isinstance(v, int)):
                 fail("a list of integers")

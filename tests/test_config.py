@@ -43,7 +43,7 @@ def test_required_keys_exist():
     ("loss.label_smoothing=1.0", r"loss.label_smoothing: must be < 1.0"),
     ("loss.label_smoothing=-0.1", r"loss.label_smoothing: must be >= 0.0"),
     ("models=[alexnet, resnet]", r"models: unknown value 'resnet'; choose from alexnet, .*ba_alexnet"),
-    ("models=alexnet", r"models: expected a non-empty list of strs"),
+    ("models=alexnet", r"models: expected a non-empty list of names"),
     ("seeds=[0, 0]", r"seeds: expected a list without repeats"),
     ("seeds=[a]", r"seeds: expected a list of integers"),
     ("device=tpu", r"device: unknown value 'tpu'; choose from auto, cpu, gpu"),
