@@ -14,7 +14,9 @@ What works, and is what ``train.path: fast`` uses on CPU (:class:`StaticTrainer`
 * only the ``conv2d`` / ``conv2d_grad`` ops are switched to oneDNN (per op, through their
   ``use_mkldnn`` attribute); every other op keeps Paddle's CPU kernel;
 * each ``Conv2D`` bias is added as a [C, H*W] map broadcast over the batch, whose gradient is a
-  cheap reduction over the leading axis (the [1, C, 1, 1] broadcast Paddle uses costs ~3x more).
+  cheap reduction over the leading axis (the [1, C, 1, 1] broadcast Paddle uses costs ~3x more);
+* the attention modules' global average pools are traced as pooling ops (see
+  :func:`_global_means_as_pooling`).
 
 The results equal plain dygraph within float32 rounding (tests/test_accel.py). The dygraph model
 and optimizer stay the owners of the state: their values are copied into the program's scope when
@@ -187,7 +189,7 @@ class StaticTrainer:
         is given, else an eval-mode forward."""
         from ba_net.models import build_model
 
-        with _legacy_program_mode(), paddle.utils.unique_name.guard():
+        with _legacy_program_mode(), _global_means_as_pooling(), paddle.utils.unique_name.guard():
             main, startup = paddle.static.Program(), paddle.static.Program()
             with paddle.static.program_guard(main, startup):
                 x = paddle.static.data("images", list(image_shape), "float32")
@@ -396,11 +398,12 @@ def _pooled_mean(x):
 
 
 @contextlib.contextmanager
-def _inference_friendly_ops():
-    """While a model is traced for Paddle Inference, the attention modules' global average pool
-    becomes a pooling op: as ``reduce_mean`` over [2, 3] oneDNN runs it with its reference
-    reduction, ~65 ms per 128 images for BA-AlexNet's three pools (a third of the pass); as a
-    pooling op it costs next to nothing. Same values up to float32 rounding."""
+def _global_means_as_pooling():
+    """While a model is traced (training program or export), the attention modules' global
+    average pool becomes a pooling op. As ``reduce_mean`` over [2, 3], oneDNN runs it with its
+    reference reduction in Paddle Inference (~65 ms per 128 images for BA-AlexNet's three pools, a
+    third of the pass), and Paddle's CPU gradient of it made BA's training step ~7 % slower than
+    AlexNet's; as a pooling op both cost next to nothing. Same values up to float32 rounding."""
     import sys
 
     from ba_net.attention import helpers
@@ -428,7 +431,7 @@ def export_for_inference(model, directory, image_shape: tuple = (3, 128, 128)) -
     was_training = model.training
     model.eval()
     try:
-        with _inference_friendly_ops():
+        with _global_means_as_pooling():
             static = paddle.jit.to_static(model, input_spec=[InputSpec([None, *image_shape], "float32", "images")],
                                           full_graph=True)
             paddle.jit.save(static, str(prefix))
