@@ -206,7 +206,8 @@ def e2e_train_rate(model_name: str, path: str, settings: Settings, train_split, 
             loader.batch_sampler.set_epoch(epoch[0])
             _, _, steps = engine.train_epoch(t["model"], loader, t["loss_fn"], t["optimizer"], t["scheduler"],
                                              epoch=epoch[0], seed=0, mixup_alpha=0.0, log_every=10 ** 9,
-                                             iter_offset=0, iters=[], ctx=engine._Distributed(), step_fn=t["fast"])
+                                             iter_offset=0, iters=[], ctx=engine._Distributed(), step_fn=t["fast"],
+                                             label=f"train e2e {model_name} {path} ({workers} workers) epoch {epoch[0]}")
             return steps * settings.batch_size
 
         rate, rates = _median_rate(run, 1, settings.repeats)
