@@ -399,7 +399,7 @@ class ThroughputSettings:
     @classmethod
     def parse(cls, text: Optional[str]) -> "ThroughputSettings":
         """Defaults changed by ``key=value,...`` with integer values (e.g. ``warmup=1,repeats=2``);
-        tools/compare.py reads it from $BA_NET_THROUGHPUT for quick checks."""
+        tools/compare.py takes it as --throughput-settings."""
         known = {"batch_size": 1, "warmup": 0, "repeats": 1, "image_size": 8, "max_batches": 1, "num_workers": 0}
         values = {}
         for item in filter(None, (text or "").replace(" ", "").split(",")):

@@ -312,8 +312,8 @@ def trained(tmp_path_factory, cifar_subset):
 
 def test_compare_end_to_end_on_a_real_training(trained, tmp_path):
     out = tmp_path / "cmp"
-    r = run_tool(["tools/compare.py", str(trained), "--out", str(out)], timeout=600,
-                 env_extra={"BA_NET_THROUGHPUT": "batch_size=16,warmup=1,repeats=2,max_batches=2"})
+    r = run_tool(["tools/compare.py", str(trained), "--out", str(out),
+                  "--throughput-settings", "batch_size=16,warmup=1,repeats=2,max_batches=2"], timeout=600)
     assert r.returncode == 0, r.stderr
     for name in ("comparison.json", "comparison.md", "comparison.csv", "curves_loss.png", "curves_acc.png",
                  "predictions.png", "confusion.png"):

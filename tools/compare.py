@@ -5,12 +5,11 @@
 Writes comparison.json / .md / .csv, curves_loss.png, curves_acc.png, predictions.png and
 confusion.png into the experiment folder (or --out). Only finished runs enter the statistics;
 running and failed ones are listed as such. Throughput defaults: batch 128, 3 warm-up and 5 timed
-passes, the whole test split; $BA_NET_THROUGHPUT changes them for quick checks, e.g.
-BA_NET_THROUGHPUT=batch_size=8,warmup=1,repeats=2,max_batches=1.
+passes, the whole test split; --throughput-settings changes them for quick checks, e.g.
+--throughput-settings batch_size=8,warmup=1,repeats=2,max_batches=1.
 """
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -27,12 +26,14 @@ def main(argv=None) -> int:
     parser.add_argument("experiment", help="experiment folder: <output_dir>/<experiment>")
     parser.add_argument("--out", help="write the outputs here instead of the experiment folder")
     parser.add_argument("--no-throughput", action="store_true", help="skip the throughput measurements")
+    parser.add_argument("--throughput-settings", default="", metavar="KEY=N,...",
+                        help="change the throughput measurement (batch_size, warmup, repeats, max_batches, ...)")
     parser.add_argument("--baseline", default="alexnet", help="model the others are compared with (default: alexnet)")
     args = parser.parse_args(argv)
     setup_logging()
     log = logging.getLogger("ba_net.compare")
     try:
-        throughput = None if args.no_throughput else ThroughputSettings.parse(os.environ.get("BA_NET_THROUGHPUT"))
+        throughput = None if args.no_throughput else ThroughputSettings.parse(args.throughput_settings)
         compare_experiment(args.experiment, args.out, baseline=args.baseline, throughput=throughput)
     except BaNetError as exc:
         log.error("error: %s", exc)
