@@ -275,41 +275,42 @@ def eval_pass_rate(model, test_split, settings: Settings, workers: int = 0) -> d
 
 def ba_overhead_interleaved(settings: Settings, workdir: Path, train_path: str = "fast") -> dict:
     """BA-AlexNet's cost over AlexNet with the load drift cancelled: one process holds both
-    models and alternates them step by step (train step on ``train_path``, eval forward through
-    Paddle Inference); the overhead is the median over ``steps x repeats`` pairs of
-    (BA time / AlexNet time - 1), in percent."""
+    models and alternates them step by step in ABBA order, first training steps on
+    ``train_path``, then eval forwards through Paddle Inference (in two separate loops: running a
+    predictor between training steps slows the training program down); the overhead is the
+    median over ``steps x repeats`` pairs of (BA time / AlexNet time - 1), in percent."""
     import paddle
-
-    from ba_net import accel
 
     rng = np.random.default_rng(0)
     x = paddle.to_tensor(rng.standard_normal((settings.batch_size, 3, 128, 128), dtype=np.float32))
     y = paddle.to_tensor(rng.integers(0, 10, settings.batch_size).astype("int64"))
     pair = ("alexnet", "ba_alexnet")
-    steps, runners = {}, {}
+
+    def alternate(fns: dict) -> dict:
+        for fn in fns.values():
+            for _ in range(max(1, settings.warmup)):
+                fn()
+        times = {name: [] for name in pair}
+        for i in range(settings.steps * settings.repeats):
+            for name in (pair if i % 2 == 0 else pair[::-1]):  # ABBA: a drift hits both models alike
+                t0 = time.perf_counter()
+                fns[name]()
+                times[name].append(time.perf_counter() - t0)
+        ratios = [b / a for a, b in zip(times["alexnet"], times["ba_alexnet"])]
+        return {"overhead_pct": 100.0 * (statistics.median(ratios) - 1.0),
+                "alexnet_img_s": settings.batch_size / statistics.median(times["alexnet"]),
+                "ba_alexnet_img_s": settings.batch_size / statistics.median(times["ba_alexnet"]),
+                "pairs": len(ratios)}
+
+    steps = {}
     for name in pair:
         with paddle.utils.unique_name.guard():
             steps[name] = _trainer(name, train_path, _config(settings, train_path))["step"]
-        runners[name] = _eval_callable(name, "inference" if _on_cpu() else "dygraph", workdir / f"pair_{name}")
-        for _ in range(max(1, settings.warmup)):
-            float(steps[name](x, y))
-            runners[name](x).numpy()
-    times = {(kind, name): [] for kind in ("train", "eval") for name in pair}
-    for _ in range(settings.steps * settings.repeats):
-        for name in pair:
-            t0 = time.perf_counter()
-            float(steps[name](x, y))
-            times[("train", name)].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            runners[name](x).numpy()
-            times[("eval", name)].append(time.perf_counter() - t0)
-    out = {}
-    for kind in ("train", "eval"):
-        ratios = [b / a for a, b in zip(times[(kind, "alexnet")], times[(kind, "ba_alexnet")])]
-        out[kind] = {"overhead_pct": 100.0 * (statistics.median(ratios) - 1.0),
-                     "alexnet_img_s": settings.batch_size / statistics.median(times[(kind, "alexnet")]),
-                     "ba_alexnet_img_s": settings.batch_size / statistics.median(times[(kind, "ba_alexnet")]),
-                     "pairs": len(ratios)}
+    out = {"train": alternate({name: (lambda s=step: float(s(x, y))) for name, step in steps.items()})}
+    del steps
+    runners = {name: _eval_callable(name, "inference" if _on_cpu() else "dygraph", workdir / f"pair_{name}")
+               for name in pair}
+    out["eval"] = alternate({name: (lambda r=runner: r(x).numpy()) for name, runner in runners.items()})
     logger.info("BA overhead, interleaved: train %+.1f %%, eval %+.1f %%", out["train"]["overhead_pct"],
                 out["eval"]["overhead_pct"])
     return out
@@ -317,57 +318,83 @@ def ba_overhead_interleaved(settings: Settings, workdir: Path, train_path: str =
 
 # ---------------------------------------------------------------------- the notebook's way
 
-def _notebook_env() -> dict:
-    """Paddle's out-of-the-box environment: one thread, no MKL CPU-type switch."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS")}
-    env["OMP_NUM_THREADS"] = "1"  # what Paddle itself sets when the variable is unset
-    env["BA_NET_BENCH_NOTEBOOK"] = "1"
+def _child_env(notebook: bool) -> dict:
+    """The environment of a measuring subprocess: this one's (tuned by ba_net), or for the
+    notebook's way Paddle's out-of-the-box one (one thread, no MKL CPU-type switch)."""
+    env = dict(os.environ)
+    if notebook:
+        env.pop("MKL_DEBUG_CPU_TYPE", None)
+        env["OMP_NUM_THREADS"] = "1"  # what Paddle itself sets when the variable is unset
     root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 
-def run_notebook_way(settings: Settings, timeout: float = 3600) -> dict:
-    """Measure the notebook's way in a fresh interpreter (the environment must be in place before
-    Paddle loads); returns {model: {train_step, e2e_train, eval_forward, eval_pass}}."""
+def measure_in_subprocess(task: str, settings: Settings, model: str = "", path: str = "", workers: int = 0,
+                          timeout: float = 3600) -> dict:
+    """Run one measurement in a fresh interpreter and return its result. Every row gets its own
+    process: programs, oneDNN primitive caches, thread pools and predictors of one path measurably
+    slow down the next one in the same process (a Paddle Inference predictor run between training
+    steps of the static program cost it ~25 %)."""
     with tempfile.TemporaryDirectory(prefix="ba_net_bench_") as tmp:
-        out = Path(tmp) / "notebook.json"
-        args = json.dumps({"settings": dataclasses.asdict(settings), "out": str(out)})
-        code = "import sys, ba_net.benchmark as b; b._notebook_main(sys.argv[1])"
-        proc = subprocess.run([sys.executable, "-c", code, args], env=_notebook_env(), capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        out = Path(tmp) / "result.json"
+        spec = {"task": task, "model": model, "path": path, "workers": workers,
+                "settings": dataclasses.asdict(settings), "out": str(out), "tmp": tmp}
+        code = "import sys, ba_net.benchmark as b; b._worker_main(sys.argv[1])"
+        proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=_child_env(path == "notebook"),
+                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         if proc.returncode != 0 or not out.is_file():
             tail = "\n".join((proc.stderr or "").strip().splitlines()[-15:])
-            raise RuntimeError(f"the notebook-way subprocess failed (exit {proc.returncode}):\n{tail}")
+            raise RuntimeError(f"measuring {task} {model} {path} failed (exit {proc.returncode}):\n{tail}")
         return json.loads(out.read_text())
 
 
-def _notebook_main(arg: str) -> None:
-    """Subprocess entry: Paddle is imported before ba_net, so ba_net's tuning does not apply."""
-    import paddle  # noqa: F401  (first: Paddle's own defaults)
+def _worker_main(arg: str) -> None:
+    """Subprocess entry of :func:`measure_in_subprocess`. For the notebook's way Paddle is imported
+    before ba_net, so ba_net's tuning does not apply."""
+    spec = json.loads(arg)
+    notebook = spec["path"] == "notebook"
+    if notebook:
+        import paddle  # noqa: F401  (first: Paddle's own defaults)
 
-    os.environ.pop("MKL_DEBUG_CPU_TYPE", None)
+        os.environ.pop("MKL_DEBUG_CPU_TYPE", None)
     import ba_net  # noqa: F401
 
-    os.environ.pop("MKL_DEBUG_CPU_TYPE", None)  # ba_net sets it on AMD; MKL reads it at its first call
+    if notebook:
+        os.environ.pop("MKL_DEBUG_CPU_TYPE", None)  # ba_net sets it on AMD; MKL reads it at its first call
     from ba_net.runtime import setup_logging
 
     setup_logging(logging.WARNING)
-    spec = json.loads(arg)
     settings = Settings(**{**spec["settings"], "models": tuple(spec["settings"]["models"])})
-    train_split, test_split = _read_split(settings, "train"), _read_split(settings, "test")
-    result = {"env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")},
-              "paddle_num_threads": paddle.get_flags("FLAGS_paddle_num_threads")["FLAGS_paddle_num_threads"]}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in settings.models:
-            model = _eval_callable(name, "dygraph", Path(tmp))
-            result[name] = {
-                "train_step": train_step_rate(name, "dygraph", settings),
-                "e2e_train": e2e_train_rate(name, "notebook", settings, train_split, 0),
-                "eval_forward": eval_forward_rate(model, settings),
-                "eval_pass": eval_pass_rate(model, test_split, settings, 0),
-            }
+    result = _measure_here(spec["task"], settings, spec["model"], spec["path"], spec["workers"], Path(spec["tmp"]))
     Path(spec["out"]).write_text(json.dumps(result))
+
+
+def _measure_here(task: str, settings: Settings, model: str, path: str, workers: int, tmp: Path) -> dict:
+    notebook = path == "notebook"
+    if task == "train_step":
+        result = train_step_rate(model, "dygraph" if notebook else path, settings)
+    elif task == "e2e":
+        result = e2e_train_rate(model, path, settings, _read_split(settings, "train"), workers)
+    elif task == "eval":
+        runner = _eval_callable(model, "dygraph" if notebook else path, tmp)
+        result = {"forward": eval_forward_rate(runner, settings),
+                  "pass": eval_pass_rate(runner, _read_split(settings, "test"), settings, 0)}
+    elif task == "ba_overhead":
+        result = ba_overhead_interleaved(settings, tmp, path)
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    result["env"] = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")}
+    return result
+
+
+def measure(task: str, settings: Settings, model: str = "", path: str = "", workers: int = 0) -> dict:
+    """One measurement in a fresh subprocess; with --quick (a smoke test) only the notebook's way,
+    which needs its own environment, leaves this process."""
+    if settings.quick and path != "notebook":
+        with tempfile.TemporaryDirectory(prefix="ba_net_bench_") as tmp:
+            return _measure_here(task, settings, model, path, workers, Path(tmp))
+    return measure_in_subprocess(task, settings, model, path, workers)
 
 
 # ------------------------------------------------------------------------------- the run
@@ -396,9 +423,8 @@ def _flops(model_name: str) -> int:
 
 
 def run_benchmark(settings: Settings) -> dict:
-    """Every measurement; returns the result dict (rows plus the method's parameters)."""
-    import paddle
-
+    """Every measurement, each row in its own subprocess; returns the result dict (rows plus the
+    method's parameters)."""
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     started = time.time()
     result = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": describe_machine(),
@@ -415,43 +441,28 @@ def run_benchmark(settings: Settings) -> dict:
     gemm_start = dict(result["gemm"])
     result["macs_per_image"] = {m: _flops(m) for m in settings.models}
 
-    notebook = None
-    if on_cpu:
-        logger.info("the notebook's way (subprocess, Paddle's default environment)")
-        notebook = run_notebook_way(settings)
-        result["notebook_env"] = notebook.get("env")
-    train_split, test_split = _read_split(settings, "train"), _read_split(settings, "test")
-
     def add(section, model, path, measured, **extra):
         row = {"section": section, "model": model, "path": path, "img_s": measured["img_s"],
                "repeats_img_s": measured.get("repeats_img_s"), **extra}
         result["rows"].append(row)
-        logger.info("%-10s %-10s %-10s %8.1f img/s", section, model, path, measured["img_s"])
+        if path == "notebook":
+            result["notebook_env"] = measured.get("env")
+        logger.info("%-10s %-10s %-10s %8.1f img/s", section, model, _label(row), measured["img_s"])
 
-    workdir = Path(tempfile.mkdtemp(prefix="ba_net_bench_"))
+    train_paths = [p for p in TRAIN_PATHS if on_cpu or p not in ("notebook", "fast")]
+    eval_paths = [p for p in EVAL_PATHS if on_cpu or p != "notebook"]
+    e2e_path = "fast" if on_cpu else "dygraph"
     for model in settings.models:
-        for path in TRAIN_PATHS:
-            if path == "notebook":
-                if notebook:
-                    add("train step", model, path, notebook[model]["train_step"])
-                continue
-            if path == "fast" and not on_cpu:
-                continue
-            add("train step", model, path, train_step_rate(model, path, settings))
-        if notebook:
-            add("train e2e", model, "notebook", notebook[model]["e2e_train"], workers=0)
+        for path in train_paths:
+            add("train step", model, path, measure("train_step", settings, model, path))
+        if on_cpu:
+            add("train e2e", model, "notebook", measure("e2e", settings, model, "notebook", 0), workers=0)
         for w in sorted({0, workers}):
-            path = "fast" if on_cpu else "dygraph"
-            add("train e2e", model, path, e2e_train_rate(model, path, settings, train_split, w), workers=w)
-        for path in EVAL_PATHS:
-            if path == "notebook":
-                if notebook:
-                    add("eval fwd", model, path, notebook[model]["eval_forward"])
-                    add("eval pass", model, path, notebook[model]["eval_pass"], workers=0)
-                continue
-            runner = _eval_callable(model, path, workdir)
-            add("eval fwd", model, path, eval_forward_rate(runner, settings))
-            add("eval pass", model, path, eval_pass_rate(runner, test_split, settings, 0), workers=0)
+            add("train e2e", model, e2e_path, measure("e2e", settings, model, e2e_path, w), workers=w)
+        for path in eval_paths:
+            measured = measure("eval", settings, model, path)
+            add("eval fwd", model, path, measured["forward"])
+            add("eval pass", model, path, measured["pass"], workers=0)
     # the GEMM rate again at the end; the higher of the two (the less disturbed) is the yardstick
     gemm_end = measure_gemm(settings.gemm_size, settings.repeats)
     result["gemm"] = {"paddle": max(gemm_start["paddle"], gemm_end["paddle"]),
@@ -461,13 +472,12 @@ def run_benchmark(settings: Settings) -> dict:
             row["pct_gemm"] = (100.0 * 6 * result["macs_per_image"][row["model"]] * row["img_s"]
                                / (result["gemm"]["paddle"] * 1e9))
     if set(MODELS) <= set(settings.models):
-        result["ba_overhead_interleaved"] = ba_overhead_interleaved(settings, workdir, "fast" if on_cpu else "dygraph")
+        result["ba_overhead_interleaved"] = measure("ba_overhead", settings, "", e2e_path)
     _ratios(result)
     result["targets"] = [{"target": n, "measured": t, "hit": ok} for n, t, ok in targets(result)]
     result["load_average_1min"] = {"before": load_before,
                                    "after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     result["seconds"] = round(time.time() - started, 1)
-    shutil.rmtree(workdir, ignore_errors=True)  # the exported models; the predictors hold them in memory
     return result
 
 
@@ -565,8 +575,10 @@ def format_table(result: dict) -> str:
         "eval fwd: eval-mode forward on one synthetic batch; eval pass: the notebook's throughput cell, an eval "
         "pass over the test split with per-image resize and normalization in the loader"
         + (f" (capped at {s['eval_batches']} batches)" if s.get("eval_batches") else "") + ".",
+        ("Every row is measured in a fresh subprocess (paths left in one process slow each other down). "
+         if not s.get("quick") else "Quick mode: only the notebook's rows run in subprocesses. ") +
         "Paths: notebook = dygraph in Paddle's default environment (OMP_NUM_THREADS=1, no MKL_DEBUG_CPU_TYPE), "
-        "run in a subprocess, 0 loader workers; dygraph = tuned environment; to_static = paddle.jit.to_static "
+        "0 loader workers; dygraph = tuned environment; to_static = paddle.jit.to_static "
         "(PIR); fast = ba_net.accel (legacy static program, oneDNN convolutions); inference = paddle.jit.save + "
         "Paddle Inference with oneDNN.",
         "% of GEMM = 6 x forward multiply-accumulates per image (count_flops) x img/s / the Paddle GEMM rate "
@@ -576,4 +588,4 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Settings", "format_table", "measure_gemm", "run_benchmark", "run_notebook_way", "targets"]
+__all__ = ["Settings", "format_table", "measure_gemm", "measure_in_subprocess", "run_benchmark", "targets"]
