@@ -4,8 +4,9 @@ Why a separate path is needed (Paddle 3.3, CPU): dygraph convolutions run as im2
 GEMM per image and never reach oneDNN (``FLAGS_use_mkldnn`` has no effect on them), so an AlexNet
 step spends most of its time in slow convolutions and in the broadcast bias add with its
 gradient. Turning oneDNN on for a whole program is not an option either: with PIR programs
-(``paddle.jit.to_static`` or ``paddle.static``) it crashes (segfaults in ``run_program`` or in
-``matmul``/``pool2d`` kernels), and in legacy programs its pooling backward fails.
+(``paddle.jit.to_static`` or ``paddle.static``) it crashes (segfaults in ``run_program`` and with
+linear layers, exceptions in pooling), and in legacy programs it fails in a reshape and in the
+pooling backward (docs/PERFORMANCE.md lists every attempt).
 
 What works, and is what ``train.path: fast`` uses on CPU (:class:`StaticTrainer`):
 
@@ -14,7 +15,7 @@ What works, and is what ``train.path: fast`` uses on CPU (:class:`StaticTrainer`
 * only the ``conv2d`` / ``conv2d_grad`` ops are switched to oneDNN (per op, through their
   ``use_mkldnn`` attribute); every other op keeps Paddle's CPU kernel;
 * each ``Conv2D`` bias is added as a [C, H*W] map broadcast over the batch, whose gradient is a
-  cheap reduction over the leading axis (the [1, C, 1, 1] broadcast Paddle uses costs ~3x more);
+  cheap reduction over the leading axis (Paddle's [1, C, 1, 1] broadcast costs several times more);
 * the attention modules' global average pools are traced as pooling ops (see
   :func:`_global_means_as_pooling`).
 
