@@ -389,6 +389,7 @@ def prepare_training(cfg: dict, model_name: str, model, optimizer, make_optimize
 
 # ----------------------------------------------------------------------------- inference
 
+@paddle.jit.not_to_static  # plain tensor ops: paddle.jit.to_static calls it as it is
 def _pooled_mean(x):
     """Global average pool as a pooling op for 4-D input (the mean over [2, 3] otherwise)."""
     import paddle.nn.functional as F
