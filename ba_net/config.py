@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -31,18 +32,20 @@ class Field:
 def _model_names():
     from ba_net.models import list_models
 
-    return list_models()
+    return list_models(images_only=True)
 
 
 SCHEMA = {
     "experiment": Field(None, "str", "name of the experiment folder; default: the config file's stem", nullable=True),
-    "models": Field(["alexnet", "ba_alexnet"], "list[str]", "registry names of the models to train", choices=_model_names),
+    "models": Field(["alexnet", "ba_alexnet"], "list[str]", "registry names of the image models to train", choices=_model_names),
     "model_kwargs": Field({}, "dict", "keyword arguments passed to build_model (e.g. reduction: 16)"),
     "seeds": Field([0], "list[int]", "one run per model and seed"),
     "output_dir": Field("output", "str", "runs go to <output_dir>/<experiment>/<model>/seed<seed>/"),
     "device": Field("auto", "str", "auto (GPU when Paddle has CUDA), cpu or gpu", choices=lambda: ["auto", "cpu", "gpu"]),
     "data": {
-        "data_file": Field(None, "str", "CIFAR-10 python tarball; null: $BA_NET_CIFAR10, Paddle's cache, download", nullable=True),
+        "data_file": Field(None, "str", "CIFAR-10 python tarball; relative paths start at the config file's folder "
+                           "(at the working directory in -o); null: $BA_NET_CIFAR10, Paddle's cache, download",
+                           nullable=True),
         "num_workers": Field(2, "int", "DataLoader worker processes (0 = load in the main process)", minimum=0),
         "transforms": Field("notebook", "str", "train augmentation preset", choices=lambda: ["notebook", "plain"]),
         "mixup_alpha": Field(0.0, "float", "batch mixup with lambda ~ Beta(alpha, alpha); 0 = off", minimum=0.0),
@@ -164,6 +167,16 @@ def parse_override(text: str) -> dict:
     return nested
 
 
+def _anchor_data_file(cfg: dict, folder: Path) -> None:
+    """Make a relative ``data.data_file`` absolute: relative to the config file's folder when the
+    file set it, to the working directory when an override or ``base`` did, so a run means the
+    same file whatever directory it is started from (and its saved config names it exactly)."""
+    value = cfg["data"]["data_file"]
+    if value is not None:
+        path = Path(value).expanduser()
+        cfg["data"]["data_file"] = os.path.abspath(folder / path)
+
+
 def load_config(path: Optional[str | Path] = None, overrides: tuple = (), base: Optional[dict] = None) -> dict:
     """Defaults, then the YAML file (if any), then ``key=value`` overrides; validated throughout."""
     cfg = defaults()
@@ -191,10 +204,12 @@ def load_config(path: Optional[str | Path] = None, overrides: tuple = (), base: 
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections, not a {type(data).__name__}")
         _merge(cfg, data, SCHEMA)
+        _anchor_data_file(cfg, path.parent)
         if cfg["experiment"] is None:
             cfg["experiment"] = path.stem
     for text in overrides:
         _merge(cfg, parse_override(text), SCHEMA)
+    _anchor_data_file(cfg, Path.cwd())
     if cfg["experiment"] is None:
         cfg["experiment"] = "experiment"
     if any(sep in cfg["experiment"] for sep in ("/", "\\")) or cfg["experiment"] in (".", ".."):

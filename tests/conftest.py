@@ -8,19 +8,15 @@ import ba_net  # noqa: F401  (configures threads before paddle loads)
 import paddle
 
 REPO = Path(__file__).resolve().parents[1]
-SUBSET = Path(os.environ.get(
-    "BA_NET_TEST_CIFAR10", REPO.parent / "shared" / "data" / "cifar10-subset" / "cifar-10-python.tar.gz"
-))
+SAMPLE = Path(os.environ.get("BA_NET_TEST_CIFAR10", REPO / "data" / "cifar-10-sample.tar.gz"))
 
 
 @pytest.fixture(scope="session")
 def cifar_subset() -> Path:
-    """The real CIFAR-10 subset shipped beside the repository (4,660 train / 846 test)."""
-    if not SUBSET.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"CIFAR-10 subset missing at {SUBSET}; CI needs ../shared beside the clone")
-        pytest.skip(f"CIFAR-10 subset not found at {SUBSET}; set BA_NET_TEST_CIFAR10")
-    return SUBSET
+    """The real CIFAR-10 sample embedded in the repository (2,000 train / 500 test images, see
+    data/README.md), or the tarball named by $BA_NET_TEST_CIFAR10."""
+    assert SAMPLE.is_file(), f"CIFAR-10 sample missing at {SAMPLE}; it is tracked in git (data/)"
+    return SAMPLE
 
 
 @pytest.fixture(autouse=True)

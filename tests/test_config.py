@@ -93,3 +93,28 @@ def test_notebook_config_is_the_notebook_recipe():
     assert ablation["models"] == ["alexnet", "ba_alexnet", "ba_alexnet_notebook"] and ablation["seeds"] == [0, 1, 2]
     for section in ("train", "optimizer", "schedule", "loss", "data"):
         assert ablation[section] == cfg[section]
+
+
+def test_relative_data_file_is_anchored_at_the_config_file_or_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    cfg_file = tmp_path / "exp" / "c.yaml"
+    cfg_file.write_text("data:\n  data_file: ../data/sample.tar.gz\n")
+    for cwd in (tmp_path, tmp_path / "elsewhere"):  # the same file whatever the working directory
+        monkeypatch.chdir(cwd)
+        assert load_config(cfg_file)["data"]["data_file"] == str(tmp_path / "data" / "sample.tar.gz")
+        assert load_config(cfg_file.relative_to(tmp_path) if cwd == tmp_path else cfg_file)["data"]["data_file"] \
+            == str(tmp_path / "data" / "sample.tar.gz")
+    # given on the command line, a relative path means what the shell means: from the working directory
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert load_config(cfg_file, ("data.data_file=x.tar.gz",))["data"]["data_file"] == \
+        str(tmp_path / "elsewhere" / "x.tar.gz")
+    assert load_config(cfg_file, ("data.data_file=/abs/x.tar.gz",))["data"]["data_file"] == "/abs/x.tar.gz"
+    assert load_config(cfg_file, ("data.data_file=null",))["data"]["data_file"] is None
+
+
+def test_shipped_quick_configs_use_the_embedded_sample(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    for name in ("quick", "quick_attention_ablation"):
+        path = Path(load_config(REPO / "experiments" / f"{name}.yaml")["data"]["data_file"])
+        assert path == REPO / "data" / "cifar-10-sample.tar.gz" and path.is_file()
