@@ -504,13 +504,16 @@ def _plan_run(cfg: dict, model: str, seed: int, folder: RunFolder, resume: bool,
     status = history.get("status")
     if status == "finished":
         return "skip", None
+    if status == "failed":  # resuming would replay the same steps into the same failure
+        lr = cfg["optimizer"]["lr"]
+        raise RunStateError(f"{folder.root} failed ({history.get('reason', 'no reason recorded')}); resuming would "
+                            f"repeat it: rerun with --force and a lower learning rate (e.g. -o optimizer.lr={lr / 10:g})")
     if not folder.state.exists():
         return "start", None  # stopped during its first epoch: nothing worth keeping
     state = _read_run_json(folder.state, "resume state")
     _check_state(folder, state, cfg["train"]["epochs"])
     if not resume:
-        verb = "failed" if status == "failed" else "stopped"
-        raise RunStateError(f"{folder.root} {verb} after epoch {state.get('epoch')} of {cfg['train']['epochs']}: "
+        raise RunStateError(f"{folder.root} stopped after epoch {state.get('epoch')} of {cfg['train']['epochs']}: "
                             f"rerun with --resume to continue it, or --force to start it over")
     return "resume", state
 

@@ -279,6 +279,7 @@ def test_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert tool_main("train", ["-c", str(config)]) == 1
     err = capsys.readouterr().err
     assert "run alexnet seed 0 failed" in err and "Traceback" not in err
+    assert "rerun with --force and a lower optimizer.lr (e.g. -o optimizer.lr=1e-05)" in err
 
     h = read_history(run)
     expected = "non-finite loss nan at epoch 2" if where == "train" else "non-finite validation loss nan at epoch 2"
@@ -296,12 +297,16 @@ def test_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
         np.testing.assert_array_equal(v.numpy(), best[k].numpy())  # epoch 1 was the best so far
     assert not (run / "final.pdparams").exists()
 
-    # running it again as it is: told to resume or start over, nothing touched
+    # running it again, with or without --resume: told that resuming repeats the failure and what
+    # helps instead (never --resume), one line, nothing touched
     monkeypatch.undo()
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    assert tool_main("train", ["-c", str(config)]) == 2
-    err = capsys.readouterr().err
-    assert "failed after epoch 1 of 3: rerun with --resume to continue it, or --force to start it over" in err
+    for extra in ([], ["--resume"]):
+        assert tool_main("train", ["-c", str(config)] + extra) == 2
+        err = capsys.readouterr().err
+        assert f"failed ({expected}" in err and "resuming would repeat it" in err, err
+        assert "rerun with --force and a lower learning rate (e.g. -o optimizer.lr=1e-05)" in err
+        assert "--resume" not in err and len(err.strip().splitlines()) <= 2, err
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 

@@ -46,6 +46,9 @@ def main(argv=None) -> int:
     failed = [s for s in summaries if s["status"] != "finished"]
     for s in failed:
         log.error("run %s seed %s %s (see %s/history.json)", s["model"], s["seed"], s["status"], s["folder"])
+    if any(s["status"] == "failed" for s in summaries):
+        log.error("a non-finite loss usually means the learning rate is too high: rerun with --force and a lower "
+                  "optimizer.lr (e.g. -o optimizer.lr=%g)", cfg["optimizer"]["lr"] / 10)
     return 1 if failed else 0
 
 
