@@ -400,10 +400,13 @@ class ThroughputSettings:
     def parse(cls, text: Optional[str]) -> "ThroughputSettings":
         """Defaults changed by ``key=value,...`` with integer values (e.g. ``warmup=1,repeats=2``);
         tools/compare.py takes it as --throughput-settings."""
-        known = {"batch_size": 1, "warmup": 0, "repeats": 1, "image_size": 8, "max_batches": 1, "num_workers": 0}
+        known = {"batch_size": 1, "warmup": 0, "repeats": 1, "max_batches": 1, "num_workers": 0}
         values = {}
         for item in filter(None, (text or "").replace(" ", "").split(",")):
             key, _, raw = item.partition("=")
+            if key == "image_size":
+                raise ConfigError("throughput setting 'image_size' cannot be chosen: the models are measured at "
+                                  f"their input size ({cls.image_size} px); valid settings: {', '.join(known)}")
             if key not in known:
                 raise ConfigError(f"throughput setting {key!r} unknown; valid: {', '.join(known)}")
             try:

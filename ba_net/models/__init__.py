@@ -21,9 +21,14 @@ _REGISTRY = {
 }
 
 
-def list_models() -> list:
-    """Names accepted by :func:`build_model`."""
-    return sorted(_REGISTRY)
+# Not CIFAR image classifiers: 1-D signal and series x modality networks from the project's notes.
+_SIGNAL_MODELS = {"eca_cnn1d", "sam_net"}
+
+
+def list_models(images_only: bool = False) -> list:
+    """Names accepted by :func:`build_model`; ``images_only``: the ones that classify 3-channel
+    images (what an experiment config may train)."""
+    return sorted(n for n in _REGISTRY if not (images_only and n in _SIGNAL_MODELS))
 
 
 def build_model(name: str, num_classes: int = 10, **kwargs):
