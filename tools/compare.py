@@ -35,12 +35,20 @@ def main(argv=None) -> int:
     try:
         throughput = None if args.no_throughput else ThroughputSettings.parse(args.throughput_settings)
         compare_experiment(args.experiment, args.out, baseline=args.baseline, throughput=throughput)
+        out = Path(args.out or args.experiment)
     except BaNetError as exc:
         log.error("error: %s", exc)
         return 2
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    lines = (out / "comparison.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    table = lines[start:next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))]
+    print("\n".join(table))  # the first table: the comparison
+    print(f"\nresults in {out}/: comparison.md (table and method), comparison.csv/.json, curves_*.png, "
+          f"predictions.png, confusion.png; dashboards: visualdl --logdir {Path(args.experiment).parent} "
+          f"--host 127.0.0.1")
     return 0
 
 
