@@ -212,7 +212,7 @@ def test_spatial_attention_matches_numpy(shape, kernel):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_attention_weighted_average_matches_numpy(shape):
     rng = np.random.default_rng(5)
-    awa = create_attention("attention_weighted_avg", shape[1])
+    awa = AttentionWeightedAverage(shape[1])
     _randomize(awa, rng)
     x = rng.normal(size=shape).astype("float32")
     _check(awa, x, _np_awa(awa, x.astype("float64")))
@@ -232,7 +232,7 @@ def test_attention_weighted_average_is_stable_for_large_scores():
 @pytest.mark.parametrize("shape", SHAPES)
 def test_global_weighted_average_matches_numpy(shape):
     rng = np.random.default_rng(7)
-    gwap = create_attention("global_weighted_avg", shape[1], size=shape[2:])
+    gwap = GlobalWeightedAvgPool(shape[1], size=shape[2:])
     _randomize(gwap, rng)
     x = rng.normal(size=shape).astype("float32")
     _check(gwap, x, _np_gwap(gwap, x.astype("float64")))
@@ -240,10 +240,10 @@ def test_global_weighted_average_matches_numpy(shape):
         gwap(paddle.randn([2, shape[1]] + [s + 1 for s in shape[2:]]))
 
 
-@pytest.mark.parametrize("name,kw", [("attention_weighted_avg", {}), ("global_weighted_avg", {"size": (5, 7)})])
-def test_pools_start_as_global_average(name, kw):
+@pytest.mark.parametrize("pool", [lambda: AttentionWeightedAverage(32), lambda: GlobalWeightedAvgPool(32, size=(5, 7))])
+def test_pools_start_as_global_average(pool):
     x = np.random.default_rng(8).normal(size=SHAPES[0]).astype("float32")
-    got = create_attention(name, 32, **kw)(paddle.to_tensor(x)).numpy()
+    got = pool()(paddle.to_tensor(x)).numpy()
     np.testing.assert_allclose(got, x.mean((2, 3)), rtol=1e-5, atol=1e-6)
 
 
@@ -258,8 +258,13 @@ def _gate_values(module, x):
     return [module.weights(x)]
 
 
+POOLS = {"attention_weighted_avg": AttentionWeightedAverage, "global_weighted_avg": GlobalWeightedAvgPool}
+
+
 def _build(name, shape):
-    kw = {"size": shape[2:]} if name == "global_weighted_avg" else {}
+    if name in POOLS:  # pooling layers of the multi-attention head, outside the factory
+        return POOLS[name](shape[1], **({"size": shape[2:]} if name == "global_weighted_avg" else {}))
+    kw = {}
     if name in ("cbam", "sam") and len(shape) == 3:
         kw["dims"] = 1
     if name == "ba":
@@ -267,7 +272,8 @@ def _build(name, shape):
     return create_attention(name, shape[1], **kw)
 
 
-NON_BRIDGED = ["se", "eca", "cbam", "sam", "attention_weighted_avg", "global_weighted_avg"]
+FACTORY = ["se", "eca", "cbam", "sam"]  # plus "ba", bridged (tests/test_bridge_attention.py)
+NON_BRIDGED = FACTORY + list(POOLS)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -280,7 +286,7 @@ def test_shapes_gates_and_gradients(name, shape):
     x = paddle.to_tensor(rng.normal(size=shape).astype("float32"))
     x.stop_gradient = False
     y = module(x)
-    pooled = getattr(module, "pooling", False)
+    pooled = name in POOLS
     assert list(y.shape) == (list(shape[:2]) if pooled else list(shape))
     for g in _gate_values(module, x):
         g = g.numpy()
@@ -341,7 +347,7 @@ def test_flops_match_formula(name):
 
 
 def test_registry_and_errors():
-    assert set(NON_BRIDGED + ["ba"]) == set(list_attention())
+    assert set(FACTORY + ["ba"]) == set(list_attention())
     with pytest.raises(ValueError, match="unknown attention 'nope'.*cbam.*eca.*sam.*se"):
         create_attention("nope", 16)
     with pytest.raises(ValueError, match="unknown activation"):
@@ -350,8 +356,12 @@ def test_registry_and_errors():
         SpatialAttention(8)(paddle.randn([2, 8, 9]))
     with pytest.raises(ValueError, match="1 spatial axes"):
         SpatialGate(8, dims=1)(paddle.randn([2, 8, 3, 3]))
-    with pytest.raises(ValueError, match="pools to"):
-        build_model("alexnet", attention="attention_weighted_avg")
+    with pytest.raises(ValueError, match="unknown attention 'attention_weighted_avg'"):
+        build_model("alexnet", attention="attention_weighted_avg")  # a pool: not at the BA slot
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bridge_channels'"):
+        create_attention("se", 16, bridge_channels=(8,))  # unknown keywords raise
+    with pytest.raises(TypeError, match="without attention takes no attention arguments"):
+        build_model("alexnet", reduction=8)  # not silently dropped
     assert ChannelGate(8, 16).hidden == 1
 
 

@@ -48,9 +48,11 @@ def test_matches_numpy(channels, bridges, spatial, reduction, act, gate, trainin
     x = rng.normal(size=(batch, channels) + spatial).astype("float32")
     feats = [rng.normal(size=(batch, c) + spatial).astype("float32") for c in bridges]
     expected = _np_ba(ba, x, feats, training, act, gate)
-    got = ba(paddle.to_tensor(x), [paddle.to_tensor(f) for f in feats]).numpy()
-    assert got.shape == (batch, channels) + (1,) * len(spatial)
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    x_t, feats_t = paddle.to_tensor(x), [paddle.to_tensor(f) for f in feats]
+    weights = ba.weights(x_t, feats_t).numpy()
+    assert weights.shape == (batch, channels) + (1,) * len(spatial)
+    np.testing.assert_allclose(weights, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ba(x_t, feats_t).numpy(), x * expected, rtol=1e-4, atol=1e-5)  # forward: x * w
     assert ba.hidden == max(1, channels // reduction)
 
 
@@ -59,9 +61,9 @@ def test_weights_scale_feature_and_gradients_reach_every_parameter():
     x = paddle.randn([4, 32, 5, 5])
     x.stop_gradient = False
     bridge = paddle.randn([4, 16, 5, 5])
-    w = ba(x, [bridge])
+    w = ba.weights(x, [bridge])
     assert float(w.min()) > 0 and float(w.max()) < 1
-    (x * w).sum().backward()
+    ba(x, [bridge]).sum().backward()
     for name, p in ba.named_parameters():
         if not p.stop_gradient:
             assert p.grad is not None and float(paddle.abs(p.grad).sum()) > 0, name

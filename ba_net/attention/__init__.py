@@ -1,12 +1,15 @@
 """Attention modules, one file per family, built by name through :func:`create_attention`.
 
-Every module takes ``channels`` first, then the reduction ratio and its activation / gate choices
-(modules without a bottleneck accept and ignore ``reduction``). Modules with ``bridged = True``
-(Bridge Attention) take the earlier features as a second forward argument and return channel
-weights; modules with ``pooling = True`` reduce [B, C, *spatial] to [B, C]; the others return
-the re-weighted feature.
+One contract for every module the factory builds: the constructor takes ``channels`` first, then
+``reduction`` and its activation / gate choices (modules without a bottleneck accept and ignore
+``reduction``), and refuses any other keyword; ``forward`` takes the feature map [B, C, *spatial]
+(plus the earlier features for Bridge Attention, whose ``bridged = True``) and returns the
+re-weighted feature map of the same shape. ``weights(...)`` (same arguments) returns the gate
+values alone, for plots and histograms.
 
-Registered names: ba, se, eca, cbam, sam, attention_weighted_avg, global_weighted_avg.
+Registered names: ba, se, eca, cbam, sam. The weighted-average pools of the notes'
+multi-attention head (:mod:`ba_net.attention.pooling`) reduce [B, C, *spatial] to [B, C]: they
+are pooling layers with another contract, so the factory does not build them.
 """
 from __future__ import annotations
 
@@ -23,8 +26,6 @@ _REGISTRY = {
     "eca": EfficientChannelAttention,
     "cbam": CBAM,
     "sam": SpatialAttention,
-    "attention_weighted_avg": AttentionWeightedAverage,
-    "global_weighted_avg": GlobalWeightedAvgPool,
 }
 
 

@@ -37,9 +37,10 @@ class BridgeAttention(nn.Layer):
         gate: sigmoid (default) or hard_sigmoid.
         bridge_channels: channel counts of the bridged features, in the order they are passed.
 
-    ``forward(x, bridges)`` returns the weights, shaped to broadcast against ``x``
-    ([B, C, 1, 1] for images, [B, C, 1] for sequences); apply them with ``x * weights``.
-    Works for inputs of any spatial rank.
+    ``forward(x, bridges)`` returns the re-weighted feature ``x * w`` (the contract of every
+    module in :func:`ba_net.attention.create_attention`); ``weights(x, bridges)`` returns ``w``
+    alone, shaped to broadcast against ``x`` ([B, C, 1, 1] for images, [B, C, 1] for sequences),
+    for plots and histograms. Works for inputs of any spatial rank.
     """
 
     bridged = True  # forward takes the earlier features as a second argument
@@ -65,6 +66,10 @@ class BridgeAttention(nn.Layer):
         self.gate = make_gate(gate)
 
     def forward(self, x: paddle.Tensor, bridges: Sequence[paddle.Tensor] = ()) -> paddle.Tensor:
+        return x * self.weights(x, bridges)
+
+    def weights(self, x: paddle.Tensor, bridges: Sequence[paddle.Tensor] = ()) -> paddle.Tensor:
+        """The channel weights in (0, 1) for ``x``, shaped to broadcast against it."""
         features = list(bridges) + [x]
         if len(features) != len(self.squeeze):
             raise ValueError(
@@ -80,8 +85,9 @@ class BridgeAttention(nn.Layer):
     def extra_flops(self, inputs, output) -> int:
         """Work done by functional ops that a per-layer FLOP counter cannot see: the global
         average pools (one add per input element plus one divide per channel, as Paddle counts
-        AdaptiveAvgPool) and the sums of the branch outputs."""
+        AdaptiveAvgPool), the sums of the branch outputs and the product ``x * w`` (one multiply
+        per element of ``x``)."""
         x = inputs[0]
         bridges = list(inputs[1]) if len(inputs) > 1 else []
         pools = sum(int(f.shape[1]) * (spatial_size(f) + 1) for f in bridges + [x])
-        return int(x.shape[0]) * (pools + (len(bridges)) * self.hidden)
+        return int(x.shape[0]) * (pools + len(bridges) * self.hidden + int(x.shape[1]) * spatial_size(x))

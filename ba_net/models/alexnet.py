@@ -4,8 +4,8 @@
               - conv4 3x3 (192) - conv5 3x3 (128) - pool        -> 128 x 3 x 3
     classifier: 1152 -> 2048 -> 2048 -> classes, ReLU and Dropout(0.5) between
 
-The attention slot sits on conv5's output before its ReLU: ``maxpool(relu(x3 * w))`` for Bridge
-Attention (bridged from conv3 and conv4, r = 16), ``maxpool(relu(attn(x3)))`` for the others.
+The attention slot sits on conv5's output before its ReLU: ``maxpool(relu(attn(x3)))``, where
+Bridge Attention (bridged from conv3 and conv4, r = 16) gives ``attn(x3) = x3 * w``.
 ``apply_attention=False`` reproduces the notebook's defect: the attention is computed (so it
 costs time and its BatchNorm statistics move) but its result is thrown away.
 """
@@ -18,7 +18,6 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ba_net.attention import create_attention
-from ba_net.attention.helpers import spatial_size
 
 
 class AlexNet(nn.Layer):
@@ -65,12 +64,12 @@ class AlexNet(nn.Layer):
         )
         self.apply_attention = apply_attention
         self.attention = None
+        if attention is None and attn_kwargs:
+            raise TypeError(f"AlexNet without attention takes no attention arguments, got {sorted(attn_kwargs)}")
         if attention is not None:
             if attention == "ba":
                 attn_kwargs.setdefault("bridge_channels", (192, 192))
             self.attention = create_attention(attention, 128, **attn_kwargs)
-            if getattr(self.attention, "pooling", False):
-                raise ValueError(f"attention {attention!r} pools to [B, C]; it cannot sit at the BA slot")
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         x = self.stem(x)
@@ -78,23 +77,11 @@ class AlexNet(nn.Layer):
         x2 = F.relu(self.conv4(x1))
         x3 = self.conv5(x2)
         if self.attention is not None:
-            if getattr(self.attention, "bridged", False):
-                weighted = x3 * self.attention(x3, [x1, x2])
-            else:
-                weighted = self.attention(x3)
+            bridged = getattr(self.attention, "bridged", False)
+            weighted = self.attention(x3, [x1, x2]) if bridged else self.attention(x3)
             if self.apply_attention:
                 x3 = weighted
         return self.classifier(self.pool(F.relu(x3)))
-
-    def extra_flops(self, inputs, output) -> int:
-        """The functional ReLUs count zero, as Paddle counts nn.ReLU; a bridged attention's
-        weights are multiplied in here (one multiply per element of conv5's output)."""
-        if self.attention is None or not getattr(self.attention, "bridged", False):
-            return 0
-        x = inputs[0]
-        # conv5 output: 128 channels at 1/16 of the input resolution (7 x 7 for 128 px)
-        h = w = _conv5_size(int(x.shape[2]))
-        return int(x.shape[0]) * 128 * h * w
 
 
 def _conv5_size(size: int) -> int:
