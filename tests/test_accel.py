@@ -88,7 +88,11 @@ def test_fast_training_matches_dygraph(model_name, cifar_subset):
         if k.endswith(("beta1_pow_acc_0", "beta2_pow_acc_0")):
             np.testing.assert_allclose(opt[k], ref_opt[k], rtol=1e-6, err_msg=k)
         else:
-            assert np.mean(np.abs(opt[k] - ref_opt[k]) > 1e-3 * (np.abs(ref_opt[k]) + 1e-8)) < 0.01, k
+            # relative to each element, with a floor at the tensor's scale: an element a thousand
+            # times smaller than its neighbours (a gradient sum that nearly cancels) keeps only
+            # the absolute rounding of its computation
+            slack = 1e-3 * np.abs(ref_opt[k]) + 1e-5 * np.abs(ref_opt[k]).max()
+            assert np.mean(np.abs(opt[k] - ref_opt[k]) > slack) < 0.01, k
 
 
 def test_fast_path_falls_back_to_dygraph(caplog):
