@@ -3,8 +3,20 @@
 Importing the package configures threads and the math library before Paddle loads
 (see :mod:`ba_net.runtime`); import ``ba_net`` before ``paddle`` to get the fast path.
 """
+import sys as _sys
+
+from ba_net.runtime import check_paddle_version as _check_paddle_version
 from ba_net.runtime import configure_environment as _configure_environment
 from ba_net.runtime import import_paddle_quietly as _import_paddle_quietly
+from ba_net.runtime import set_package_log_level as _set_package_log_level
+
+# The version gate runs before anything touches Paddle's internals: an unsupported Paddle (2.6
+# segfaults in the tests, without a message) is refused with an ImportError naming the installed
+# and the required versions. If a notebook imported Paddle first, it is checked before
+# configure_environment() reaches into it; otherwise the environment is set (Paddle reads it when
+# it loads), Paddle is imported and only its __version__ is read before the rest of ba_net loads.
+if "paddle" in _sys.modules:
+    _check_paddle_version(getattr(_sys.modules["paddle"], "__version__", None))
 
 _configure_environment()
 
@@ -12,9 +24,13 @@ try:
     _paddle = _import_paddle_quietly()
 except ImportError as exc:  # pragma: no cover - depends on the user's install
     raise ImportError(
-        "ba_net needs PaddlePaddle 3.x: `pip install 'paddlepaddle>=3,<4'` on CPU, "
-        "or paddlepaddle-gpu on CUDA machines (see README)"
+        f"ba_net needs PaddlePaddle 3.x and it cannot be imported ({(str(exc) or type(exc).__name__).splitlines()[0]}): "
+        "`pip install 'paddlepaddle>=3,<4'` "
+        "on CPU, or paddlepaddle-gpu on CUDA machines (see README)", name="paddle"
     ) from exc
+
+_check_paddle_version(getattr(_paddle, "__version__", None))
+_set_package_log_level()
 
 from ba_net.attention import BridgeAttention, create_attention, list_attention  # noqa: E402
 from ba_net.complexity import count_flops, count_params  # noqa: E402

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import warnings
+from typing import Optional
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,53 @@ def _is_amd_cpu() -> bool:
     except OSError:
         pass
     return False
+
+
+# The Paddle versions ba_net runs on: the `cpu` extra in setup.cfg admits the same range. 3.0.0 is
+# the oldest admitted one; 2.6 is refused because it
+# crashes (a segfault in zlib's inflateReset2, no message) and lacks what the fast path and the
+# export use (``paddle.pir_utils.OldIrGuard``, Paddle 3's program format).
+PADDLE_MIN = (3, 0, 0)
+PADDLE_BELOW = (4,)  # first major version not tested; it is warned about, not refused
+PADDLE_RANGE = ">=3.0,<4"
+_PRERELEASE = re.compile(r"^[.-]?(a|alpha|b|beta|rc|c|pre|preview|dev)", re.IGNORECASE)
+
+
+def _parse_version(version: str):
+    """(major, minor, patch) and whether it is a pre-release, or None if ``version`` does not
+    start with ``N.N``."""
+    m = re.match(r"^\s*v?(\d+)\.(\d+)(?:\.(\d+))?(.*)$", str(version))
+    if not m:
+        return None
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)), bool(_PRERELEASE.match(m.group(4)))
+
+
+def paddle_version_problem(version) -> Optional[str]:
+    """The one-line reason ``version`` (Paddle's ``__version__``) cannot run ba_net, or None if it
+    can. Development builds report 0.0.0 and are let through, as are versions that cannot be read."""
+    parsed = _parse_version(version) if version is not None else None
+    if parsed is None or parsed[0] == (0, 0, 0):
+        return None
+    numbers, prerelease = parsed
+    if numbers < PADDLE_MIN or (numbers == PADDLE_MIN and prerelease):
+        return (f"ba_net needs PaddlePaddle {PADDLE_RANGE} (3.x) but PaddlePaddle {version} is installed; "
+                f"on CPU run `pip install -U 'paddlepaddle{PADDLE_RANGE}'`, on a CUDA machine install "
+                f"paddlepaddle-gpu 3.x for your CUDA version (see README); on AI Studio choose an "
+                f"environment (image) with PaddlePaddle 3.x")
+    return None
+
+
+def check_paddle_version(version) -> None:
+    """Raise ImportError (``name='paddle'``, so the tools print it as one line) when Paddle
+    ``version`` is older than ba_net supports; warn when it is newer than tested. Reads nothing but
+    the version string: it runs before anything touches Paddle's internals."""
+    problem = paddle_version_problem(version)
+    if problem is not None:
+        raise ImportError(problem, name="paddle")
+    parsed = _parse_version(version) if version is not None else None
+    if parsed is not None and parsed[0][: len(PADDLE_BELOW)] >= PADDLE_BELOW:
+        warnings.warn(f"ba_net is tested with PaddlePaddle {PADDLE_RANGE}; {version} may not work "
+                      f"(pip install 'paddlepaddle{PADDLE_RANGE}' gets a tested one)", stacklevel=2)
 
 
 def configure_environment() -> dict:
@@ -92,6 +141,17 @@ def import_paddle_quietly():
         if "OMP_NUM_THREADS" not in line:
             print(line, file=sys.stderr)
     return paddle
+
+
+def set_package_log_level(level: int = logging.INFO) -> None:
+    """Give the ``ba_net`` logger a level of its own (unless one is set), so that its INFO records
+    reach the run's train.log whatever the root logger says. Importing Paddle reconfigures the root
+    logger (``paddle.distributed.utils.log_utils.get_logger`` adds a stderr handler and sets the
+    root level, once per module that calls it): the level it leaves is INFO in 3.3 but WARNING in
+    3.0, where train.log stayed empty because every INFO record was dropped at the logger."""
+    package = logging.getLogger("ba_net")
+    if package.level == logging.NOTSET:
+        package.setLevel(level)
 
 
 def select_device(requested: str = "auto") -> str:

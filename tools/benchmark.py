@@ -18,7 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-import ba_net  # noqa: E402,F401  (configures threads before Paddle loads)
+try:
+    import ba_net  # noqa: E402,F401  (configures threads before Paddle loads; refuses an unsupported Paddle)
+except ImportError as exc:  # Paddle missing or too old: one line with the fix, no traceback
+    if exc.name != "paddle":
+        raise
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(2)
 from ba_net.benchmark import Settings, format_table, run_benchmark  # noqa: E402
 from ba_net.errors import BaNetError  # noqa: E402
 from ba_net.runtime import select_device, setup_logging  # noqa: E402
