@@ -353,9 +353,13 @@ def resolve_path(requested: str, device: str, world: int = 1) -> tuple[str, str]
         return "dygraph", f"on {device} the fast path is dygraph (with train.amp if set)"
     if world > 1:
         return "dygraph", f"{world} processes: the static program has no gradient all-reduce; dygraph DataParallel"
-    from paddle.base import core
+    try:  # Paddle's internals: the build's oneDNN flag is named differently across 3.x
+        from paddle.base import core
 
-    if not getattr(core, "is_compiled_with_onednn", getattr(core, "is_compiled_with_mkldnn", lambda: False))():
+        has_onednn = getattr(core, "is_compiled_with_onednn", getattr(core, "is_compiled_with_mkldnn", None))()
+    except Exception:  # no such module or function in this Paddle: do not guess
+        return "dygraph", "this Paddle does not say whether it was built with oneDNN"
+    if not has_onednn:
         return "dygraph", "this Paddle build has no oneDNN"
     return "static_onednn", "legacy static program, oneDNN convolutions"
 
@@ -450,6 +454,19 @@ def _model_files(prefix: Path) -> tuple[str, str]:
     raise FileNotFoundError(f"no exported model at {prefix} (.json or .pdmodel)")
 
 
+def _enable_onednn(config) -> bool:
+    """Switch a Paddle Inference config to oneDNN: ``enable_onednn`` since Paddle 3.1, the same
+    switch under its old name ``enable_mkldnn`` in 3.0 (found by introspection, not by version).
+    Returns False (and the predictor runs Paddle's own CPU kernels) if the build has neither."""
+    for name in ("enable_onednn", "enable_mkldnn"):
+        switch = getattr(config, name, None)
+        if callable(switch):
+            switch()
+            return True
+    logger.info("Paddle Inference has no oneDNN switch in this build: the predictor uses Paddle's CPU kernels")
+    return False
+
+
 class InferenceRunner:
     """A Paddle Inference predictor of an exported model: ``runner(images) -> logits`` (dygraph
     tensor), with ``eval()`` / ``train()`` so it stands in for a model in evaluation code.
@@ -472,7 +489,7 @@ class InferenceRunner:
             config.disable_gpu()
             config.set_cpu_math_library_num_threads(threads or usable_cpus())
             if onednn:
-                config.enable_onednn()
+                _enable_onednn(config)
         config.switch_ir_optim(True)
         self.predictor = pi.create_predictor(config)
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
