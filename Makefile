@@ -1,6 +1,6 @@
 # One-command entry points. `make quick` and `make test` create .venv on first use.
-# PADDLE=cpu installs the CPU wheel (default); PADDLE=none installs no Paddle (GPU users put
-# paddlepaddle-gpu into the environment first, see README); PADDLE=oldest pins the oldest
+# PADDLE=cpu installs the CPU wheel and OpenCV (default); PADDLE=none installs no Paddle (GPU users
+# put paddlepaddle-gpu into the environment first, see README); PADDLE=oldest pins the oldest
 # PaddlePaddle that setup.cfg admits (CI tests it in a second venv: make test VENV=.venv-oldest PADDLE=oldest).
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +9,7 @@ PADDLE_OLDEST := 3.0.0
 QUICK_ARGS ?=
 PY := $(VENV)/bin/python
 , := ,
-EXTRAS := $(if $(filter cpu,$(PADDLE)),cpu$(,)test,test)
+EXTRAS := $(if $(filter cpu,$(PADDLE)),cpu$(,)test,opencv$(,)test)
 PIN := $(if $(filter oldest,$(PADDLE)),paddlepaddle==$(PADDLE_OLDEST),)
 
 .PHONY: install test quick clean-venv

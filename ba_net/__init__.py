@@ -32,6 +32,12 @@ except ImportError as exc:  # pragma: no cover - depends on the user's install
 _check_paddle_version(getattr(_paddle, "__version__", None))
 _set_package_log_level()
 
+import importlib.util as _importlib_util  # noqa: E402
+
+if _importlib_util.find_spec("cv2") is None:
+    raise ImportError("ba_net needs OpenCV (the cv2 module) and none is installed: "
+                      "`pip install opencv-python-headless`, or any other OpenCV build", name="cv2")
+
 from ba_net.attention import BridgeAttention, create_attention, list_attention  # noqa: E402
 from ba_net.complexity import count_flops, count_params  # noqa: E402
 from ba_net.loss import LabelSmoothingCrossEntropy  # noqa: E402
