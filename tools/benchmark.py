@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 try:
     import ba_net  # noqa: E402,F401  (configures threads before Paddle loads; refuses an unsupported Paddle)
-except ImportError as exc:  # Paddle missing or too old: one line with the fix, no traceback
-    if exc.name != "paddle":
+except ImportError as exc:  # Paddle missing or too old, or no OpenCV: one line with the fix, no traceback
+    if exc.name not in ("paddle", "cv2"):
         raise
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(2)
