@@ -455,9 +455,9 @@ def _model_files(prefix: Path) -> tuple[str, str]:
 
 
 def _enable_onednn(config) -> bool:
-    """Switch a Paddle Inference config to oneDNN: ``enable_onednn`` since Paddle 3.1, the same
-    switch under its old name ``enable_mkldnn`` in 3.0 (found by introspection, not by version).
-    Returns False (and the predictor runs Paddle's own CPU kernels) if the build has neither."""
+    """Switch a Paddle Inference config to oneDNN: ``enable_onednn`` since Paddle 3.2, the same
+    switch under its old name ``enable_mkldnn`` in 3.0 and 3.1 (found by introspection, not by
+    version). Returns False (and the predictor runs Paddle's own CPU kernels) if the build has neither."""
     for name in ("enable_onednn", "enable_mkldnn"):
         switch = getattr(config, name, None)
         if callable(switch):

@@ -148,7 +148,7 @@ def set_package_log_level(level: int = logging.INFO) -> None:
     reach the run's train.log whatever the root logger says. Importing Paddle reconfigures the root
     logger (``paddle.distributed.utils.log_utils.get_logger`` adds a stderr handler and sets the
     root level, once per module that calls it): the level it leaves is INFO in 3.3 but WARNING in
-    3.0, where train.log stayed empty because every INFO record was dropped at the logger."""
+    3.0 to 3.2, where train.log stayed empty because every INFO record was dropped at the logger."""
     package = logging.getLogger("ba_net")
     if package.level == logging.NOTSET:
         package.setLevel(level)

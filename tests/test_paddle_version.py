@@ -2,7 +2,7 @@
 installing an old Paddle: the version gate on version strings, and the tools, ``import ba_net`` and
 a notebook that imported Paddle first against a fake too-old ``paddle`` module put first on
 PYTHONPATH. Also: the run log does not depend on the root logger's level, which Paddle's import
-sets (INFO in 3.3, WARNING in 3.0, where train.log stayed empty)."""
+sets (INFO in 3.3, WARNING in 3.0 to 3.2, where train.log stayed empty)."""
 import configparser
 import logging
 import os
@@ -117,7 +117,7 @@ def test_paddle_imported_first_is_checked_before_ba_net_reaches_into_it(old_padd
 
 @pytest.fixture
 def root_at_warning():
-    """The root logger at WARNING, as importing Paddle 3.0 leaves it (3.3 leaves INFO)."""
+    """The root logger at WARNING, as importing Paddle 3.0 to 3.2 leaves it (3.3 leaves INFO)."""
     root = logging.getLogger()
     saved = root.level
     root.setLevel(logging.WARNING)
