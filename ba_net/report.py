@@ -15,8 +15,8 @@ The steps, each usable on its own:
 5. :func:`add_predictions` evaluates each model's saved weights on the test split and draws
    predictions.png and confusion.png.
 
-:func:`compare_experiment` runs them all (``tools/compare.py``). The t distribution is computed
-here (regularized incomplete beta function by continued fraction), so the package needs no SciPy.
+:func:`compare_experiment` runs them all (``tools/compare.py``). The statistics are in
+:mod:`ba_net.stats`.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ import numpy as np
 
 from ba_net.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from ba_net.errors import ConfigError, RunStateError
+from ba_net.stats import TTest, compare_seeds, mean_std
 
 logger = logging.getLogger(__name__)
 
@@ -44,147 +45,6 @@ EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
 # The notebook's throughput (test-set pass, data loading included, one V100 GPU).
 NOTEBOOK_THROUGHPUT = {"AlexNet": 2612.0, "BA-AlexNet": 2533.0}
 FIGURES = ("curves_loss.png", "curves_acc.png", "predictions.png", "confusion.png")
-
-
-# ======================================================================== the t distribution
-
-def _beta_continued_fraction(a: float, b: float, x: float) -> float:
-    """The continued fraction of I_x(a, b) (modified Lentz); converges fast for x < (a+1)/(a+b+2)."""
-    tiny = 1e-300
-
-    def guard(v):
-        return tiny if abs(v) < tiny else v
-
-    c = 1.0
-    d = 1.0 / guard(1.0 - (a + b) * x / (a + 1.0))
-    h = d
-    for m in range(1, 100_000):
-        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),          # even term
-                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):  # odd term
-            d = 1.0 / guard(1.0 + num * d)
-            c = guard(1.0 + num / c)
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-16:
-            return h
-    raise ArithmeticError(f"incomplete beta did not converge for a={a}, b={b}, x={x}")
-
-
-def regularized_beta(a: float, b: float, x: float, y: Optional[float] = None) -> float:
-    """I_x(a, b) for a, b > 0 and 0 <= x <= 1; pass ``y`` = 1 - x when it is known more precisely."""
-    y = 1.0 - x if y is None else y
-    if x <= 0.0:
-        return 0.0
-    if y <= 0.0:
-        return 1.0
-    log_front = a * math.log(x) + b * math.log(y) - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, y) / b
-
-
-def t_two_sided_p(t: float, df: float) -> float:
-    """P(|T| >= |t|) for Student's t with ``df`` > 0 degrees of freedom."""
-    if math.isinf(t):
-        return 0.0
-    t2 = t * t
-    return regularized_beta(df / 2.0, 0.5, df / (df + t2), t2 / (df + t2))
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t)."""
-    half_tail = t_two_sided_p(t, df) / 2.0
-    return 1.0 - half_tail if t > 0 else half_tail
-
-
-def t_quantile(q: float, df: float) -> float:
-    """The t with P(T <= t) = q, by bisection on the two-sided tail (monotone in |t|)."""
-    if not 0.0 < q < 1.0:
-        raise ValueError(f"quantile level must be in (0, 1), got {q}")
-    if q == 0.5:
-        return 0.0
-    target = 2.0 * min(q, 1.0 - q)
-    lo, hi = 0.0, 1.0
-    while t_two_sided_p(hi, df) > target:
-        lo, hi = hi, hi * 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if mid in (lo, hi):
-            break
-        if t_two_sided_p(mid, df) > target:
-            lo = mid
-        else:
-            hi = mid
-    t = 0.5 * (lo + hi)
-    return t if q > 0.5 else -t
-
-
-# ================================================================================= t-tests
-
-@dataclass(frozen=True)
-class TTest:
-    """A difference of means (first minus second) with its 95 % interval and two-sided p-value.
-    ``ci95`` and ``p_value`` are None when no interval is possible; ``note`` says why."""
-
-    method: str  # "paired" | "welch" | "none"
-    delta: Optional[float]
-    ci95: Optional[tuple]
-    p_value: Optional[float]
-    df: Optional[float] = None
-    t: Optional[float] = None
-    note: str = ""
-
-
-def _interval(method: str, delta: float, se: float, df: float, scale: float) -> TTest:
-    """The t interval, or none when the spread is zero up to rounding (relative to the data's ``scale``)."""
-    if se <= 1e-12 * scale:
-        return TTest(method, delta, None, None, df, None, "zero variance: no t-test possible")
-    half = t_quantile(0.975, df) * se
-    t = delta / se
-    return TTest(method, delta, (delta - half, delta + half), t_two_sided_p(t, df), df, t)
-
-
-def paired_t(a, b) -> TTest:
-    """Paired t-test of a - b over matched samples (same seeds, same order)."""
-    if len(a) != len(b):
-        raise ValueError(f"paired samples differ in length: {len(a)} and {len(b)}")
-    diffs = [x - y for x, y in zip(a, b)]
-    n = len(diffs)
-    delta = statistics.fmean(diffs)
-    if n < 2:
-        return TTest("none", delta, None, None, note="one seed: no interval possible")
-    scale = max(abs(v) for v in list(a) + list(b))
-    return _interval("paired", delta, statistics.stdev(diffs) / math.sqrt(n), n - 1, scale)
-
-
-def welch_t(a, b) -> TTest:
-    """Welch's unequal-variance t-test of mean(a) - mean(b)."""
-    na, nb = len(a), len(b)
-    delta = statistics.fmean(a) - statistics.fmean(b)
-    if na < 2 or nb < 2:
-        return TTest("none", delta, None, None, note="one seed on a side: no interval possible")
-    va, vb = statistics.variance(a) / na, statistics.variance(b) / nb
-    se2 = va + vb
-    df = se2 ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1)) if se2 > 0 else float(na + nb - 2)
-    return _interval("welch", delta, math.sqrt(se2), df, max(abs(v) for v in list(a) + list(b)))
-
-
-def compare_seeds(values: dict, baseline: dict) -> TTest:
-    """``values`` vs ``baseline`` (each {seed: metric}): paired by seed when both hold the same
-    seeds, Welch otherwise."""
-    if not values or not baseline:
-        return TTest("none", None, None, None, note="no finished runs to compare")
-    if set(values) == set(baseline):
-        seeds = sorted(values)
-        return paired_t([values[s] for s in seeds], [baseline[s] for s in seeds])
-    return welch_t(list(values.values()), list(baseline.values()))
-
-
-def mean_std(values) -> tuple:
-    """(mean, sample std with ddof = 1); std is None for fewer than two values, both for none."""
-    values = list(values)
-    if not values:
-        return None, None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
 # ======================================================================== reading the runs
@@ -765,7 +625,7 @@ def _method_notes(summary: dict) -> list:
         "(the 'seeds' column: finished of all runs); best = highest val accuracy of any epoch, final = the last epoch.",
         f"Δ is the mean best val accuracy minus {base}'s, in percentage points. 95 % CI and two-sided p: a paired "
         "t-test over seeds when both models finished the same seeds, Welch's t-test otherwise (t quantiles and "
-        "p-values from the regularized incomplete beta function). With one seed on a side no interval is possible "
+        "p-values from scipy.stats.t). With one seed on a side no interval is possible "
         "and CI and p are left empty.",
     ]
     if any(r["n_seeds"] == 1 for r in rows):

@@ -1,4 +1,5 @@
-"""tools/compare.py and ba_net.report: statistics against SciPy, tables, plots, run states, CLI."""
+"""tools/compare.py, ba_net.report and ba_net.stats: statistics against textbook values and hand-worked
+examples, tables, plots, run states, CLI."""
 import csv
 import json
 import math
@@ -12,9 +13,10 @@ import paddle
 import pytest
 import yaml
 from matplotlib.collections import PolyCollection
-from scipy import special, stats
+from scipy import stats
 
 from ba_net import report as R
+from ba_net import stats as S
 from ba_net.errors import ConfigError, RunStateError
 from helpers import read_history, run_tool, small_cifar10, tiny_config
 
@@ -56,39 +58,62 @@ BA = {0: 0.72, 1: 0.752, 2: 0.70, 3: 0.741}  # tracks the baseline seed by seed:
 
 
 # ------------------------------------------------------------------------ the t distribution
+# Reference values are independent of the code under test: textbook t quantiles, Student's
+# closed-form two-sided tails for 1, 2 and 3 degrees of freedom, and examples computed by hand.
 
-def test_incomplete_beta_t_cdf_and_quantiles_match_scipy():
-    for a, b, x in [(0.5, 0.5, 0.3), (2.0, 0.5, 0.99), (15.0, 0.5, 0.2), (0.7, 3.0, 0.6), (50.0, 0.5, 0.999)]:
-        assert R.regularized_beta(a, b, x) == pytest.approx(special.betainc(a, b, x), rel=1e-12, abs=1e-300)
-    for df in (1, 1.5, 2, 3, 4.7, 10, 29.3, 100, 1e4):
-        for t in (0.0, 0.05, 0.7, 1.96, 2.5, 8.0, 60.0):
-            p = R.t_two_sided_p(t, df)
-            assert p == pytest.approx(2 * stats.t.sf(t, df), rel=1e-10, abs=1e-300), (t, df)
-            assert R.t_cdf(-t, df) == pytest.approx(stats.t.cdf(-t, df), rel=1e-10, abs=1e-300)
-        for q in (0.5, 0.6, 0.9, 0.975, 0.995, 0.025, 1e-6):
-            assert R.t_quantile(q, df) == pytest.approx(stats.t.ppf(q, df), rel=1e-10, abs=1e-12), (q, df)
+def _p_closed_form(t, df):
+    """Two-sided p of Student's t in closed form (df 1: Cauchy; 2; 3)."""
+    t = abs(t)
+    if df == 1:
+        return 1 - 2 / math.pi * math.atan(t)
+    if df == 2:
+        return 1 - t / math.sqrt(2 + t * t)
+    theta = math.atan(t / math.sqrt(3))
+    assert df == 3
+    return 1 - 2 / math.pi * (theta + math.sin(theta) * math.cos(theta))
+
+
+T975 = {1: 12.706205, 2: 4.302653, 3: 3.182446, 10: 2.228139, 30: 2.042272}  # textbook tables
+
+
+def test_t_quantiles_and_p_values_are_the_textbook_ones():
+    for df, t in T975.items():
+        assert S.t_quantile(0.975, df) == pytest.approx(t, abs=1e-6), df
+        assert S.t_quantile(0.025, df) == pytest.approx(-t, abs=1e-6), df
+        assert S.t_two_sided_p(t, df) == pytest.approx(0.05, abs=1e-7), df
+    assert S.t_quantile(0.995, 4) == pytest.approx(4.604095, abs=1e-6) and S.t_quantile(0.5, 7) == 0.0
+    for df in (1, 2, 3):
+        for t in (0.0, 0.05, 0.7, 1.96, -2.5, 8.0, 60.0):
+            assert S.t_two_sided_p(t, df) == pytest.approx(_p_closed_form(t, df), rel=1e-10, abs=1e-300), (t, df)
     with pytest.raises(ValueError):
-        R.t_quantile(1.0, 3)
+        S.t_quantile(1.0, 3)
 
 
-def test_paired_and_welch_match_scipy_and_edge_cases():
+def test_paired_and_welch_by_hand_and_edge_cases():
     a, b = [0.72, 0.76, 0.695, 0.745], [0.71, 0.74, 0.69, 0.73]
-    p = R.paired_t(a, b)
-    ref = stats.ttest_rel(a, b)
+    # by hand: differences 0.01, 0.02, 0.005, 0.015; mean 0.0125; squared deviations sum to 1.25e-4,
+    # so s^2 = 1.25e-4 / 3, se = sqrt(s^2 / 4) and t = 0.0125 / se = sqrt(15); df 3
+    se = math.sqrt(1.25e-4 / 3 / 4)
+    p = S.paired_t(a, b)
     assert (p.method, p.df) == ("paired", 3)
-    assert p.p_value == pytest.approx(ref.pvalue, rel=1e-9) and p.t == pytest.approx(ref.statistic, rel=1e-9)
-    assert p.ci95 == pytest.approx(tuple(ref.confidence_interval(0.95)), rel=1e-9)
-    w = R.welch_t(a, b[:3])
-    ref = stats.ttest_ind(a, b[:3], equal_var=False)
-    assert w.method == "welch" and w.p_value == pytest.approx(ref.pvalue, rel=1e-9)
-    assert w.ci95 == pytest.approx(tuple(ref.confidence_interval(0.95)), rel=1e-9)
-    assert w.df == pytest.approx(ref.df, rel=1e-12)
+    assert p.delta == pytest.approx(0.0125, rel=1e-12) and p.t == pytest.approx(math.sqrt(15), rel=1e-9)
+    assert p.p_value == pytest.approx(_p_closed_form(math.sqrt(15), 3), rel=1e-9)
+    assert p.ci95 == pytest.approx((0.0125 - T975[3] * se, 0.0125 + T975[3] * se), rel=1e-6)
+    # Welch with equal n and variances: df = 2 (n - 1) = 2; delta 0.04, se^2 = 2 * 0.0008 / 2, t = sqrt(2)
+    w = S.welch_t([0.70, 0.74], [0.66, 0.70])
+    assert w.method == "welch" and w.df == pytest.approx(2.0, rel=1e-12) and w.t == pytest.approx(math.sqrt(2))
+    assert w.p_value == pytest.approx(1 - 1 / math.sqrt(2), rel=1e-9)
+    assert w.ci95 == pytest.approx((0.04 - T975[2] * math.sqrt(0.0008), 0.04 + T975[2] * math.sqrt(0.0008)), rel=1e-6)
+    # unequal sizes: the Welch-Satterthwaite df worked out in exact fractions is 89401 / 18755
+    w = S.welch_t(a, b[:3])
+    assert w.delta == pytest.approx(0.05 / 3, rel=1e-12) and w.df == pytest.approx(89401 / 18755, rel=1e-12)
+    assert w.p_value == pytest.approx(0.452363, rel=1e-5)  # reference value at that df
     # degenerate cases: no interval, said why
-    one = R.paired_t([0.8], [0.7])
+    one = S.paired_t([0.8], [0.7])
     assert one.delta == pytest.approx(0.1) and one.ci95 is None and one.p_value is None and "one seed" in one.note
-    flat = R.paired_t([0.8, 0.9], [0.7, 0.8])
+    flat = S.paired_t([0.8, 0.9], [0.7, 0.8])
     assert flat.ci95 is None and flat.p_value is None and "zero variance" in flat.note
-    assert R.mean_std([0.5]) == (0.5, None) and R.mean_std([]) == (None, None)
+    assert S.mean_std([0.5]) == (0.5, None) and S.mean_std([]) == (None, None)
 
 
 # ---------------------------------------------------------------------------- the summary
@@ -109,17 +134,19 @@ def test_paired_summary_gives_exact_means_std_ci_and_p(tmp_path):
         assert r["train_acc_final_mean"] == pytest.approx((0.5 + values / 10).mean(), rel=1e-12)
         assert r["wall_time_s_mean"] == pytest.approx(4.5)
     ba = row(summary, "ba_alexnet")
-    ref = stats.ttest_rel([BA[s] for s in seeds], [BASE[s] for s in seeds])
-    assert ba["test"] == "paired"
-    assert ba["delta_vs_baseline"] == pytest.approx(np.mean([BA[s] - BASE[s] for s in seeds]), rel=1e-12)
-    assert ba["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
-    assert ba["delta_ci95"] == pytest.approx(list(ref.confidence_interval(0.95)), rel=1e-9)
-    # pairing matters here: Welch on the same numbers would call the difference noise
-    assert ba["p_value"] < 0.01 < stats.ttest_ind(list(BA.values()), list(BASE.values()), equal_var=False).pvalue
+    # by hand: differences 0.010, 0.012, 0.010, 0.011; mean 0.01075; squared deviations sum to
+    # 2.75e-6, so se = sqrt(2.75e-6 / 3 / 4); df 3
+    se = math.sqrt(2.75e-6 / 3 / 4)
+    low, high = 0.01075 - T975[3] * se, 0.01075 + T975[3] * se
+    assert ba["test"] == "paired" and ba["test_df"] == 3
+    assert ba["delta_vs_baseline"] == pytest.approx(0.01075, rel=1e-12)
+    assert ba["p_value"] == pytest.approx(_p_closed_form(0.01075 / se, 3), rel=1e-9)
+    assert ba["delta_ci95"] == pytest.approx([low, high], rel=1e-6)
+    # pairing matters here: Welch on the same numbers calls the difference noise (p 0.53)
+    assert ba["p_value"] < 0.01 < 0.5 < S.welch_t(list(BA.values()), list(BASE.values())).p_value
     base = row(summary, "alexnet")
     assert base["delta_vs_baseline"] is None and base["delta_ci95"] is None and base["p_value"] is None
     md = R.markdown(summary)
-    low, high = ref.confidence_interval(0.95)
     assert f"+{100 * ba['delta_vs_baseline']:.2f} [+{100 * low:.2f}, +{100 * high:.2f}]" in md
     assert "ddof = 1" in md and "paired t-test" in md and "Welch" in md
     assert f"{100 * np.mean(list(BA.values())):.2f} ± {100 * np.std(list(BA.values()), ddof=1):.2f}" in md
@@ -130,10 +157,12 @@ def test_welch_when_seeds_differ_and_baseline_choice(tmp_path):
     root = experiment(tmp_path, {"alexnet": BASE, "ba_alexnet": other, "alexnet_se": BASE})
     summary = R.summarize(R.collect_runs(root), "alexnet")
     ba = row(summary, "ba_alexnet")
-    ref = stats.ttest_ind(list(other.values()), list(BASE.values()), equal_var=False)
-    assert ba["test"] == "welch" and ba["test_df"] == pytest.approx(ref.df, rel=1e-12)
-    assert ba["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
-    assert ba["delta_ci95"] == pytest.approx(list(ref.confidence_interval(0.95)), rel=1e-9)
+    # delta 0.74 - 0.7175; the Welch-Satterthwaite df in exact fractions is 59535 / 20357;
+    # p and interval: reference values at that df
+    assert ba["test"] == "welch" and ba["test_df"] == pytest.approx(59535 / 20357, rel=1e-12)
+    assert ba["delta_vs_baseline"] == pytest.approx(0.0225, rel=1e-12)
+    assert ba["p_value"] == pytest.approx(0.445951, rel=1e-5)
+    assert ba["delta_ci95"] == pytest.approx([-0.0602289, 0.1052289], rel=1e-5)
     assert row(summary, "alexnet_se")["delta_vs_baseline"] == 0.0  # same numbers as the baseline
     flipped = R.summarize(R.collect_runs(root), "ba_alexnet")
     assert flipped["rows"][0]["model"] == "ba_alexnet"
