@@ -44,11 +44,8 @@ from ba_net.loss import LabelSmoothingCrossEntropy  # noqa: E402
 from ba_net.models import build_model, list_models  # noqa: E402
 from ba_net.schedule import WarmupCosineDecay, build_lr_scheduler  # noqa: E402
 
-BAModule = BridgeAttention  # the name used in the project's issues
-
 __version__ = "0.1.0"
 __all__ = [
-    "BAModule",
     "BridgeAttention",
     "LabelSmoothingCrossEntropy",
     "WarmupCosineDecay",

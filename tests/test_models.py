@@ -99,5 +99,9 @@ def test_notebook_variant_equals_alexnet_with_copied_weights_and_ignores_ba():
         assert p.grad is None or float(paddle.abs(p.grad).sum()) == 0.0
 
 
-def test_package_exports_ba_module_alias():
-    assert ba_net.BAModule is ba_net.BridgeAttention
+def test_there_is_no_ba_module_alias_with_another_signature():
+    """The official code's ``BA_module(pre_channels, cur_channel)`` takes other arguments than
+    BridgeAttention(channels, ..., bridge_channels=...): an alias by that name would mislead."""
+    assert not hasattr(ba_net, "BAModule") and "BAModule" not in ba_net.__all__
+    ba = ba_net.BridgeAttention(256, bridge_channels=(64, 128))
+    assert [tuple(sq.weight.shape) for sq in ba.squeeze] == [(64, 16), (128, 16), (256, 16)]
