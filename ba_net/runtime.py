@@ -37,8 +37,7 @@ def _is_amd_cpu() -> bool:
 
 # The Paddle versions ba_net runs on; the `cpu` extra in setup.cfg admits the same range, 3.0.0
 # is the oldest. 2.6 is refused: 22 tests failed on it, many by a segfault in zlib's inflateReset2
-# with no message, and it lacks what the fast path and the export use (``OldIrGuard`` in
-# ``paddle.pir_utils``, Paddle Inference's ``enable_onednn`` / Paddle 3's program format).
+# with no message, and the fast path fails on it (``paddle.pir_utils.OldIrGuard``).
 PADDLE_MIN = (3, 0, 0)
 PADDLE_BELOW = (4,)  # first major version not tested; it is warned about, not refused
 PADDLE_RANGE = ">=3.0,<4"
