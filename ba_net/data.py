@@ -9,11 +9,18 @@ number of loader workers, and a resumed run sees the same images as an uninterru
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import http.client
 import io
 import logging
 import os
 import pickle
 import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
 import zlib
 from pathlib import Path
 from typing import Callable, Optional
@@ -23,6 +30,7 @@ import numpy as np
 import paddle
 import paddle.vision.transforms.functional as TF
 
+from ba_net.checkpoint import _UMASK, TEMP_SUFFIX, _fsync_dir, write_error
 from ba_net.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -37,15 +45,21 @@ _SPLIT_MEMBERS = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["t
 
 
 def paddle_cache_path() -> Path:
-    """Where Paddle's own downloader keeps CIFAR-10."""
+    """Where Paddle's own downloader keeps CIFAR-10 (and where :func:`locate_cifar10` downloads it)."""
     from paddle.dataset.common import DATA_HOME
 
     return Path(DATA_HOME) / "cifar" / "cifar-10-python.tar.gz"
 
 
+def _how_to_supply(cached: Path) -> str:
+    return (f"-o data.data_file=PATH, export BA_NET_CIFAR10=PATH, or place cifar-10-python.tar.gz at {cached} "
+            f"(fetch it elsewhere from {CIFAR10_URL})")
+
+
 def locate_cifar10(data_file: Optional[str] = None, download: bool = True) -> Path:
     """The CIFAR-10 tarball: ``data_file``, else $BA_NET_CIFAR10, else Paddle's cache, else
-    downloaded by Paddle's downloader into that cache."""
+    downloaded into that cache by :func:`download_file` (md5-checked). The file is not read here:
+    :func:`read_cifar10` refuses a truncated or corrupt one with a one-line error."""
     for value, origin in ((data_file, "data.data_file"), (os.environ.get("BA_NET_CIFAR10"), "BA_NET_CIFAR10")):
         if value:
             path = Path(value).expanduser()
@@ -55,20 +69,113 @@ def locate_cifar10(data_file: Optional[str] = None, download: bool = True) -> Pa
     cached = paddle_cache_path()
     if cached.is_file():
         return cached
-    if download:
-        logger.info("CIFAR-10 not found locally; downloading %s into %s", CIFAR10_URL, cached.parent)
-        try:
-            from paddle.dataset.common import download as paddle_download
+    if not download:
+        raise DataError(f"CIFAR-10 not found (download disabled); fix one of: {_how_to_supply(cached)}")
+    logger.info("CIFAR-10 not found locally; downloading %s into %s", CIFAR10_URL, cached.parent)
+    try:
+        return download_file(CIFAR10_URL, cached, CIFAR10_MD5)
+    except DataError as exc:
+        raise DataError(f"CIFAR-10 not found locally, and {exc}; or supply the file: "
+                        f"{_how_to_supply(cached)}") from None
 
-            return Path(paddle_download(CIFAR10_URL, "cifar", CIFAR10_MD5))
-        except Exception as exc:  # offline: Paddle retries, then raises RuntimeError
-            reason = f"download failed: {exc.__class__.__name__}"
+
+# ------------------------------------------------------------------------------- download
+
+DOWNLOAD_TIMEOUT = 30.0  # seconds to connect, and to wait for each read: an offline machine fails fast
+PROGRESS_SECONDS = 20.0  # a progress line every 10 %, or after this long without one
+_CHUNK = 1 << 16
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, single-line reason for a network or file error."""
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        exc = exc.reason if isinstance(exc.reason, BaseException) else OSError(str(exc.reason))
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc) or exc.__class__.__name__)
+    return " ".join(str(text).split())
+
+
+def _log_progress(name: str, done: int, total: Optional[int], elapsed: float) -> None:
+    rate = done / max(elapsed, 1e-6)
+    if total:
+        eta = int((total - done) / max(rate, 1.0))
+        logger.info("%s: %3d%% (%.1f of %.1f MB), %.1f MB/s, ETA %d:%02d", name, 100 * done // total,
+                    done / 1e6, total / 1e6, rate / 1e6, eta // 60, eta % 60)
     else:
-        reason = "download disabled"
-    raise DataError(
-        f"CIFAR-10 not found ({reason}); fix one of: -o data.data_file=PATH, "
-        f"export BA_NET_CIFAR10=PATH, or place cifar-10-python.tar.gz at {cached}"
-    )
+        logger.info("%s: %.1f MB, %.1f MB/s (size unknown)", name, done / 1e6, rate / 1e6)
+
+
+def _stream(url: str, out, name: str, timeout: float) -> str:
+    """Copy ``url`` into the open file ``out``, logging progress; returns the md5 of the bytes.
+    Network failures become a one-line DataError; a failed write raises its OSError."""
+    request = urllib.request.Request(url, headers={"User-Agent": "ba-net (python urllib)"})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        raise DataError(f"cannot download {url} ({_reason(exc)}): check the URL, or retry later") from None
+    except (OSError, http.client.HTTPException) as exc:  # offline, DNS failure, refused, timed out
+        raise DataError(f"cannot reach {url} ({_reason(exc)}): check the network or proxy and run again") from None
+    md5, done = hashlib.md5(), 0
+    with response:
+        length = (response.headers.get("Content-Length") or "").strip()
+        total = int(length) if length.isdigit() and int(length) > 0 else None
+        size = f" of {total / 1e6:.1f} MB" if total else " MB"
+        start = last_time = time.monotonic()
+        last_tenth = 0
+        while True:
+            try:
+                chunk = response.read(_CHUNK)
+            except (OSError, http.client.HTTPException) as exc:  # reset, timed out, bad chunked encoding
+                raise DataError(f"the download of {url} broke off after {done / 1e6:.1f}{size} ({_reason(exc)}); "
+                                f"nothing was kept, run again to retry") from None
+            if not chunk:
+                break
+            out.write(chunk)
+            md5.update(chunk)
+            done += len(chunk)
+            now, tenth = time.monotonic(), 10 * done // total if total else 0
+            if tenth > last_tenth or now - last_time >= PROGRESS_SECONDS:
+                _log_progress(name, done, total, now - start)
+                last_tenth, last_time = tenth, now
+    if total is not None and done != total:  # http.client returns b"" when the server closes early
+        raise DataError(f"the download of {url} broke off after {done / 1e6:.1f}{size} (connection closed "
+                        f"early); nothing was kept, run again to retry")
+    return md5.hexdigest()
+
+
+def download_file(url: str, dest, md5: str, timeout: Optional[float] = None) -> Path:
+    """Download ``url`` to ``dest`` and return ``dest``. The bytes stream into a hidden temporary
+    file beside ``dest`` (``.<name>.*.tmp``) with a progress line (percent, MB, MB/s, ETA) every
+    10 %; only when their md5 equals ``md5`` is the file fsynced and renamed over ``dest``.
+    Offline, a cut connection, a wrong checksum or an unwritable folder raise a one-line
+    :class:`DataError`, with no temporary file left and ``dest`` untouched. ``timeout`` (default
+    :data:`DOWNLOAD_TIMEOUT`) bounds the connection and every read."""
+    dest = Path(dest)
+    tmp = None
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TEMP_SUFFIX, dir=dest.parent)
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
+            start = time.monotonic()
+            digest = _stream(url, out, dest.name, timeout or DOWNLOAD_TIMEOUT)
+            if digest != md5:
+                raise DataError(f"the download of {url} has md5 {digest}, not the expected {md5} (corrupted in "
+                                f"transit or changed on the server); nothing was kept, run again to retry")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+        tmp = None
+    except OSError as exc:  # the folder: not creatable, not writable, disk full
+        raise DataError(f"cannot write {dest} ({write_error(dest, exc).reason}); free disk space or make "
+                        f"its folder writable") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    _fsync_dir(dest.parent)
+    logger.info("%s: downloaded %.1f MB in %.0f s, md5 verified", dest, dest.stat().st_size / 1e6,
+                time.monotonic() - start)
+    return dest
 
 
 class _ArrayUnpickler(pickle.Unpickler):
