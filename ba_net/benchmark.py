@@ -125,19 +125,19 @@ def _trainer(model_name: str, path: str, cfg: dict) -> dict:
     import paddle
 
     from ba_net import accel
-    from ba_net.engine import _build_optimizer
+    from ba_net.optim import build_optimizer
     from ba_net.loss import LabelSmoothingCrossEntropy
     from ba_net.models import build_model
 
     paddle.seed(0)
     model = build_model(model_name)
     scheduler = paddle.optimizer.lr.LambdaDecay(cfg["optimizer"]["lr"], lambda _: 1.0)
-    optimizer = _build_optimizer(cfg, model.parameters(), scheduler)
+    optimizer = build_optimizer(cfg, model.parameters(), scheduler)
     loss_fn = LabelSmoothingCrossEntropy(cfg["loss"]["label_smoothing"])
     model.train()
     parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "loss_fn": loss_fn, "fast": None}
     if path == "fast":
-        fast = accel.prepare_training(cfg, model_name, model, optimizer, lambda p: _build_optimizer(cfg, p, scheduler),
+        fast = accel.prepare_training(cfg, model_name, model, optimizer, lambda p: build_optimizer(cfg, p, scheduler),
                                       loss_fn, device=paddle.device.get_device())
         if fast is None:
             raise RuntimeError("the fast path is not available here (see the log)")

@@ -2,8 +2,9 @@
 
 The steps, each usable on its own:
 
-1. :func:`collect_runs` reads every ``<experiment>/<model>/seed<N>/history.json`` (and the run's
-   ``config.yaml``) into :class:`Run` objects; nothing else is needed for steps 2-4.
+1. :func:`ba_net.runs.collect_runs` reads every ``<experiment>/<model>/seed<N>/history.json`` (and
+   the run's ``config.yaml``) into :class:`ba_net.runs.Run` objects; nothing else is needed for
+   steps 2-4.
 2. :func:`summarize` turns them into one row per model: mean and sample std (ddof = 1) over the
    *finished* seeds, and the difference to the baseline with a 95 % t interval and a two-sided
    p-value (:func:`paired_t` when both models finished the same seeds, :func:`welch_t`
@@ -23,152 +24,28 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 import os
-import re
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from ba_net.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from ba_net.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ba_net.errors import ConfigError, RunStateError
+from ba_net.runs import Run, by_model, collect_runs
 from ba_net.stats import TTest, compare_seeds, mean_std
 
 logger = logging.getLogger(__name__)
 
-STATUSES = ("running", "finished", "failed")
-EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
 # The notebook's throughput (test-set pass, data loading included, one V100 GPU).
 NOTEBOOK_THROUGHPUT = {"AlexNet": 2612.0, "BA-AlexNet": 2533.0}
 FIGURES = ("curves_loss.png", "curves_acc.png", "predictions.png", "confusion.png")
 
 
-# ======================================================================== reading the runs
-
-@dataclass
-class Run:
-    """One (model, seed) run folder as its history.json and config.yaml describe it."""
-
-    model: str
-    seed: int
-    folder: Path
-    status: str
-    reason: Optional[str]
-    epochs: list
-    epochs_planned: Optional[int]
-    device: Optional[str]
-    config: dict = field(default_factory=dict)
-
-    @property
-    def finished(self) -> bool:
-        return self.status == "finished"
-
-    @property
-    def best_val_acc(self) -> Optional[float]:
-        return max((e["val_acc"] for e in self.epochs), default=None)
-
-    @property
-    def final_val_acc(self) -> Optional[float]:
-        return self.epochs[-1]["val_acc"] if self.epochs else None
-
-    @property
-    def final_train_acc(self) -> Optional[float]:
-        return self.epochs[-1]["train_acc"] if self.epochs else None
-
-    @property
-    def wall_time_s(self) -> float:
-        return float(sum(e.get("time_s") or 0.0 for e in self.epochs))
-
-    def weights(self) -> Optional[Path]:
-        """best.pdparams if present, else final.pdparams, else None."""
-        for tag in ("best", "final"):
-            path = self.folder / f"{tag}.pdparams"
-            if path.is_file():
-                return path
-        return None
-
-    def describe(self) -> dict:
-        return {"model": self.model, "seed": self.seed, "status": self.status, "reason": self.reason,
-                "included": self.finished, "epochs_done": len(self.epochs), "epochs_planned": self.epochs_planned,
-                "best_val_acc": self.best_val_acc, "final_val_acc": self.final_val_acc,
-                "final_train_acc": self.final_train_acc, "wall_time_s": round(self.wall_time_s, 3),
-                "device": self.device, "folder": str(self.folder)}
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _read_run(folder: Path, model: str, seed: int) -> Run:
-    path = folder / "history.json"
-    try:
-        h = read_json(path, "run history")
-    except RunStateError as exc:  # torn or not JSON
-        raise RunStateError(f"{exc}; delete the run folder or rerun it with --force") from None
-
-    def corrupt(what: str):
-        raise RunStateError(f"run history {path} is corrupt: {what}; delete the run folder or rerun it with --force")
-
-    if h.get("status") not in STATUSES:
-        corrupt(f"status {h.get('status')!r} is not one of {', '.join(STATUSES)}")
-    if h.get("model", model) != model or h.get("seed", seed) != seed:
-        corrupt(f"it names model {h.get('model')!r} seed {h.get('seed')!r} but lies in {model}/seed{seed}")
-    epochs = h.get("epochs")
-    if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
-        corrupt("'epochs' is not a list of records")
-    for e in epochs:
-        bad = [k for k in EPOCH_KEYS if not _is_number(e.get(k))]
-        if bad:
-            corrupt(f"epoch record {e.get('epoch')!r} lacks a finite {bad[0]}")
-    if h["status"] == "finished" and not epochs:
-        corrupt("status finished but no epoch recorded")
-    config = {}
-    if (folder / "config.yaml").is_file():
-        import yaml
-
-        try:
-            config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise RunStateError(f"run config {folder / 'config.yaml'} is unreadable ({exc.__class__.__name__})") from None
-        if not isinstance(config, dict):
-            raise RunStateError(f"run config {folder / 'config.yaml'} does not hold a mapping")
-    return Run(model, seed, folder, h["status"], h.get("reason"), epochs, h.get("epochs_planned"),
-               h.get("device"), config)
-
-
-def collect_runs(experiment_dir) -> list:
-    """Every run under ``experiment_dir`` (``<model>/seed<N>/history.json``), sorted by model and
-    seed. A missing folder, a folder without runs and a corrupt history are RunStateErrors."""
-    root = Path(experiment_dir)
-    if not root.is_dir():
-        raise RunStateError(f"experiment folder {root} does not exist; pass <output_dir>/<experiment> as written by tools/train.py")
-    runs = []
-    for hist in sorted(root.glob("*/seed*/history.json")):
-        match = re.fullmatch(r"seed(-?\d+)", hist.parent.name)
-        if match:
-            runs.append(_read_run(hist.parent, hist.parent.parent.name, int(match.group(1))))
-    if not runs:
-        nested = sorted({p.parents[2].name for p in root.glob("*/*/seed*/history.json")})
-        hint = f"; it holds the experiments {', '.join(nested)}: pass one of them" if nested else ""
-        hint = hint or "; pass the <output_dir>/<experiment> folder that tools/train.py wrote"
-        raise RunStateError(f"no runs in {root} (expected <model>/seed<N>/history.json){hint}")
-    runs.sort(key=lambda r: (r.model, r.seed))
-    return runs
-
-
 # ============================================================================= the summary
-
-def _by_model(runs, baseline: str) -> dict:
-    """{model: [runs]} with the baseline first, then models by name."""
-    out = {}
-    for run in sorted(runs, key=lambda r: (r.model != baseline, r.model, r.seed)):
-        out.setdefault(run.model, []).append(run)
-    return out
-
 
 def _exclusion(run: Run) -> str:
     done = f"{len(run.epochs)} of {run.epochs_planned} epochs done"
@@ -180,7 +57,7 @@ def _exclusion(run: Run) -> str:
 def summarize(runs, baseline: str = "alexnet") -> dict:
     """One row per model from the histories alone (counts and speed left None; see
     :func:`add_complexity`, :func:`add_throughput`)."""
-    groups = _by_model(runs, baseline)
+    groups = by_model(runs, baseline)
     if baseline not in groups:
         raise RunStateError(f"baseline {baseline!r} has no runs here; pass --baseline with one of {', '.join(groups)}")
     base_values = {r.seed: r.best_val_acc for r in groups[baseline] if r.finished}
@@ -232,7 +109,7 @@ def add_complexity(summary: dict, runs, image_size: int = 128) -> None:
     from ba_net.complexity import count_flops, count_params
     from ba_net.models import build_model
 
-    groups = _by_model(runs, summary["baseline"])
+    groups = by_model(runs, summary["baseline"])
     for row in summary["rows"]:
         model = build_model(row["model"], **_model_kwargs(groups[row["model"]]))
         counts = count_params(model)
@@ -342,7 +219,7 @@ def add_throughput(summary: dict, runs, settings: ThroughputSettings, test_split
     (images, labels) is given)."""
     from ba_net.models import build_model
 
-    groups = _by_model(runs, summary["baseline"])
+    groups = by_model(runs, summary["baseline"])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # other processes slow the CPU down
     workers = settings.num_workers
     if workers is None:
@@ -407,11 +284,11 @@ def prediction_run(model_runs) -> Optional[Run]:
 def add_predictions(summary: dict, runs, test_split, out_dir, n_images: int = 8) -> dict:
     """Evaluate each model's saved weights (best.pdparams, else final) on the test split; write
     predictions.png and confusion.png. Returns the figures."""
-    from ba_net.engine import load_weights
     from ba_net.models import build_model
+    from ba_net.runs import load_weights
 
     images, labels = test_split
-    groups = _by_model(runs, summary["baseline"])
+    groups = by_model(runs, summary["baseline"])
     results = {}
     for model_name, model_runs in groups.items():
         run = prediction_run(model_runs)
@@ -478,9 +355,9 @@ def plot_curves(runs, kind: str, baseline: str = "alexnet"):
     label = {"loss": "loss (label-smoothed cross entropy)", "acc": "accuracy"}[kind]
     fig = _figure(11, 4.2)
     axes = fig.subplots(1, 2, sharey=True)
-    colors = {m: f"C{i}" for i, m in enumerate(_by_model(runs, baseline))}
+    colors = {m: f"C{i}" for i, m in enumerate(by_model(runs, baseline))}
     for ax, split in zip(axes, ("train", "val")):
-        for model, model_runs in _by_model(runs, baseline).items():
+        for model, model_runs in by_model(runs, baseline).items():
             done = [r for r in model_runs if r.finished]
             if not done:
                 continue
@@ -723,7 +600,7 @@ def compare_experiment(experiment_dir, out_dir=None, baseline: str = "alexnet",
     summary = summarize(runs, baseline)
     logger.info("%d runs of %d models in %s (%d not finished)", len(runs), len(summary["rows"]), experiment_dir,
                 len(summary["excluded"]))
-    needs_data = (predictions and any(prediction_run(r) for r in _by_model(runs, baseline).values())) or (
+    needs_data = (predictions and any(prediction_run(r) for r in by_model(runs, baseline).values())) or (
         throughput is not None and throughput.notebook_way)
     if needs_data or complexity or throughput is not None:
         from ba_net.runtime import select_device

@@ -15,7 +15,7 @@ import pytest
 
 from ba_net import accel, build_model
 from ba_net.config import load_config
-from ba_net.engine import _build_optimizer
+from ba_net.optim import build_optimizer
 from ba_net.loss import LabelSmoothingCrossEntropy
 from helpers import run_tool
 
@@ -46,10 +46,10 @@ def _train(model_name, path, batches):
         paddle.seed(3)
         model = build_model(model_name)
         scheduler = paddle.optimizer.lr.CosineAnnealingDecay(cfg["optimizer"]["lr"], 10)
-        optimizer = _build_optimizer(cfg, model.parameters(), scheduler)
+        optimizer = build_optimizer(cfg, model.parameters(), scheduler)
         loss_fn = LabelSmoothingCrossEntropy(0.1)
         fast = accel.prepare_training(cfg, model_name, model, optimizer,
-                                      lambda p: _build_optimizer(cfg, p, scheduler), loss_fn, device="cpu")
+                                      lambda p: build_optimizer(cfg, p, scheduler), loss_fn, device="cpu")
         assert (fast is not None) == (path == "fast")
         paddle.seed(11)  # the dropout masks: both paths draw them from this generator
         model.train()
@@ -111,10 +111,10 @@ def test_fast_path_falls_back_to_dygraph(caplog, monkeypatch):
     with paddle.utils.unique_name.guard():
         model = build_model("alexnet_multihead")
         scheduler = paddle.optimizer.lr.LambdaDecay(1e-4, lambda _: 1.0)
-        optimizer = _build_optimizer(cfg, model.parameters(), scheduler)
+        optimizer = build_optimizer(cfg, model.parameters(), scheduler)
         with caplog.at_level(logging.WARNING, logger="ba_net.accel"):
             fast = accel.prepare_training(cfg, "alexnet_multihead", model, optimizer,
-                                          lambda p: _build_optimizer(cfg, p, scheduler),
+                                          lambda p: build_optimizer(cfg, p, scheduler),
                                           LabelSmoothingCrossEntropy(0.1), device="cpu",
                                           image_shape=(2, 3, 128, 128))
     assert fast is None

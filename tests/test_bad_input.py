@@ -21,7 +21,7 @@ import paddle
 import pytest
 import yaml
 
-from ba_net import build_model, engine
+from ba_net import build_model, engine, runs
 from ba_net import data as D
 from ba_net.checkpoint import is_temp_file
 from ba_net.config import load_config
@@ -44,7 +44,7 @@ def templates(tmp_path_factory, small_data):
     root = tmp_path_factory.mktemp("templates")
     cfg = load_config(None, base=tiny_config(root / "finished", small_data))
     engine.run_experiment(cfg)
-    save = engine._save_resume_state
+    save = runs.save_resume_state
 
     def save_then_die(folder, epoch, *args):
         save(folder, epoch, *args)
@@ -52,7 +52,7 @@ def templates(tmp_path_factory, small_data):
             raise KeyboardInterrupt
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(engine, "_save_resume_state", save_then_die)
+        mp.setattr(runs, "save_resume_state", save_then_die)
         with pytest.raises(KeyboardInterrupt):
             engine.run_experiment(load_config(None, base=tiny_config(root / "stopped", small_data)))
     assert read_history(root / "finished" / RUN)["status"] == "finished"

@@ -18,6 +18,7 @@ from scipy import stats
 from ba_net import report as R
 from ba_net import stats as S
 from ba_net.errors import ConfigError, RunStateError
+from ba_net.runs import collect_runs
 from helpers import read_history, run_tool, small_cifar10, tiny_config
 
 # --------------------------------------------------------------------------- synthetic runs
@@ -120,7 +121,7 @@ def test_paired_and_welch_by_hand_and_edge_cases():
 
 def test_paired_summary_gives_exact_means_std_ci_and_p(tmp_path):
     root = experiment(tmp_path, {"alexnet": BASE, "ba_alexnet": BA})
-    summary = R.summarize(R.collect_runs(root), "alexnet")
+    summary = R.summarize(collect_runs(root), "alexnet")
     assert [r["model"] for r in summary["rows"]] == ["alexnet", "ba_alexnet"]
     seeds = sorted(BASE)
     for model, best in (("alexnet", BASE), ("ba_alexnet", BA)):
@@ -155,7 +156,7 @@ def test_paired_summary_gives_exact_means_std_ci_and_p(tmp_path):
 def test_welch_when_seeds_differ_and_baseline_choice(tmp_path):
     other = {5: 0.70, 6: 0.78, 7: 0.74}
     root = experiment(tmp_path, {"alexnet": BASE, "ba_alexnet": other, "alexnet_se": BASE})
-    summary = R.summarize(R.collect_runs(root), "alexnet")
+    summary = R.summarize(collect_runs(root), "alexnet")
     ba = row(summary, "ba_alexnet")
     # delta 0.74 - 0.7175; the Welch-Satterthwaite df in exact fractions is 59535 / 20357;
     # p and interval: reference values at that df
@@ -164,16 +165,16 @@ def test_welch_when_seeds_differ_and_baseline_choice(tmp_path):
     assert ba["p_value"] == pytest.approx(0.445951, rel=1e-5)
     assert ba["delta_ci95"] == pytest.approx([-0.0602289, 0.1052289], rel=1e-5)
     assert row(summary, "alexnet_se")["delta_vs_baseline"] == 0.0  # same numbers as the baseline
-    flipped = R.summarize(R.collect_runs(root), "ba_alexnet")
+    flipped = R.summarize(collect_runs(root), "ba_alexnet")
     assert flipped["rows"][0]["model"] == "ba_alexnet"
     assert row(flipped, "alexnet")["delta_vs_baseline"] == pytest.approx(-ba["delta_vs_baseline"], rel=1e-12)
     with pytest.raises(RunStateError, match="baseline 'vgg' has no runs here; pass --baseline with one of alexnet"):
-        R.summarize(R.collect_runs(root), "vgg")
+        R.summarize(collect_runs(root), "vgg")
 
 
 def test_one_seed_gives_no_interval(tmp_path):
     root = experiment(tmp_path, {"alexnet": {0: 0.7}, "ba_alexnet": {0: 0.75}})
-    summary = R.summarize(R.collect_runs(root), "alexnet")
+    summary = R.summarize(collect_runs(root), "alexnet")
     ba = row(summary, "ba_alexnet")
     assert ba["delta_vs_baseline"] == pytest.approx(0.05) and ba["val_acc_best_std"] is None
     assert ba["delta_ci95"] is None and ba["p_value"] is None
@@ -225,7 +226,7 @@ def _pixels(path):
 def test_curves_have_one_line_per_model_and_a_band(tmp_path):
     root = experiment(tmp_path, {"alexnet": {0: 0.70, 1: 0.72}, "ba_alexnet": {0: 0.71}})
     write_run(root, "alexnet_se", 0, [0.9], status="failed", reason="x")  # no finished run: no line
-    runs = R.collect_runs(root)
+    runs = collect_runs(root)
     for kind in ("loss", "acc"):
         fig = R.plot_curves(runs, kind)
         path = tmp_path / f"{kind}.png"
@@ -279,20 +280,20 @@ def test_bad_folders_are_one_line_errors(tmp_path):
     errors = [line for line in r.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and f"no runs in {empty}" in errors[0]
     with pytest.raises(RunStateError, match="does not exist"):
-        R.collect_runs(tmp_path / "nowhere")
+        collect_runs(tmp_path / "nowhere")
     nested = experiment(tmp_path / "output", {"alexnet": {0: 0.7}}, name="quick")
     with pytest.raises(RunStateError, match="holds the experiments quick"):
-        R.collect_runs(nested.parent)
+        collect_runs(nested.parent)
     bad = experiment(tmp_path, {"alexnet": {0: 0.7, 1: 0.7}}, name="bad")
     (bad / "alexnet" / "seed1" / "history.json").write_text('{"status": "fini')
     with pytest.raises(RunStateError, match="seed1/history.json is unreadable or not JSON"):
-        R.collect_runs(bad)
+        collect_runs(bad)
     (bad / "alexnet" / "seed1" / "history.json").write_text('{"status": "done", "epochs": []}')
     with pytest.raises(RunStateError, match="corrupt: status 'done'"):
-        R.collect_runs(bad)
+        collect_runs(bad)
     (bad / "alexnet" / "seed1" / "history.json").write_text('{"status": "finished", "epochs": [{"epoch": 1}]}')
     with pytest.raises(RunStateError, match="lacks a finite train_loss"):
-        R.collect_runs(bad)
+        collect_runs(bad)
 
 
 class _Sleepy(paddle.nn.Layer):

@@ -1,7 +1,7 @@
 """Data parallel: a real 2-process CPU launch, and the rule that only rank 0 writes."""
 
 
-from ba_net import engine
+from ba_net import engine, runs
 from ba_net import data as D
 from ba_net.config import load_config
 from helpers import read_history, run_tool, tiny_config
@@ -32,7 +32,7 @@ def test_only_rank_zero_writes(tmp_path, cifar_subset, monkeypatch):
 
     monkeypatch.setattr(engine, "_Distributed", Rank1)
     cfg = load_config(None, base=tiny_config(tmp_path, cifar_subset, train={"epochs": 1, "max_steps_per_epoch": 1}))
-    folder = engine.run_folder(cfg, "alexnet", 0)
+    folder = runs.run_folder(cfg, "alexnet", 0)
     splits = {s: D.read_cifar10(cifar_subset, s) for s in ("train", "test")}
     history = engine.train_run(cfg, "alexnet", 0, folder, splits)
     assert history["status"] == "finished" and len(history["epochs"]) == 1

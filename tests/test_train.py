@@ -6,7 +6,7 @@ import numpy as np
 import paddle
 import pytest
 
-from ba_net import engine
+from ba_net import engine, runs
 from ba_net.config import load_config
 from ba_net.data import SeededBatchSampler
 from ba_net.errors import RunStateError
@@ -21,7 +21,7 @@ def _run(tmp_path, data_file, resume=False, force=False, **sections):
 
 
 def _folder(cfg, model="alexnet", seed=0):
-    return engine.run_folder(cfg, model, seed).root
+    return runs.run_folder(cfg, model, seed).root
 
 
 def _weights(folder, tag="final"):
@@ -120,17 +120,17 @@ def test_sampler_shards_ranks_without_overlap():
 
 
 def test_resumed_run_equals_uninterrupted(tmp_path, cifar_subset, finished_run, monkeypatch):
-    save = engine._save_resume_state
+    save = runs.save_resume_state
 
     def save_then_die(folder, epoch, *args):
         save(folder, epoch, *args)
         if epoch == 1:
             raise KeyboardInterrupt  # stopped after the first epoch's checkpoint
 
-    monkeypatch.setattr(engine, "_save_resume_state", save_then_die)
+    monkeypatch.setattr(runs, "save_resume_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, cifar_subset)
-    monkeypatch.setattr(engine, "_save_resume_state", save)
+    monkeypatch.setattr(runs, "save_resume_state", save)
     cfg = load_config(None, base=tiny_config(tmp_path, cifar_subset))
     folder = _folder(cfg)
     assert read_history(folder)["status"] == "running" and (folder / "state.json").exists()

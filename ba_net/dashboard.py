@@ -1,0 +1,60 @@
+"""A run's VisualDL log (``<run>/vdl/vdlrecords.run.log``), shown by ``visualdl --logdir <output_dir>``.
+
+Scalars (step: the iteration for the first two, the epoch for the others):
+
+* ``loss/train_iter``, ``lr``: every ``train.log_every`` iterations;
+* ``loss/train``, ``loss/val``, ``acc/train``, ``acc/val``, ``lr/epoch``: every epoch;
+* ``hparam/best_val_acc``, ``hparam/final_val_acc``, ``hparam/final_train_acc``: once, when the
+  run finishes; with the hyperparameters of :func:`run_hparams` they make the HYPERPARAMETERS tab.
+"""
+from __future__ import annotations
+
+import shutil
+
+METRICS = ("hparam/best_val_acc", "hparam/final_val_acc", "hparam/final_train_acc")
+EPOCH_TAGS = (("loss/train", "train_loss"), ("loss/val", "val_loss"), ("acc/train", "train_acc"),
+              ("acc/val", "val_acc"), ("lr/epoch", "lr"))
+
+
+def run_hparams(cfg: dict, model: str, seed: int) -> dict:
+    """The hyperparameters a run is listed with."""
+    return {"model": model, "seed": seed, "epochs": cfg["train"]["epochs"], "batch_size": cfg["train"]["batch_size"],
+            "optimizer": cfg["optimizer"]["name"], "lr": cfg["optimizer"]["lr"],
+            "weight_decay": cfg["optimizer"]["weight_decay"], "label_smoothing": cfg["loss"]["label_smoothing"],
+            "transforms": cfg["data"]["transforms"], "mixup_alpha": cfg["data"]["mixup_alpha"]}
+
+
+def open_writer(vdl_dir, history: dict, hparams: dict):
+    """A fresh VisualDL log holding everything ``history`` has so far (VisualDL shows only the
+    newest log file of a folder, so a resumed run rewrites its log rather than adding one)."""
+    from visualdl import LogWriter
+
+    shutil.rmtree(vdl_dir, ignore_errors=True)
+    run_name = f"{history['experiment']}/{history['model']}/seed{history['seed']}"
+    writer = LogWriter(logdir=str(vdl_dir), file_name="vdlrecords.run.log", display_name=run_name)
+    writer.add_hparams(hparams, list(METRICS))
+    for it in history["iters"]:
+        log_iter(writer, it)
+    for ep in history["epochs"]:
+        log_epoch(writer, ep)
+    return writer
+
+
+def log_iter(writer, it: dict) -> None:
+    writer.add_scalar("loss/train_iter", it["loss"], it["iter"])
+    writer.add_scalar("lr", it["lr"], it["iter"])
+
+
+def log_epoch(writer, ep: dict) -> None:
+    for tag, key in EPOCH_TAGS:
+        writer.add_scalar(tag, ep[key], ep["epoch"])
+
+
+def log_final(writer, history: dict) -> None:
+    """The hparam/* metrics of a finished run, at its last epoch."""
+    last = history["epochs"][-1]
+    for tag, value in zip(METRICS, (history["best_val_acc"], last["val_acc"], last["train_acc"])):
+        writer.add_scalar(tag, value, last["epoch"])
+
+
+__all__ = ["run_hparams", "log_epoch", "log_final", "log_iter", "open_writer"]

@@ -1,0 +1,381 @@
+"""A run folder, ``<output_dir>/<experiment>/<model>/seed<seed>/``: its files, and everything that
+reads or writes them apart from the training loop itself.
+
+=========================  ==============================================================
+``config.yaml``            the resolved config of the run (:func:`run_config`)
+``history.json``           status (running, finished, failed), per-epoch metrics, the loss
+                           every ``train.log_every`` iterations (:func:`read_history`)
+``train.log``              the run's log lines (:class:`RunLog`)
+``vdl/``                   its VisualDL log (:mod:`ba_net.dashboard`)
+``best.*``, ``final.*``    weights (``.pdparams``) and optimizer state (``.pdopt``)
+``state.json``,            the resume point: the last completed epoch's checkpoint pair
+``checkpoint/``            (:func:`save_resume_state`); removed once the run finished
+=========================  ==============================================================
+
+The engine asks :func:`plan_run` whether to start, resume or skip a run; compare reads every run
+of an experiment with :func:`collect_runs`. Both read history.json through :func:`read_history`.
+``.pdparams`` / ``.pdopt`` files are pickles: they are loaded only from the run folder.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ba_net.checkpoint import atomic_write_json, load_paddle, read_json, remove_temp_files, save_paddle
+from ba_net.errors import RunStateError
+
+logger = logging.getLogger(__name__)
+
+STATUSES = ("running", "finished", "failed")
+EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+TRAIN_FIX = "rerun with --force to start the run over"  # what the engine's errors about a run folder advise
+COMPARE_FIX = "delete the run folder or rerun it with --force"  # and compare's
+# Keys that may differ between a run's saved config and the current one without changing what
+# the run computes (where the data lives, how it is loaded, which other runs are in the ablation).
+NEUTRAL_KEYS = {("models",), ("seeds",), ("output_dir",), ("device",), ("data", "data_file"), ("data", "num_workers"),
+                ("train", "path")}
+
+
+@dataclass
+class RunFolder:
+    """The files of one (model, seed) run."""
+
+    root: Path
+
+    @property
+    def config(self): return self.root / "config.yaml"
+    @property
+    def history(self): return self.root / "history.json"
+    @property
+    def log(self): return self.root / "train.log"
+    @property
+    def vdl(self): return self.root / "vdl"
+    @property
+    def state(self): return self.root / "state.json"  # points at the last completed epoch's checkpoint
+    @property
+    def checkpoints(self): return self.root / "checkpoint"
+
+    def weights(self, tag: str) -> tuple[Path, Path]:
+        """(``<tag>.pdparams``, ``<tag>.pdopt``) for tag best / final."""
+        return self.root / f"{tag}.pdparams", self.root / f"{tag}.pdopt"
+
+
+def run_folder(cfg: dict, model: str, seed: int) -> RunFolder:
+    return RunFolder(Path(cfg["output_dir"]) / cfg["experiment"] / model / f"seed{seed}")
+
+
+def run_config(cfg: dict, model: str, seed: int) -> dict:
+    """The resolved config of one run: the experiment's, narrowed to this model and seed."""
+    return {**cfg, "models": [model], "seeds": [seed]}
+
+
+def config_differences(saved: dict, current: dict, prefix=()) -> list:
+    """'key: old -> new' for every key that changes what a run computes."""
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        path = prefix + (key,)
+        if path in NEUTRAL_KEYS:
+            continue
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, path)
+        elif a != b:
+            out.append(f"{'.'.join(path)}: {a!r} -> {b!r}")
+    return out
+
+
+# ------------------------------------------------------------------------------- reading
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _history_problem(h: dict, model: str, seed: int) -> Optional[str]:
+    if h.get("status") not in STATUSES:
+        return f"status {h.get('status')!r} is not one of {', '.join(STATUSES)}"
+    if h.get("model", model) != model or h.get("seed", seed) != seed:
+        return f"it names model {h.get('model')!r} seed {h.get('seed')!r} but lies in {model}/seed{seed}"
+    epochs = h.get("epochs")
+    if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
+        return "'epochs' is not a list of records"
+    for e in epochs:
+        bad = [k for k in EPOCH_KEYS if not _is_number(e.get(k))]
+        if bad:
+            return f"epoch record {e.get('epoch')!r} lacks a finite {bad[0]}"
+    if h["status"] == "finished" and not epochs:
+        return "status finished but no epoch recorded"
+    return None
+
+
+def read_history(folder: RunFolder, model: str, seed: int, fix: str) -> dict:
+    """The run's history.json, checked (a known status, the folder's model and seed, epoch records
+    with finite metrics); a torn or corrupt file is a RunStateError ending in ``fix``."""
+    try:
+        h = read_json(folder.history, "run history")
+    except RunStateError as exc:  # missing, torn or not JSON
+        raise RunStateError(f"{exc}; {fix}") from None
+    problem = _history_problem(h, model, seed)
+    if problem:
+        raise RunStateError(f"run history {folder.history} is corrupt: {problem}; {fix}")
+    return h
+
+
+def read_run_config(folder: RunFolder, fix: str) -> dict:
+    """The run's config.yaml as a dict ({} when there is none)."""
+    import yaml
+
+    if not folder.config.is_file():
+        return {}
+    try:
+        config = yaml.safe_load(folder.config.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise RunStateError(f"run config {folder.config} is unreadable ({exc.__class__.__name__}); {fix}") from None
+    if not isinstance(config, dict):
+        raise RunStateError(f"run config {folder.config} does not hold a mapping; {fix}")
+    return config
+
+
+# ------------------------------------------------------------------------------ the plan
+
+def plan_run(cfg: dict, model: str, seed: int, folder: RunFolder, resume: bool, force: bool):
+    """('start' | 'resume' | 'skip', resume state or None) for one run, or RunStateError."""
+    if force or not folder.history.exists():
+        return "start", None
+    history = read_history(folder, model, seed, TRAIN_FIX)
+    if folder.config.exists():
+        diffs = config_differences(read_run_config(folder, TRAIN_FIX), run_config(cfg, model, seed))
+        if diffs:
+            raise RunStateError(f"{folder.root} was run with a different config ({'; '.join(diffs[:3])}); "
+                                f"use another output_dir/experiment, or --force to overwrite it")
+    if history["status"] == "finished":
+        return "skip", None
+    if history["status"] == "failed":  # resuming would replay the same steps into the same failure
+        lr = cfg["optimizer"]["lr"]
+        raise RunStateError(f"{folder.root} failed ({history.get('reason', 'no reason recorded')}); resuming would "
+                            f"repeat it: rerun with --force and a lower learning rate (e.g. -o optimizer.lr={lr / 10:g})")
+    if not folder.state.exists():
+        return "start", None  # stopped during its first epoch: nothing worth keeping
+    try:
+        state = read_json(folder.state, "resume state")
+    except RunStateError as exc:
+        raise RunStateError(f"{exc}; {TRAIN_FIX}") from None
+    check_state(folder, state, cfg["train"]["epochs"])
+    if not resume:
+        raise RunStateError(f"{folder.root} stopped after epoch {state.get('epoch')} of {cfg['train']['epochs']}: "
+                            f"rerun with --resume to continue it, or --force to start it over")
+    return "resume", state
+
+
+def check_state(folder: RunFolder, state: dict, epochs: int) -> None:
+    """Refuse a state.json that is incomplete or names files outside the run's checkpoint folder
+    (checkpoints are pickles: they are loaded only from the run folder)."""
+    def bad(what):
+        raise RunStateError(f"resume state {folder.state} is not valid ({what}); {TRAIN_FIX}")
+
+    epoch = state.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch <= epochs:
+        bad(f"epoch {epoch!r} is not between 1 and {epochs}")
+    history = state.get("history")
+    if not isinstance(history, dict) or not isinstance(history.get("epochs"), list) or \
+            len(history["epochs"]) != epoch or not isinstance(history.get("iters"), list):
+        bad("its history does not match its epoch")
+    inside = folder.checkpoints.resolve()
+    for key in ("params", "opt"):
+        name = state.get(key)
+        if not isinstance(name, str) or not name or Path(name).is_absolute() or \
+                inside not in (folder.root / name).resolve().parents:
+            bad(f"{key} {name!r} is not a file in {folder.checkpoints}")
+
+
+def prepare_folder(folder: RunFolder, action: str, label: str) -> None:
+    """Before a run trains (rank 0 only): a started run gets an empty folder; a resumed one loses
+    the temporary files of writes that a kill interrupted."""
+    if action == "start" and folder.root.exists():
+        shutil.rmtree(folder.root)
+    folder.root.mkdir(parents=True, exist_ok=True)
+    if action == "resume":
+        for tmp in remove_temp_files(folder.root):
+            logger.info("%s removed %s, left by an interrupted write", label, tmp.name)
+
+
+def finish_cleanup(folder: RunFolder) -> None:
+    """A finished run whose clean-up was interrupted (killed after history.json said finished)
+    still has its resume checkpoint or temporary files: remove them, final.* supersede them."""
+    leftovers = remove_temp_files(folder.root)
+    if folder.state.exists() or folder.checkpoints.exists():
+        leftovers.append(folder.state)
+        drop_resume_state(folder)
+    if leftovers:
+        logger.info("%s: removed %s, left by an interrupted clean-up", folder.root,
+                    ", ".join(p.name for p in leftovers))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def load_weights(model, path, what: str = "checkpoint") -> None:
+    """Load a ``.pdparams`` into ``model``, refusing one made for another architecture (Paddle
+    itself would only warn and keep the current values)."""
+    state = load_paddle(path, what)
+    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
+    got = {k: list(getattr(v, "shape", [])) for k, v in state.items()}
+    if expected != got:
+        missing = sorted(set(expected) - set(got))
+        extra = sorted(set(got) - set(expected))
+        shapes = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+        detail = "; ".join(f"{label} {', '.join(keys[:3])}" for label, keys in
+                           (("missing", missing), ("unexpected", extra), ("shape differs for", shapes)) if keys)
+        raise RunStateError(f"{what} {path} does not fit model {type(model).__name__} ({detail})")
+    model.set_state_dict(state)
+
+
+def save_weights(folder: RunFolder, tag: str, model, optimizer) -> None:
+    params, opt = folder.weights(tag)
+    save_paddle(params, model.state_dict())
+    save_paddle(opt, optimizer.state_dict())
+
+
+def save_resume_state(folder: RunFolder, epoch: int, model, optimizer, history: dict) -> None:
+    """Checkpoint files named by epoch, then state.json pointing at them (atomically), then the
+    older checkpoints removed: at every instant state.json names a complete pair."""
+    params = folder.checkpoints / f"epoch{epoch:04d}.pdparams"
+    opt = params.with_suffix(".pdopt")
+    save_paddle(params, model.state_dict())
+    save_paddle(opt, optimizer.state_dict())
+    atomic_write_json(folder.state, {"epoch": epoch, "params": str(params.relative_to(folder.root)),
+                                     "opt": str(opt.relative_to(folder.root)), "history": history})
+    for old in folder.checkpoints.glob("epoch*"):
+        if old not in (params, opt):
+            old.unlink(missing_ok=True)
+
+
+def load_resume_state(folder: RunFolder, state: dict, model, optimizer, optimizer_name: str) -> dict:
+    """Weights and optimizer state of the checkpoint ``state`` (checked by :func:`plan_run`) into
+    ``model`` and ``optimizer``; returns the history it saved, marked running again."""
+    try:
+        load_weights(model, folder.root / state["params"], "resume weights")
+        opt_state = load_paddle(folder.root / state["opt"], "resume optimizer state")
+        try:
+            optimizer.set_state_dict(opt_state)
+        except Exception as exc:
+            raise RunStateError(f"resume optimizer state {folder.root / state['opt']} does not fit the "
+                                f"{optimizer_name} optimizer ({exc.__class__.__name__})") from None
+    except RunStateError as exc:
+        raise RunStateError(f"{exc}; {TRAIN_FIX}") from None
+    history = state["history"]
+    history["status"], history["reason"] = "running", None
+    return history
+
+
+def drop_resume_state(folder: RunFolder) -> None:
+    """Remove state.json and the checkpoint folder (final.* supersede them)."""
+    folder.state.unlink(missing_ok=True)
+    shutil.rmtree(folder.checkpoints, ignore_errors=True)
+
+
+class RunLog:
+    """Copies the package's log records into the run's train.log while the run lasts."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.handler = None
+        if enabled:
+            self.handler = logging.FileHandler(path, encoding="utf-8")
+            self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            logging.getLogger("ba_net").addHandler(self.handler)
+
+    def close(self):
+        if self.handler is not None:
+            logging.getLogger("ba_net").removeHandler(self.handler)
+            self.handler.close()
+
+
+# ------------------------------------------------------------------- an experiment's runs
+
+@dataclass
+class Run:
+    """One (model, seed) run folder as its history.json and config.yaml describe it."""
+
+    model: str
+    seed: int
+    folder: Path
+    status: str
+    reason: Optional[str]
+    epochs: list
+    epochs_planned: Optional[int]
+    device: Optional[str]
+    config: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def best_val_acc(self) -> Optional[float]:
+        return max((e["val_acc"] for e in self.epochs), default=None)
+
+    @property
+    def final_val_acc(self) -> Optional[float]:
+        return self.epochs[-1]["val_acc"] if self.epochs else None
+
+    @property
+    def final_train_acc(self) -> Optional[float]:
+        return self.epochs[-1]["train_acc"] if self.epochs else None
+
+    @property
+    def wall_time_s(self) -> float:
+        return float(sum(e.get("time_s") or 0.0 for e in self.epochs))
+
+    def weights(self) -> Optional[Path]:
+        """best.pdparams if present, else final.pdparams, else None."""
+        for tag in ("best", "final"):
+            path = RunFolder(self.folder).weights(tag)[0]
+            if path.is_file():
+                return path
+        return None
+
+    def describe(self) -> dict:
+        return {"model": self.model, "seed": self.seed, "status": self.status, "reason": self.reason,
+                "included": self.finished, "epochs_done": len(self.epochs), "epochs_planned": self.epochs_planned,
+                "best_val_acc": self.best_val_acc, "final_val_acc": self.final_val_acc,
+                "final_train_acc": self.final_train_acc, "wall_time_s": round(self.wall_time_s, 3),
+                "device": self.device, "folder": str(self.folder)}
+
+
+def read_run(root: Path, model: str, seed: int) -> Run:
+    """The run in folder ``root`` (``<model>/seed<seed>``)."""
+    folder = RunFolder(root)
+    h = read_history(folder, model, seed, COMPARE_FIX)
+    return Run(model, seed, root, h["status"], h.get("reason"), h["epochs"], h.get("epochs_planned"),
+               h.get("device"), read_run_config(folder, COMPARE_FIX))
+
+
+def collect_runs(experiment_dir) -> list:
+    """Every run under ``experiment_dir`` (``<model>/seed<N>/history.json``), sorted by model and
+    seed. A missing folder, a folder without runs and a corrupt history are RunStateErrors."""
+    root = Path(experiment_dir)
+    if not root.is_dir():
+        raise RunStateError(f"experiment folder {root} does not exist; pass <output_dir>/<experiment> as written by tools/train.py")
+    runs = []
+    for hist in sorted(root.glob("*/seed*/history.json")):
+        match = re.fullmatch(r"seed(-?\d+)", hist.parent.name)
+        if match:
+            runs.append(read_run(hist.parent, hist.parent.parent.name, int(match.group(1))))
+    if not runs:
+        nested = sorted({p.parents[2].name for p in root.glob("*/*/seed*/history.json")})
+        hint = f"; it holds the experiments {', '.join(nested)}: pass one of them" if nested else ""
+        hint = hint or "; pass the <output_dir>/<experiment> folder that tools/train.py wrote"
+        raise RunStateError(f"no runs in {root} (expected <model>/seed<N>/history.json){hint}")
+    runs.sort(key=lambda r: (r.model, r.seed))
+    return runs
+
+
+def by_model(runs, baseline: str) -> dict:
+    """{model: [runs]} with the baseline first, then models by name."""
+    out = {}
+    for run in sorted(runs, key=lambda r: (r.model != baseline, r.model, r.seed)):
+        out.setdefault(run.model, []).append(run)
+    return out
