@@ -1,15 +1,53 @@
-"""The AI Studio / Jupyter notebook, executed headless with tiny settings."""
-import json
-from pathlib import Path
+"""The AI Studio / Jupyter notebook on a fresh kernel, as a user gets it: Paddle and an OpenCV
+installed, ba-net not.
 
+A throw-away venv gets this environment's versions of Paddle, numpy, scipy, matplotlib, VisualDL, the
+notebook runner and the non-headless `opencv-python` that AI Studio ships, but neither ba-net nor
+PyYAML. The notebook then runs top to bottom (tiny settings, `notebooks/` as the working
+directory) in a kernel of that venv: its install cell has to pip-install the missing PyYAML, make
+`ba_net` importable in the running kernel and leave the OpenCV alone.
+"""
+import configparser
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from importlib.metadata import packages_distributions, version
+
+import paddle
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 
 from helpers import REPO  # noqa: E402
 
 NOTEBOOK = REPO / "notebooks" / "ba_vs_alexnet.ipynb"
+KERNEL = "ba-net-fresh-kernel"
+# The same versions as this environment, so pip finds them in its cache (or the index) quickly.
+PINNED = ["numpy", "scipy", "matplotlib", "visualdl", "nbclient", "nbformat", "ipykernel"]
+DRIVER = """
+import sys, nbclient, nbformat
+notebook, executed, kernel, cwd = sys.argv[1:]
+nb = nbformat.read(notebook, as_version=4)
+try:
+    nbclient.NotebookClient(nb, timeout=900, kernel_name=kernel, resources={"metadata": {"path": cwd}}).execute()
+finally:
+    nbformat.write(nb, executed)
+"""
+
+
+def _run(args, env, cwd=None, check=True):
+    proc = subprocess.run([str(a) for a in args], env=env, cwd=cwd, capture_output=True, text=True, timeout=1200)
+    if check and proc.returncode:
+        pytest.fail(f"{' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def _distributions(python, env):
+    listing = json.loads(_run([python, "-m", "pip", "list", "--format", "json"], env).stdout)
+    return {d["name"].lower(): d["version"] for d in listing}
 
 
 def _outputs_text(cell):
@@ -23,33 +61,68 @@ def _outputs_text(cell):
     return "".join(parts)
 
 
-def test_notebook_runs_and_shows_the_table(tmp_path, cifar_subset):
+@pytest.mark.slow
+def test_notebook_runs_on_a_fresh_kernel_without_ba_net(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", IPYTHONDIR=str(tmp_path / "ipython"), PYTHONNOUSERSITE="1")
+    venv = tmp_path / "venv"
+    python = venv / "bin" / "python"
+    _run([sys.executable, "-m", "venv", venv], env)
+    pins = [f"paddlepaddle=={paddle.__version__}"] + [f"{name}=={version(name)}" for name in PINNED]
+    opencv = version(packages_distributions()["cv2"][0])
+    installed = _run([python, "-m", "pip", "install", "-q", *pins, f"opencv-python=={opencv}"], env, check=False)
+    if installed.returncode or _run([python, "-c", "import cv2"], env, check=False).returncode:
+        _run([python, "-m", "pip", "uninstall", "-q", "-y", "opencv-python"], env, check=False)
+        _run([python, "-m", "pip", "install", "-q", *pins, f"opencv-python-headless=={opencv}"], env)
+    _run([python, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL], env)
+
+    # The user's situation, checked: no ba_net (nor PyYAML) in that venv, one OpenCV.
+    for module in ("ba_net", "yaml"):
+        probe = _run([python, "-c", f"import {module}"], env, cwd=NOTEBOOK.parent, check=False)
+        assert probe.returncode and f"No module named '{module}'" in probe.stderr, probe.stderr
+    before = _distributions(python, env)
+    opencv_before = sorted(name for name in before if name.startswith("opencv"))
+    assert len(opencv_before) == 1, opencv_before
+
     nb = nbformat.read(NOTEBOOK, as_version=4)
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1
-    params[0].source = "\n".join([
-        'EXPERIMENT = "nbtest"',
-        f"OUTPUT_DIR = {str(tmp_path / 'out')!r}",
-        f"DATA_FILE = {str(cifar_subset)!r}",
-        'MODELS = ["alexnet", "ba_alexnet_notebook"]',
-        "SEEDS = [0]",
-        "EPOCHS = 1",
-        "MAX_STEPS_PER_EPOCH = 2",
-        "BATCH_SIZE = 8",
-        "THROUGHPUT = dict(batch_size=4, warmup=0, repeats=1, max_batches=1)",
-    ])
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(REPO / "notebooks")}})
-    client.execute()  # raises CellExecutionError if any cell errors
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors
+    tiny = {
+        "EXPERIMENT": "nbtest",
+        "OUTPUT_DIR": str(tmp_path / "out"),
+        "MODELS": ["alexnet", "ba_alexnet_notebook"],
+        "SEEDS": [0],
+        "EPOCHS": 1,
+        "MAX_STEPS_PER_EPOCH": 2,
+        "BATCH_SIZE": 8,
+        "THROUGHPUT": dict(batch_size=4, warmup=0, repeats=1, max_batches=1),
+    }
+    # The install cell's list of dependencies is setup.cfg's (the bounds included).
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    install = [c for c in nb.cells if "REQUIREMENTS = " in c.source]
+    assert len(install) == 1
+    for requirement in (setup["options"]["install_requires"] + setup["options.extras_require"]["opencv"]).split():
+        assert f'"{requirement}"' in install[0].source, requirement
+    for name in tiny:  # a renamed setting must not be overridden in vain
+        assert re.search(rf"^{name} = ", params[0].source, re.M), name
+    # The notebook's own settings (DATA_FILE: the embedded sample), then the tiny ones.
+    params[0].source += "\n" + "\n".join(f"{name} = {value!r}" for name, value in tiny.items())
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    executed = tmp_path / "executed.ipynb"
+    run = _run([python, "-c", DRIVER, tmp_path / "in.ipynb", executed, KERNEL, NOTEBOOK.parent], env, cwd=tmp_path,
+               check=False)
+    nb = nbformat.read(executed, as_version=4) if executed.exists() else None
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"] if nb else []
+    assert run.returncode == 0 and nb is not None and not errors, re.sub(r"\x1b\[[0-9;]*m", "", (
+        "\n".join(f"{e['ename']}: {e['evalue']}\n" + "\n".join(e["traceback"][-3:]) for e in errors)
+        or run.stderr[-5000:]))
 
-    text = {i: _outputs_text(c) for i, c in enumerate(nb.cells) if c.cell_type == "code"}
-    everything = "\n".join(text.values())
-    assert "max |notebook BA-AlexNet - AlexNet| = 0.0" in everything
-    corrected = float(everything.split("max |corrected BA-AlexNet - AlexNet| =")[1].split()[0])
+    text = "\n".join(_outputs_text(c) for c in nb.cells if c.cell_type == "code")
+    assert "max |notebook BA-AlexNet - AlexNet| = 0.0" in text
+    corrected = float(text.split("max |corrected BA-AlexNet - AlexNet| =")[1].split()[0])
     assert corrected > 0
-    assert "7,524,042" in everything and "7,529,258" in everything
+    assert "7,524,042" in text and "7,529,258" in text
     tables = [o["data"]["text/markdown"] for c in nb.cells for o in c.get("outputs", [])
               if "text/markdown" in o.get("data", {})]
     assert len(tables) == 1
@@ -57,5 +130,14 @@ def test_notebook_runs_and_shows_the_table(tmp_path, cifar_subset):
     assert "alexnet" in rows and "ba_alexnet_notebook" in rows
     summary = json.loads((tmp_path / "out" / "nbtest" / "comparison.json").read_text())
     assert {r["model"] for r in summary["rows"]} == {"alexnet", "ba_alexnet_notebook"}
+    saved = (tmp_path / "out" / "nbtest" / "alexnet" / "seed0" / "config.yaml").read_text()
+    assert str(REPO / "data" / "cifar-10-sample.tar.gz") in saved  # the default data: the embedded sample
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 3
+
+    # The install cell installed what was missing and nothing in place of what was there.
+    after = _distributions(python, env)
+    assert sorted(name for name in after if name.startswith("opencv")) == opencv_before
+    assert "pyyaml" in after and "pyyaml" not in before
+    assert {name: after.get(name) for name in before} == before  # nothing upgraded or removed
+    shutil.rmtree(venv)  # 2 GB; kept when the test fails
