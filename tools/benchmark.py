@@ -37,7 +37,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 2)")
     parser.add_argument("--batch-size", type=int, help="images per batch (default 128)")
     parser.add_argument("--models", nargs="+", help="models to measure (default alexnet ba_alexnet)")
-    parser.add_argument("--data", help="CIFAR-10 python tarball (default: $BA_NET_CIFAR10 or Paddle's cache)")
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1] / "data" / "cifar-10-sample.tar.gz"),
+                        help="CIFAR-10 python tarball (default: the sample embedded in data/)")
     parser.add_argument("--workers", type=int, help="loader workers for the fast path's end-to-end training "
                                                     "(default: the config default data.num_workers)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="device (default auto)")
