@@ -15,10 +15,12 @@ import yaml
 from matplotlib.collections import PolyCollection
 from scipy import stats
 
+from ba_net import plots, predict, tables
 from ba_net import report as R
 from ba_net import stats as S
 from ba_net.errors import ConfigError, RunStateError
 from ba_net.runs import collect_runs
+from ba_net.speed import ThroughputSettings, forward_rate
 from helpers import read_history, run_tool, small_cifar10, tiny_config
 
 # --------------------------------------------------------------------------- synthetic runs
@@ -147,7 +149,7 @@ def test_paired_summary_gives_exact_means_std_ci_and_p(tmp_path):
     assert ba["p_value"] < 0.01 < 0.5 < S.welch_t(list(BA.values()), list(BASE.values())).p_value
     base = row(summary, "alexnet")
     assert base["delta_vs_baseline"] is None and base["delta_ci95"] is None and base["p_value"] is None
-    md = R.markdown(summary)
+    md = tables.markdown(summary)
     assert f"+{100 * ba['delta_vs_baseline']:.2f} [+{100 * low:.2f}, +{100 * high:.2f}]" in md
     assert "ddof = 1" in md and "paired t-test" in md and "Welch" in md
     assert f"{100 * np.mean(list(BA.values())):.2f} ± {100 * np.std(list(BA.values()), ddof=1):.2f}" in md
@@ -178,7 +180,7 @@ def test_one_seed_gives_no_interval(tmp_path):
     ba = row(summary, "ba_alexnet")
     assert ba["delta_vs_baseline"] == pytest.approx(0.05) and ba["val_acc_best_std"] is None
     assert ba["delta_ci95"] is None and ba["p_value"] is None
-    md = R.markdown(summary)
+    md = tables.markdown(summary)
     assert "+5.00 (no CI: one seed: no interval possible)" in md
     assert "single finished seed" in md
 
@@ -228,9 +230,9 @@ def test_curves_have_one_line_per_model_and_a_band(tmp_path):
     write_run(root, "alexnet_se", 0, [0.9], status="failed", reason="x")  # no finished run: no line
     runs = collect_runs(root)
     for kind in ("loss", "acc"):
-        fig = R.plot_curves(runs, kind)
+        fig = plots.plot_curves(runs, kind)
         path = tmp_path / f"{kind}.png"
-        R.save_figure(fig, path)
+        plots.save_figure(fig, path)
         assert _pixels(path)[..., :3].var() > 1e-3
         assert len(fig.axes) >= 2
         for ax, split in zip(fig.axes[:2], ("train", "val")):
@@ -250,15 +252,15 @@ def test_prediction_grid_shows_true_colours_without_warnings(tmp_path, cifar_sub
     images, labels = D.read_cifar10(cifar_subset, "test")
     images, labels = images[:6], labels[:6]
     results = {"alexnet": {"seed": 0, "weights": "best.pdparams", "predicted": labels.copy(), "accuracy": 1.0,
-                           "confusion": R.confusion_matrix(labels, labels)},
+                           "confusion": predict.confusion_matrix(labels, labels)},
                "ba_alexnet": {"seed": 1, "weights": "final.pdparams", "predicted": (labels + 1) % 10, "accuracy": 0.0,
-                              "confusion": R.confusion_matrix(labels, (labels + 1) % 10)}}
+                              "confusion": predict.confusion_matrix(labels, (labels + 1) % 10)}}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a clipping warning (or any other) fails the test
-        fig = R.plot_predictions(results, images, labels, n_images=4)
-        R.save_figure(fig, tmp_path / "p.png")
-        conf = R.plot_confusion(results)
-        R.save_figure(conf, tmp_path / "c.png")
+        fig = plots.plot_predictions(results, images, labels, n_images=4)
+        plots.save_figure(fig, tmp_path / "p.png")
+        conf = plots.plot_confusion(results)
+        plots.save_figure(conf, tmp_path / "c.png")
     assert len(fig.axes) == 8
     for i, ax in enumerate(fig.axes[:4]):
         shown = np.asarray(ax.get_images()[0].get_array())
@@ -266,7 +268,7 @@ def test_prediction_grid_shows_true_colours_without_warnings(tmp_path, cifar_sub
         assert ax.title.get_color() == "green" and D.CLASSES[labels[i]] in ax.get_title()
     assert all(ax.title.get_color() == "red" for ax in fig.axes[4:])
     assert _pixels(tmp_path / "p.png").var() > 1e-3 and _pixels(tmp_path / "c.png").var() > 1e-3
-    m = R.confusion_matrix([0, 0, 1, 2], [0, 1, 1, 2], 3)
+    m = predict.confusion_matrix([0, 0, 1, 2], [0, 1, 1, 2], 3)
     np.testing.assert_array_equal(m, [[1, 1, 0], [0, 1, 0], [0, 0, 1]])
 
 
@@ -311,16 +313,16 @@ class _Sleepy(paddle.nn.Layer):
 
 def test_throughput_excludes_warmup_and_takes_the_median():
     model = _Sleepy()
-    res = R.benchmark_forward(model, R.ThroughputSettings(batch_size=4, warmup=1, repeats=3, image_size=8))
-    assert model.calls == 4 and len(res["pass_s"]) == 3 and not model.training
+    res = forward_rate(model, 4, 8, warmup=1, repeats=3)
+    assert model.calls == 4 and len(res["seconds"]) == 3 and not model.training
     assert 4 / 0.3 * 3 < res["img_s"] <= 4 / 0.02  # the slow first pass is not counted
-    assert res["img_s"] == pytest.approx(4 / float(np.median(res["pass_s"])))
-    s = R.ThroughputSettings.parse("warmup=0, repeats=2,max_batches=1")
+    assert res["img_s"] == pytest.approx(4 / float(np.median(res["seconds"])))
+    s = ThroughputSettings.parse("warmup=0, repeats=2,max_batches=1")
     assert (s.warmup, s.repeats, s.max_batches, s.batch_size) == (0, 2, 1, 128)
-    assert R.ThroughputSettings.parse(None) == R.ThroughputSettings()
+    assert ThroughputSettings.parse(None) == ThroughputSettings()
     for text, msg in (("repeat=2", "unknown"), ("repeats=x", "integer"), ("repeats=0", ">= 1")):
         with pytest.raises(ConfigError, match=msg):
-            R.ThroughputSettings.parse(text)
+            ThroughputSettings.parse(text)
 
 
 # --------------------------------------------------------------------- on a real tiny training

@@ -1,0 +1,119 @@
+"""The comparison's figures, each a matplotlib Figure on the Agg canvas (no display, no pyplot
+state): learning curves per model, a grid of test images with predictions, confusion matrices.
+:func:`save_figure` writes one as PNG, atomically."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from ba_net.checkpoint import atomic_write_bytes
+from ba_net.runs import by_model
+
+
+def _figure(width: float, height: float):
+    """A Figure on the Agg canvas (no display, no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig, path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _epoch_curve(runs, key: str):
+    """(epochs, mean, min, max) of ``key`` over the runs, per epoch number they share."""
+    per_epoch = {}
+    for run in runs:
+        for e in run.epochs:
+            per_epoch.setdefault(e["epoch"], []).append(e[key])
+    epochs = sorted(per_epoch)
+    values = [per_epoch[e] for e in epochs]
+    return (np.array(epochs), np.array([np.mean(v) for v in values]),
+            np.array([np.min(v) for v in values]), np.array([np.max(v) for v in values]))
+
+
+def plot_curves(runs, kind: str, baseline: str = "alexnet"):
+    """Learning curves of ``kind`` ('loss' or 'acc'): a train and a val panel, one line per model
+    (the mean over its finished seeds) with a min-max band. Returns the Figure."""
+    from matplotlib.ticker import MaxNLocator
+
+    label = {"loss": "loss (label-smoothed cross entropy)", "acc": "accuracy"}[kind]
+    fig = _figure(11, 4.2)
+    axes = fig.subplots(1, 2, sharey=True)
+    colors = {m: f"C{i}" for i, m in enumerate(by_model(runs, baseline))}
+    for ax, split in zip(axes, ("train", "val")):
+        for model, model_runs in by_model(runs, baseline).items():
+            done = [r for r in model_runs if r.finished]
+            if not done:
+                continue
+            epochs, mean, low, high = _epoch_curve(done, f"{split}_{kind}")
+            ax.plot(epochs, mean, marker="o", markersize=3, color=colors[model], label=f"{model} (n={len(done)})")
+            if len(done) > 1:
+                ax.fill_between(epochs, low, high, color=colors[model], alpha=0.2, linewidth=0)
+        ax.set_title(f"{split} {kind}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("mean over finished seeds; shaded: min-max over seeds")
+    return fig
+
+
+def denormalize(chw) -> np.ndarray:
+    """A normalized CHW image back to HWC RGB in [0, 1] (clipped: rounding may step outside)."""
+    from ba_net.data import MEAN, STD
+
+    return np.clip(np.asarray(chw, dtype=np.float32).transpose(1, 2, 0) * STD + MEAN, 0.0, 1.0)
+
+
+def plot_predictions(results: dict, images, labels, n_images: int = 8):
+    """The first ``n_images`` test images, one row per model, titled predicted / true
+    (green when right, red when wrong)."""
+    from ba_net import data as D
+
+    n = min(n_images, len(images))
+    fig = _figure(1.6 * n, 2.0 * len(results) + 0.4)
+    axes = np.atleast_2d(fig.subplots(len(results), n, squeeze=False))
+    for row, (model, res) in zip(axes, results.items()):
+        for i, ax in enumerate(row):
+            ax.imshow(denormalize(D.eval_transform(images[i])))
+            pred, true = int(res["predicted"][i]), int(labels[i])
+            ax.set_title(f"pred {D.CLASSES[pred]}\ntrue {D.CLASSES[true]}", fontsize=8,
+                         color="green" if pred == true else "red")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(f"{model}\nseed {res['seed']}", fontsize=9)
+    fig.suptitle("test images: predicted / true (green right, red wrong)")
+    return fig
+
+
+def plot_confusion(results: dict):
+    """One confusion matrix per model (counts; rows true, columns predicted)."""
+    from ba_net.data import CLASSES
+
+    fig = _figure(5.2 * len(results), 5.0)
+    axes = np.atleast_1d(fig.subplots(1, len(results), squeeze=False)[0])
+    for ax, (model, res) in zip(axes, results.items()):
+        m = res["confusion"]
+        ax.imshow(m, cmap="Blues")
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=6,
+                    color="white" if v > m.max() / 2 else "black")
+        ticks = range(len(CLASSES))
+        ax.set_xticks(ticks, CLASSES, rotation=90, fontsize=7)
+        ax.set_yticks(ticks, CLASSES, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{model} seed {res['seed']} ({res['weights']}): acc {res['accuracy']:.4f}", fontsize=9)
+    return fig
+
+
+__all__ = ["denormalize", "plot_confusion", "plot_curves", "plot_predictions", "save_figure"]

@@ -1,0 +1,175 @@
+"""The comparison's tables: comparison.md (the table, the runs, how every number was obtained),
+comparison.csv (one row per model) and comparison.json (the whole summary), written by
+:func:`write_tables` from the summary that :func:`ba_net.report.summarize` starts."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from ba_net.checkpoint import atomic_write_json, atomic_write_text
+
+# The notebook's throughput (test-set pass, data loading included, one V100 GPU).
+NOTEBOOK_THROUGHPUT = {"AlexNet": 2612.0, "BA-AlexNet": 2533.0}
+
+CSV_COLUMNS = ("model", "n_seeds", "n_runs", "n_excluded", "seeds", "val_acc_best_mean", "val_acc_best_std",
+               "val_acc_final_mean", "val_acc_final_std", "train_acc_final_mean", "train_acc_final_std",
+               "delta_vs_baseline", "delta_ci95_low", "delta_ci95_high", "p_value", "test", "params_total",
+               "params_trainable", "flops", "throughput_img_s", "throughput_notebook_img_s", "wall_time_s_mean",
+               "wall_time_s_std")
+
+
+def _pct(v, signed=False) -> str:
+    return "–" if v is None else f"{100 * v:+.2f}" if signed else f"{100 * v:.2f}"
+
+
+def _mean_pm_std(row, key) -> str:
+    mean, std = row[f"{key}_mean"], row[f"{key}_std"]
+    if mean is None:
+        return "–"
+    return _pct(mean) if std is None else f"{_pct(mean)} ± {_pct(std)}"
+
+
+def _delta_cell(row) -> str:
+    if row["test_note"] == "baseline":
+        return "baseline"
+    if row["delta_vs_baseline"] is None:
+        return "–"
+    text = _pct(row["delta_vs_baseline"], signed=True)
+    if row["delta_ci95"] is None:
+        return f"{text} (no CI: {row['test_note']})"
+    low, high = row["delta_ci95"]
+    return f"{text} [{_pct(low, signed=True)}, {_pct(high, signed=True)}]"
+
+
+def _p_cell(row) -> str:
+    if row["p_value"] is None:
+        return "–"
+    df = f"df {row['test_df']:.3g}"
+    return f"{row['p_value']:.3g} ({row['test']}, {df})"
+
+
+def _count(v) -> str:
+    return "–" if v is None else f"{v:,}"
+
+
+def _speed(v, summary) -> str:
+    if summary["throughput"] is None:
+        return "skipped"
+    return "–" if v is None else f"{v:.0f}"
+
+
+def markdown(summary: dict) -> str:
+    """comparison.md: the table, the runs, and how every number was obtained."""
+    rows, base = summary["rows"], summary["baseline"]
+    out = [f"# Comparison: experiment `{summary['experiment']}`", "",
+           "| model | seeds | best val acc % | final val acc % | final train acc % | Δ best val vs "
+           f"{base} (pp) [95 % CI] | p | params total (trainable) | FLOPs / image | img/s benchmark | "
+           "img/s test-set pass |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        seeds = f"{r['n_seeds']} of {r['n_runs']}"
+        params = "–" if r["params_total"] is None else f"{_count(r['params_total'])} ({_count(r['params_trainable'])})"
+        out.append(f"| {r['model']} | {seeds} | {_mean_pm_std(r, 'val_acc_best')} | {_mean_pm_std(r, 'val_acc_final')} | "
+                   f"{_mean_pm_std(r, 'train_acc_final')} | {_delta_cell(r)} | {_p_cell(r)} | {params} | "
+                   f"{_count(r['flops'])} | {_speed(r['throughput_img_s'], summary)} | "
+                   f"{_speed(r['throughput_notebook_img_s'], summary)} |")
+    out += ["", "## Runs", "", "| model | seed | status | epochs | best val acc % | final val acc % | "
+            "final train acc % | wall time s | note |", "|---|---|---|---|---|---|---|---|---|"]
+    for run in summary["runs"]:
+        note = "" if run["included"] else "excluded from the statistics" + (f": {run['reason']}" if run["reason"] else "")
+        out.append(f"| {run['model']} | {run['seed']} | {run['status']} | {run['epochs_done']}/{run['epochs_planned']} | "
+                   f"{_pct(run['best_val_acc'])} | {_pct(run['final_val_acc'])} | {_pct(run['final_train_acc'])} | "
+                   f"{run['wall_time_s']:.1f} | {note} |")
+    out += ["", "## Method", ""] + [f"- {line}" for line in _method_notes(summary)]
+    return "\n".join(out) + "\n"
+
+
+def _method_notes(summary: dict) -> list:
+    rows, base = summary["rows"], summary["baseline"]
+    n_runs = len(summary["runs"])
+    notes = [
+        "Statistics use finished runs only. Accuracies are fractions of the validation split (which is the "
+        "CIFAR-10 test split, as in the notebook, so the best epoch is picked on test data and is optimistic), "
+        "shown in %: mean ± sample standard deviation (ddof = 1) over the finished seeds of each model "
+        "(the 'seeds' column: finished of all runs); best = highest val accuracy of any epoch, final = the last epoch.",
+        f"Δ is the mean best val accuracy minus {base}'s, in percentage points. 95 % CI and two-sided p: a paired "
+        "t-test over seeds when both models finished the same seeds, Welch's t-test otherwise (t quantiles and "
+        "p-values from scipy.stats.t). With one seed on a side no interval is possible "
+        "and CI and p are left empty.",
+    ]
+    if any(r["n_seeds"] == 1 for r in rows):
+        notes.append("Some models have a single finished seed: their std, CI and p are not defined.")
+    if summary["excluded"]:
+        notes.append(f"{len(summary['excluded'])} of {n_runs} runs excluded from the statistics (not finished): "
+                     + "; ".join(summary["excluded"]) + ".")
+    else:
+        notes.append(f"All {n_runs} runs finished; none excluded.")
+    if summary["train_devices"]:
+        notes.append(f"Trained on: {', '.join(summary['train_devices'])}.")
+    if summary["complexity"]:
+        notes.append("Params: computed from freshly built models, total as paddle.summary counts them (BatchNorm "
+                     "running mean/variance included) and trainable. FLOPs: forward multiply-accumulates for one "
+                     f"3x{summary['complexity']['image_size']}x{summary['complexity']['image_size']} image, "
+                     "paddle.flops' convention, attention's functional ops included.")
+    notes += _throughput_notes(summary)
+    pred = summary["predictions"]
+    if pred:
+        notes.append("predictions.png / confusion.png: each model's lowest finished seed, best.pdparams (else "
+                     "final.pdparams), on the test split: " + "; ".join(
+                         f"{m} seed {p['seed']} {p['weights']} accuracy {_pct(p['accuracy'])} %" for m, p in pred.items()) + ".")
+    notes += summary["notes"]
+    return notes
+
+
+def _throughput_notes(summary: dict) -> list:
+    tp = summary["throughput"]
+    if tp is None:
+        return ["Throughput: skipped (--no-throughput)."]
+    how = {"fast": "Paddle Inference (exported model, oneDNN)", "dygraph": "dygraph"}.get(tp.get("path"), "dygraph")
+    if not tp["device"].startswith("cpu"):
+        how = "dygraph"  # ba_net.accel.eval_model keeps dygraph on GPU
+    notes = [f"Throughput on {tp['device']} with {how} (train.path: {tp.get('path', 'fast')}), eval mode, fresh "
+             f"weights. Benchmark: batch {tp['batch_size']} of random "
+             f"3x{tp['image_size']}x{tp['image_size']} input, {tp['warmup']} warm-up passes, median of {tp['repeats']} "
+             "timed passes."]
+    if tp["device"].startswith("cpu") and tp.get("load_average_1min") is not None:
+        notes.append(f"System load when the measurement started: {tp['load_average_1min']:.1f} (1-minute average) "
+                     f"on {tp['cpus']} CPUs; a load near or above the CPU count means other processes shared the "
+                     "cores and the img/s numbers are low and noisy.")
+    if tp["notebook_way"]:
+        cap = "" if tp["max_batches"] is None else f", first {tp['max_batches']} batches"
+        notes.append(f"Test-set pass (the notebook's way): one warm-up batch, then an eval pass over the "
+                     f"{tp['notebook_images']} test images{cap} through the data loader ({tp['num_workers']} workers; "
+                     "decoding, resizing and normalizing included), images / wall time.")
+    else:
+        notes.append("Test-set pass: not measured (no test split available).")
+    ours = ", ".join(f"{r['model']} {_speed(r['throughput_notebook_img_s'], summary)}" for r in summary["rows"])
+    theirs = ", ".join(f"{m} {v:.0f}" for m, v in NOTEBOOK_THROUGHPUT.items())
+    ratio = NOTEBOOK_THROUGHPUT["BA-AlexNet"] / NOTEBOOK_THROUGHPUT["AlexNet"]
+    notes.append(f"The notebook measured its test-set pass on a V100 GPU (img/s): {theirs} (ratio {ratio:.3f}); "
+                 f"ours on {tp['device']}: {ours}. Different hardware: compare the ratio between models, not "
+                 "the absolute numbers.")
+    return notes
+
+
+def _csv(summary: dict) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in summary["rows"]:
+        ci = r["delta_ci95"] or (None, None)
+        flat = {**r, "seeds": ";".join(str(s) for s in r["seeds"]), "delta_ci95_low": ci[0], "delta_ci95_high": ci[1]}
+        writer.writerow({k: "" if flat.get(k) is None else flat[k] for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+def write_tables(summary: dict, out_dir) -> None:
+    """comparison.json, comparison.md and comparison.csv in ``out_dir``."""
+    out_dir = Path(out_dir)
+    atomic_write_json(out_dir / "comparison.json", summary)
+    atomic_write_text(out_dir / "comparison.md", markdown(summary))
+    atomic_write_text(out_dir / "comparison.csv", _csv(summary))
+
+
+__all__ = ["CSV_COLUMNS", "NOTEBOOK_THROUGHPUT", "markdown", "write_tables"]
