@@ -1,5 +1,5 @@
 """The fast paths give what plain dygraph gives: training losses and state, exported logits;
-and tools/benchmark.py runs end to end (smoke settings; timing targets live in the benchmark).
+and tools/benchmark.py runs end to end (smoke settings; its past targets are in docs/PERFORMANCE.md).
 
 Tolerances: oneDNN sums the convolutions in another order than Paddle's im2col + GEMM, so the
 values differ by float32 rounding (~1e-6 relative). A ReLU input within that rounding of zero
@@ -159,5 +159,5 @@ def test_benchmark_quick_writes_every_row(tmp_path, cifar_subset):
         if r["section"].startswith("train"):
             assert r["pct_gemm"] > 0, r
     assert result["ba_overhead_pct"] and result["ba_overhead_interleaved"]["train"]["pairs"] >= 1
-    assert {t["target"] for t in result["targets"]}
+    assert "targets" not in result and "Targets" not in proc.stdout  # past targets: docs/PERFORMANCE.md
     assert "| train step | alexnet | fast |" in proc.stdout and "Method:" in proc.stdout
