@@ -5,6 +5,7 @@ from functools import partial
 
 from ba_net.models.alexnet import AlexNet
 from ba_net.models.multi_attention import MultiAttentionAlexNet
+from ba_net.models import resnet as _resnet
 from ba_net.models.signal import EcaCNN1D, SpatialAttentionNet
 
 _REGISTRY = {
@@ -18,6 +19,26 @@ _REGISTRY = {
     "alexnet_multihead": MultiAttentionAlexNet,
     "eca_cnn1d": EcaCNN1D,
     "sam_net": SpatialAttentionNet,
+    # CIFAR-form ResNets (32 px, projection shortcuts), attention in every block
+    "resnet20": _resnet.resnet20,
+    "resnet56": _resnet.resnet56,
+    "ba_resnet20": _resnet.ba_resnet20,
+    "ba_resnet56": _resnet.ba_resnet56,
+    "resnet20_se": partial(_resnet.resnet20, attention="se"),
+    "resnet20_eca": partial(_resnet.resnet20, attention="eca"),
+    "resnet20_cbam": partial(_resnet.resnet20, attention="cbam"),
+    "resnet56_se": partial(_resnet.resnet56, attention="se"),
+    "resnet56_eca": partial(_resnet.resnet56, attention="eca"),
+    "resnet56_cbam": partial(_resnet.resnet56, attention="cbam"),
+    # ImageNet-form ResNets (224 px)
+    "resnet18": _resnet.resnet18,
+    "resnet34": _resnet.resnet34,
+    "resnet50": _resnet.resnet50,
+    "resnet101": _resnet.resnet101,
+    "ba_resnet18": _resnet.ba_resnet18,
+    "ba_resnet34": _resnet.ba_resnet34,
+    "ba_resnet50": _resnet.ba_resnet50,
+    "ba_resnet101": _resnet.ba_resnet101,
 }
 
 
@@ -41,6 +62,13 @@ def build_model(name: str, num_classes: int = 10, **kwargs):
     conv5's output. alexnet_multihead: AlexNet's features with the notes' multi-attention head.
     eca_cnn1d: the notes' 1-D CNN with ECA, input [B, 1, 2048]. sam_net: the notes'
     spatial-attention network, input [B, 1, length, modalities].
+    resnet20 / resnet56: He et al.'s CIFAR ResNets (32 px, projection shortcuts);
+    ba_resnet20 / ba_resnet56: with Bridge Attention in every block (r = 16, ``min_hidden=1``
+    by default: the official hidden width, 1 in the 16-channel stage);
+    resnet20_se / _eca / _cbam, resnet56_se / _eca / _cbam: that module at BA's place.
+    resnet18 / 34 / 50 / 101 and ba_resnet18 / 34 / 50 / 101: the ImageNet-form (224 px)
+    ResNets and BA-ResNets of the paper. The ResNets take ``attention``-module keywords
+    (reduction, act, gate, min_hidden) and carry their input side as ``model.input_size``.
     """
     try:
         factory = _REGISTRY[name]
