@@ -7,7 +7,7 @@ the next one in the same process. The notebook's way needs a subprocess anyway: 
 is measured at the start and at the end; the higher is the yardstick.
 
 FLOPs count 2 per multiply-accumulate; a training step is taken as 3 x the forward
-(:func:`ba_net.complexity.count_flops`), so % of GEMM = 6 x MACs x images/s / GEMM rate.
+(:func:`ba_net.complexity.count_macs`), so % of GEMM = 6 x MACs x images/s / GEMM rate.
 """
 from __future__ import annotations
 
@@ -110,11 +110,11 @@ def describe_machine() -> dict:
             "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")}}
 
 
-def _flops(model_name: str) -> int:
-    from ba_net.complexity import count_flops
+def _macs(model_name: str) -> int:
+    from ba_net.complexity import count_macs
     from ba_net.models import build_model
 
-    return int(count_flops(build_model(model_name), (1, 3, 128, 128)))
+    return int(count_macs(build_model(model_name), (1, 3, 128, 128)))
 
 
 def run_benchmark(settings: Settings) -> dict:
@@ -127,7 +127,7 @@ def run_benchmark(settings: Settings) -> dict:
     logger.info("benchmark on %s: batch %d, %d steps x %d repeats after %d warm-up", result["machine"]["device"],
                 settings.batch_size, settings.steps, settings.repeats, settings.warmup)
     gemm_start = measure_gemm(settings.gemm_size, settings.repeats)
-    result["macs_per_image"] = {m: _flops(m) for m in settings.models}
+    result["macs_per_image"] = {m: _macs(m) for m in settings.models}
     _measure_rows(result, settings)
     # the GEMM rate again at the end; the higher of the two (the less disturbed) is the yardstick
     gemm_end = measure_gemm(settings.gemm_size, settings.repeats)
@@ -243,7 +243,7 @@ def format_table(result: dict) -> str:
         "0 loader workers; dygraph = tuned environment; to_static = paddle.jit.to_static "
         "(PIR); fast = ba_net.accel (legacy static program, oneDNN convolutions); inference = paddle.jit.save + "
         "Paddle Inference with oneDNN.",
-        "% of GEMM = 6 x forward multiply-accumulates per image (count_flops) x img/s / the Paddle GEMM rate "
+        "% of GEMM = 6 x forward multiply-accumulates per image (count_macs) x img/s / the Paddle GEMM rate "
         "(the higher of the measurements at the start and at the end of the run).",
         f"1-min load average {_fmt(load.get('before'))} before, {_fmt(load.get('after'))} after "
         f"({result.get('seconds')} s); other processes on these cores lower every figure."])]

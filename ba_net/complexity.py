@@ -1,13 +1,14 @@
-"""Parameter and FLOP counts computed from the models, never copied.
+"""Parameter and multiply-accumulate counts computed from the models, never copied.
 
 Parameters are counted as ``paddle.summary`` counts them (BatchNorm running mean and variance
 included) and, separately, the trainable ones.
 
-FLOPs follow ``paddle.flops``' convention (multiply-accumulates of convolutions and linear
-layers, one per bias element, 2 per element for BatchNorm, pools as Paddle counts them,
-activations and max pools as zero) and add what a per-layer counter cannot see: a layer that
-computes with functional ops declares that work in an ``extra_flops(inputs, output)`` method
-(Bridge Attention's pooled squeezes and branch sums, the multiply that applies its weights).
+:func:`count_macs` counts multiply-accumulates (MACs) the way ``paddle.flops`` does -- which calls
+them FLOPs: one per multiply-add of convolutions and linear layers, one per bias element, 2 per
+element for BatchNorm, pools as Paddle counts them, activations and max pools as zero -- and adds
+what a per-layer counter cannot see: a layer that computes with functional ops declares that work
+in an ``extra_flops(inputs, output)`` method (Bridge Attention's pooled squeezes and branch sums,
+the multiply that applies its weights). Floating-point operations are about 2 x MACs.
 """
 from __future__ import annotations
 
@@ -66,8 +67,8 @@ def _leaf_flops(layer, inputs, output) -> int:
     return 0
 
 
-def count_flops(model: nn.Layer, input_shape=(1, 3, 128, 128)) -> int:
-    """Forward FLOPs (multiply-accumulates, Paddle's convention) for one input of ``input_shape``,
+def count_macs(model: nn.Layer, input_shape=(1, 3, 128, 128)) -> int:
+    """Forward multiply-accumulates for one input of ``input_shape`` (``paddle.flops``' number),
     attention modules' functional work included. Runs one forward pass in eval mode."""
     total = [0]
 
@@ -89,3 +90,6 @@ def count_flops(model: nn.Layer, input_shape=(1, 3, 128, 128)) -> int:
         if was_training:
             model.train()
     return total[0]
+
+
+count_flops = count_macs  # the former name, kept for the notebook until it calls count_macs

@@ -63,7 +63,7 @@ def summarize(runs, baseline: str = "alexnet") -> dict:
         for key, attr in (("val_acc_best", "best_val_acc"), ("val_acc_final", "final_val_acc"),
                           ("train_acc_final", "final_train_acc"), ("wall_time_s", "wall_time_s")):
             row[f"{key}_mean"], row[f"{key}_std"] = mean_std(getattr(r, attr) for r in done)
-        row.update(params_total=None, params_trainable=None, flops=None, throughput_img_s=None,
+        row.update(params_total=None, params_trainable=None, macs=None, throughput_img_s=None,
                    throughput_notebook_img_s=None)
         if model == baseline:
             test = TTest("none", None, None, None, note="baseline")
@@ -93,12 +93,12 @@ def _eval_path(runs) -> str:
     return next(((r.config.get("train") or {}).get("path", "fast") for r in runs if r.config), "fast")
 
 
-# ============================================================= parameters, FLOPs, speed
+# ============================================================== parameters, MACs, speed
 
 def add_complexity(summary: dict, runs, image_size: int = 128) -> None:
-    """Parameter counts (paddle.summary's total, trainable) and forward FLOPs per image of each
-    model, built afresh with its runs' model_kwargs."""
-    from ba_net.complexity import count_flops, count_params
+    """Parameter counts (paddle.summary's total, trainable) and forward multiply-accumulates per
+    image of each model, built afresh with its runs' model_kwargs."""
+    from ba_net.complexity import count_macs, count_params
     from ba_net.models import build_model
 
     groups = by_model(runs, summary["baseline"])
@@ -106,7 +106,7 @@ def add_complexity(summary: dict, runs, image_size: int = 128) -> None:
         model = build_model(row["model"], **_model_kwargs(groups[row["model"]]))
         counts = count_params(model)
         row.update(params_total=counts["total"], params_trainable=counts["trainable"],
-                   flops=count_flops(model, (1, 3, image_size, image_size)))
+                   macs=count_macs(model, (1, 3, image_size, image_size)))
     summary["complexity"] = {"image_size": image_size}
 
 

@@ -15,7 +15,7 @@ NOTEBOOK_THROUGHPUT = {"AlexNet": 2612.0, "BA-AlexNet": 2533.0}
 CSV_COLUMNS = ("model", "n_seeds", "n_runs", "n_excluded", "seeds", "val_acc_best_mean", "val_acc_best_std",
                "val_acc_final_mean", "val_acc_final_std", "train_acc_final_mean", "train_acc_final_std",
                "delta_vs_baseline", "delta_ci95_low", "delta_ci95_high", "p_value", "test", "params_total",
-               "params_trainable", "flops", "throughput_img_s", "throughput_notebook_img_s", "wall_time_s_mean",
+               "params_trainable", "macs", "throughput_img_s", "throughput_notebook_img_s", "wall_time_s_mean",
                "wall_time_s_std")
 
 
@@ -64,7 +64,7 @@ def markdown(summary: dict) -> str:
     rows, base = summary["rows"], summary["baseline"]
     out = [f"# Comparison: experiment `{summary['experiment']}`", "",
            "| model | seeds | best val acc % | final val acc % | final train acc % | Δ best val vs "
-           f"{base} (pp) [95 % CI] | p | params total (trainable) | FLOPs / image | img/s benchmark | "
+           f"{base} (pp) [95 % CI] | p | params total (trainable) | MACs / image | img/s benchmark | "
            "img/s test-set pass |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -72,7 +72,7 @@ def markdown(summary: dict) -> str:
         params = "–" if r["params_total"] is None else f"{_count(r['params_total'])} ({_count(r['params_trainable'])})"
         out.append(f"| {r['model']} | {seeds} | {_mean_pm_std(r, 'val_acc_best')} | {_mean_pm_std(r, 'val_acc_final')} | "
                    f"{_mean_pm_std(r, 'train_acc_final')} | {_delta_cell(r)} | {_p_cell(r)} | {params} | "
-                   f"{_count(r['flops'])} | {_speed(r['throughput_img_s'], summary)} | "
+                   f"{_count(r['macs'])} | {_speed(r['throughput_img_s'], summary)} | "
                    f"{_speed(r['throughput_notebook_img_s'], summary)} |")
     out += ["", "## Runs", "", "| model | seed | status | epochs | best val acc % | final val acc % | "
             "final train acc % | wall time s | note |", "|---|---|---|---|---|---|---|---|---|"]
@@ -109,9 +109,9 @@ def _method_notes(summary: dict) -> list:
         notes.append(f"Trained on: {', '.join(summary['train_devices'])}.")
     if summary["complexity"]:
         notes.append("Params: computed from freshly built models, total as paddle.summary counts them (BatchNorm "
-                     "running mean/variance included) and trainable. FLOPs: forward multiply-accumulates for one "
+                     "running mean/variance included) and trainable. MACs: forward multiply-accumulates for one "
                      f"3x{summary['complexity']['image_size']}x{summary['complexity']['image_size']} image, "
-                     "paddle.flops' convention, attention's functional ops included.")
+                     "paddle.flops' count (which it calls FLOPs), attention's functional ops included.")
     notes += _throughput_notes(summary)
     pred = summary["predictions"]
     if pred:

@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
-from ba_net import build_model, count_flops, count_params, create_attention, list_attention
+from ba_net import build_model, count_macs, count_params, create_attention, list_attention
 from ba_net.attention import (
     CBAM, AttentionWeightedAverage, ChannelGate, EfficientChannelAttention, GlobalWeightedAvgPool,
     SpatialAttention, SpatialGate, SqueezeExcitation, eca_kernel_size,
@@ -343,7 +343,7 @@ def _flops_formula(name, c, n, r=16):
 @pytest.mark.parametrize("name", NON_BRIDGED)
 def test_flops_match_formula(name):
     shape = (2, 64, 5, 7)
-    assert count_flops(_build(name, shape), shape) == 2 * _flops_formula(name, 64, 35)
+    assert count_macs(_build(name, shape), shape) == 2 * _flops_formula(name, 64, 35)
 
 
 def test_registry_and_errors():
@@ -373,7 +373,7 @@ SLOT_C, SLOT_N = 128, 7 * 7  # conv5 at 128 px
 
 @pytest.fixture(scope="module")
 def alex_flops():
-    return count_flops(build_model("alexnet"))
+    return count_macs(build_model("alexnet"))
 
 
 @pytest.mark.parametrize("model,attention", [
@@ -381,7 +381,7 @@ def alex_flops():
 def test_alexnet_variants(model, attention, alex_flops):
     net = build_model(model)
     assert count_params(net)["total"] == ALEX_PARAMS + _param_formula(attention, SLOT_C)
-    flops = count_flops(net)
+    flops = count_macs(net)
     assert flops == alex_flops + _flops_formula(attention, SLOT_C, SLOT_N) > alex_flops
 
     net.train()
@@ -405,7 +405,7 @@ def test_alexnet_multihead(alex_flops):
     alex_classifier_flops = 1152 * 2048 + 2048 * 2048 + 2048 * 10
     head_flops = (_flops_formula("cbam", c, n) + _flops_formula("global_weighted_avg", c, n)
                   + _flops_formula("attention_weighted_avg", c, n) + c + 2 * c + c * 512 + 512 * 10)
-    assert count_flops(net) == alex_flops - alex_classifier_flops + head_flops
+    assert count_macs(net) == alex_flops - alex_classifier_flops + head_flops
 
     net.train()
     out = net(paddle.randn([3, 3, 128, 128]))

@@ -355,9 +355,9 @@ def test_compare_end_to_end_on_a_real_training(trained, tmp_path):
     summary = json.loads((out / "comparison.json").read_text())
     # hand counts (REFERENCE.md / README), not the package's own numbers
     expected = {"alexnet": (7_524_042, 7_524_042, 97_012_352), "ba_alexnet": (7_529_258, 7_529_210, 97_049_408)}
-    for model, (total, trainable, flops) in expected.items():
+    for model, (total, trainable, macs) in expected.items():
         r_ = row(summary, model)
-        assert (r_["params_total"], r_["params_trainable"], r_["flops"]) == (total, trainable, flops)
+        assert (r_["params_total"], r_["params_trainable"], r_["macs"]) == (total, trainable, macs)
         assert r_["throughput_img_s"] > 0 and r_["throughput_notebook_img_s"] > 0
         hist = [read_history(trained / model / f"seed{s}") for s in (0, 1)]
         best = [h["best_val_acc"] for h in hist]
@@ -377,5 +377,6 @@ def test_compare_end_to_end_on_a_real_training(trained, tmp_path):
     assert (tp["batch_size"], tp["warmup"], tp["repeats"], tp["max_batches"]) == (16, 1, 2, 2)
     assert tp["device"].startswith("cpu")
     md = (out / "comparison.md").read_text()
-    assert "| alexnet | 2 of 2 |" in md and "7,529,258 (7,529,210)" in md and "2612" in md and "V100" in md
+    assert "| MACs / image |" in md and "| alexnet | 2 of 2 |" in md and "7,529,258 (7,529,210)" in md
+    assert "2612" in md and "V100" in md
     assert "All 4 runs finished" in md and "System load when the measurement started" in md

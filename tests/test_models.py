@@ -4,7 +4,7 @@ import paddle
 import pytest
 
 import ba_net
-from ba_net import build_model, count_flops, count_params
+from ba_net import build_model, count_macs, count_params
 
 
 def _alexnet_params_by_hand():
@@ -37,9 +37,12 @@ def test_param_count_matches_paddle_summary():
     assert summary["total_params"] == count_params(model)["total"]
 
 
-def test_flops_match_paddle_for_plain_layers_and_count_ba_work():
+def test_macs_match_paddle_for_plain_layers_and_count_ba_work():
+    # multiply-accumulates, not 2 x: a 3x3 convolution 3 -> 8 channels on 4x4 does 27 multiply-adds
+    # and one bias add for each of its 8 x 4 x 4 outputs
+    assert count_macs(paddle.nn.Conv2D(3, 8, 3, padding=1), (1, 3, 4, 4)) == 8 * 4 * 4 * (27 + 1)
     alex = build_model("alexnet")
-    assert count_flops(alex) == paddle.flops(alex, [1, 3, 128, 128])
+    assert count_macs(alex) == paddle.flops(alex, [1, 3, 128, 128])
     # BA at conv5 (7x7): three pooled squeezes (adds + a divide per channel, as Paddle counts
     # adaptive pooling), three linear squeezes, three BNs over 8 values, two branch sums,
     # the excitation, and the multiply that applies the weights to conv5's output.
@@ -47,9 +50,9 @@ def test_flops_match_paddle_for_plain_layers_and_count_ba_work():
     pools = (192 + 192 + 128) * (hw + 1)
     ba = pools + (192 + 192 + 128) * 8 + 3 * 2 * 8 + 2 * 8 + 8 * 128 + 128 * hw
     for name in ("ba_alexnet", "ba_alexnet_notebook"):
-        assert count_flops(build_model(name)) - count_flops(alex) == ba
+        assert count_macs(build_model(name)) - count_macs(alex) == ba
     # per image: a batch of 2 costs twice as much
-    assert count_flops(alex, (2, 3, 128, 128)) == 2 * count_flops(alex)
+    assert count_macs(alex, (2, 3, 128, 128)) == 2 * count_macs(alex)
 
 
 def test_unknown_model_lists_valid_names():

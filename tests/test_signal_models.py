@@ -5,7 +5,7 @@ import paddle
 import paddle.nn.functional as F
 import pytest
 
-from ba_net import build_model, count_flops, count_params
+from ba_net import build_model, count_macs, count_params
 
 STAGES_1D = [(1, 16, 64), (16, 32, 3), (32, 64, 3), (64, 64, 3), (64, 64, 3)]  # (in, out, kernel)
 
@@ -37,7 +37,7 @@ def _sam_net_params(classes, channels=(16, 32, 64), k=5):
 def test_eca_cnn1d_counts_and_shapes():
     model = build_model("eca_cnn1d", num_classes=10)
     assert count_params(model)["total"] == _eca_cnn1d_params(10) == 61_193
-    assert count_flops(model, (1, 1, 2048)) == _eca_cnn1d_flops(10)
+    assert count_macs(model, (1, 1, 2048)) == _eca_cnn1d_flops(10)
     assert model.eca.kernel_size == 3
     model.eval()
     assert list(model(paddle.randn([3, 1, 2048])).shape) == [3, 10]
@@ -76,7 +76,7 @@ def test_sam_net_counts_and_shapes():
     assert list(model(paddle.randn([2, 1, 50, 9])).shape) == [2, 6]  # any length / modality count
     with pytest.raises(ValueError, match="length, modalities"):
         model(paddle.randn([2, 128, 3]))
-    assert count_flops(model, (1, 1, 128, 3)) > 0
+    assert count_macs(model, (1, 1, 128, 3)) > 0
 
 
 @pytest.mark.parametrize("name,shape", [("eca_cnn1d", [3, 1, 2048]), ("sam_net", [4, 1, 128, 3])])

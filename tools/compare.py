@@ -1,4 +1,4 @@
-"""Compare the runs of one experiment: accuracy, parameters, FLOPs, throughput, curves.
+"""Compare the runs of one experiment: accuracy, parameters, multiply-accumulates, throughput, curves.
 
     python tools/compare.py <output_dir>/<experiment> [--out DIR] [--no-throughput] [--baseline alexnet]
 
