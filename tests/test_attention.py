@@ -200,6 +200,23 @@ def test_cbam_gates_are_sigmoid_not_softmax():
     assert np.abs(mc.sum(1) - 1).min() > 0.1 and np.abs(ms.sum((2, 3)) - 1).min() > 0.1
 
 
+@pytest.mark.parametrize("dims", [2, 1])
+def test_cbam_spatial_batchnorm_keeps_99_percent_as_the_official_code(dims):
+    """The official CBAM's BatchNorm2d(momentum=0.01) moves the running mean 1 % of the way to the
+    batch mean per training step (Paddle momentum 0.99, not its default 0.9)."""
+    rng = np.random.default_rng(4)
+    shape = (4, 16, 6, 6) if dims == 2 else (4, 16, 11)
+    gate = create_attention("cbam", 16, kernel_size=7 if dims == 2 else 5, dims=dims).spatial_gate
+    x = paddle.to_tensor(rng.normal(2.0, 1.0, size=shape).astype("float32"))
+    desc = paddle.concat([x.mean(axis=1, keepdim=True), x.max(axis=1, keepdim=True)], axis=1)
+    batch_mean = float(gate.conv(desc).numpy().mean())
+    gate.train()
+    for step in range(1, 3):  # from 0: 0.01 m after one step, (1 - 0.99^2) m after two
+        gate(x)
+        assert float(gate.norm._mean.numpy()[0]) == pytest.approx((1 - 0.99 ** step) * batch_mean, rel=1e-4)
+    assert gate.norm._epsilon == pytest.approx(1e-5)
+
+
 @pytest.mark.parametrize("shape,kernel", [(SHAPES[0], 7), ((4, 16, 12, 3), (3, 1)), (SHAPES[1], (5,))])
 def test_spatial_attention_matches_numpy(shape, kernel):
     rng = np.random.default_rng(4)

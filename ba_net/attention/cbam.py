@@ -18,6 +18,9 @@ from ba_net.attention.helpers import (
 )
 
 _NORMS = {1: nn.BatchNorm1D, 2: nn.BatchNorm2D, 3: nn.BatchNorm3D}
+# The official code's BatchNorm2d(momentum=0.01) updates the running statistics by 1 % of the
+# batch's per step; Paddle's momentum is the share kept, so the same update is momentum 0.99.
+BN_MOMENTUM = 0.99
 
 
 class ChannelGate(nn.Layer):
@@ -55,6 +58,7 @@ class ChannelGate(nn.Layer):
 
 class SpatialGate(nn.Layer):
     """CBAM's spatial half: [mean over channels; max over channels] -> conv (no bias) -> BN -> gate.
+    The BN is the official code's (eps 1e-5, torch momentum 0.01, i.e. Paddle momentum 0.99).
 
     Args: channels (only for the FLOP count), reduction (unused), gate, kernel_size (7, or one
     odd size per axis), dims (spatial axes when ``kernel_size`` is an int).
@@ -65,7 +69,7 @@ class SpatialGate(nn.Layer):
         self.channels = channels
         self.conv = same_conv(2, 1, kernel_size, dims, bias=False)
         self.dims = len(self.conv.weight.shape) - 2
-        self.norm = _NORMS[self.dims](1)
+        self.norm = _NORMS[self.dims](1, momentum=BN_MOMENTUM, epsilon=1e-5)
         self.gate = make_gate(gate)
 
     def weights(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -97,15 +101,8 @@ class CBAM(nn.Layer):
         dims: spatial axes of the input (2 for images, 1 for signals).
     """
 
-    def __init__(
-        self,
-        channels: int,
-        reduction: int = 16,
-        act: str = "relu",
-        gate: str = "sigmoid",
-        kernel_size=7,
-        dims: int = 2,
-    ):
+    def __init__(self, channels: int, reduction: int = 16, act: str = "relu", gate: str = "sigmoid", kernel_size=7,
+                 dims: int = 2):
         super().__init__()
         self.channel_gate = ChannelGate(channels, reduction, act=act, gate=gate)
         self.spatial_gate = SpatialGate(channels, gate=gate, kernel_size=kernel_size, dims=dims)
