@@ -133,3 +133,28 @@ def test_train_log_gets_info_lines_whatever_level_paddle_left_on_the_root_logger
     engine.run_experiment(cfg)
     log = (runs.run_folder(cfg, "alexnet", 0).root / "train.log").read_text()
     assert "epoch 1/1" in log, log
+
+
+# ------------------------------------------------------------------ OpenCV missing
+
+_NO_CV2 = ("import importlib.util as u\n"
+           "real = u.find_spec\n"
+           "u.find_spec = lambda name, *a: None if name == 'cv2' else real(name, *a)  # as if no OpenCV were installed\n")
+
+
+def test_missing_opencv_is_one_line_naming_what_to_install():
+    code = _NO_CV2 + ("import sys\n"
+                      "try:\n"
+                      "    import ba_net\n"
+                      "except ImportError as exc:\n"
+                      "    print(exc.name, exc, file=sys.stderr)\n"
+                      "    sys.exit(2)\n")
+    proc = run_tool(["-c", code], timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("cv2 ba_net needs OpenCV") and "pip install opencv-python-headless" in proc.stderr
+    code = _NO_CV2 + ("import runpy, sys\n"
+                      "sys.argv = ['tools/train.py', '-c', 'experiments/quick.yaml']\n"
+                      "runpy.run_path('tools/train.py', run_name='__main__')\n")
+    proc = run_tool(["-c", code], timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "needs OpenCV" in proc.stderr
