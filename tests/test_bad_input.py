@@ -334,8 +334,20 @@ def test_bad_input_is_one_line_and_changes_nothing(case, tmp_path, templates, sm
         case.check(c)
 
 
+def _implies(a: Case, b: Case) -> bool:
+    """An error line that meets ``a``'s expectations meets ``b``'s too (each of b's strings lies
+    inside one of a's), so ``b`` could not tell a's failure from its own."""
+    return all(any(tb in ta for ta in a.expect) for tb in b.expect)
+
+
 def test_there_are_at_least_twenty_distinct_cases():
-    assert len({c.id for c in CASES}) == len(CASES) >= 20
+    """No two cases share an id, every case expects something, and at least twenty cases expect
+    an error line that no other case's expectations imply: a copy of a case under a new id, or a
+    case asking for a part of another's message, does not count."""
+    assert len({c.id for c in CASES}) == len(CASES)
+    assert all(c.expect and all(c.expect) for c in CASES)
+    distinct = [c.id for c in CASES if not any(_implies(o, c) for o in CASES if o is not c)]
+    assert len(distinct) >= 20, f"only {len(distinct)} distinct cases: {distinct}"
 
 
 # ------------------------------------------------------------------ disk full in mid-run
