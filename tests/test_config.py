@@ -1,4 +1,5 @@
 """Config loading: defaults, YAML sections, dotted overrides, strict rejection."""
+import re
 from pathlib import Path
 
 import pytest
@@ -22,14 +23,38 @@ def test_overrides_parse_as_yaml_into_the_right_section(tmp_path):
     assert parse_override("a.b.c=[1, x]") == {"a": {"b": {"c": [1, "x"]}}}
 
 
-def test_required_keys_exist():
-    d = defaults()
-    for path in ("models", "seeds", "output_dir", "data.data_file", "data.num_workers", "train.epochs",
-                 "train.batch_size", "train.max_steps_per_epoch"):
-        node = d
-        for part in path.split("."):
-            assert part in node, path
-            node = node[part]
+def _schema_keys(schema=SCHEMA, prefix=""):
+    for key, value in schema.items():
+        if isinstance(value, dict):
+            yield from _schema_keys(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key
+
+
+def _lookup(cfg, key):
+    for part in key.split("."):
+        assert part in cfg, f"{key} is missing"
+        cfg = cfg[part]
+    return cfg
+
+
+def test_required_keys_exist(tmp_path):
+    """Every key ba_net reads as cfg["section"]["key"] is declared in the schema, and a config
+    file that sets only some keys of a section still has all the others, at their defaults."""
+    path = tmp_path / "partial.yaml"
+    path.write_text("models: [alexnet]\ntrain:\n  epochs: 3\ndata:\n  num_workers: 0\n")
+    cfg, d = load_config(path), defaults()
+    given = {"experiment": "partial", "models": ["alexnet"], "train.epochs": 3, "data.num_workers": 0}
+    for key in _schema_keys():
+        assert _lookup(cfg, key) == given.get(key, _lookup(d, key)), key
+    for key in ("models", "seeds", "output_dir", "data.data_file", "data.num_workers", "train.epochs",
+                "train.batch_size", "train.max_steps_per_epoch"):  # what the engine reads first
+        assert key in set(_schema_keys()), key
+    read = set()
+    for source in (REPO / "ba_net").rglob("*.py"):
+        read |= {f"{a}.{b}" if b else a for a, b in re.findall(r'cfg\["(\w+)"\](?:\["(\w+)"\])?', source.read_text())}
+    assert {"train.epochs", "optimizer.lr"} <= read  # the scan finds what it should
+    assert read <= set(_schema_keys()) | set(SCHEMA), sorted(read - set(_schema_keys()) - set(SCHEMA))
 
 
 @pytest.mark.parametrize("override,message", [
