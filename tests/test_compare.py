@@ -13,7 +13,6 @@ import paddle
 import pytest
 import yaml
 from matplotlib.collections import PolyCollection
-from scipy import stats
 
 from ba_net import plots, predict, tables
 from ba_net import report as R
@@ -369,10 +368,16 @@ def test_compare_end_to_end_on_a_real_training(trained, tmp_path):
         assert pred["accuracy"] == pytest.approx(hist[0]["best_val_acc"], abs=1e-9)
         assert np.sum(pred["confusion"]) == N_TEST and np.trace(pred["confusion"]) == round(N_TEST * pred["accuracy"])
     ba = row(summary, "ba_alexnet")
-    ref = stats.ttest_rel(*[[read_history(trained / m / f"seed{s}")["best_val_acc"] for s in (0, 1)]
-                            for m in ("ba_alexnet", "alexnet")])
-    if math.isfinite(ref.pvalue):
-        assert ba["test"] == "paired" and ba["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
+    # the paired test by hand on the histories: 2 seeds, df 1, where t is Cauchy-distributed
+    best = {m: [read_history(trained / m / f"seed{s}")["best_val_acc"] for s in (0, 1)]
+            for m in ("ba_alexnet", "alexnet")}
+    d = [x - y for x, y in zip(best["ba_alexnet"], best["alexnet"])]
+    assert d[0] != d[1], f"seeded training gave both seeds the same difference {d}: no p-value to check"
+    mean, se = (d[0] + d[1]) / 2, abs(d[0] - d[1]) / 2
+    assert ba["test"] == "paired" and ba["test_df"] == 1
+    assert ba["delta_vs_baseline"] == pytest.approx(mean, abs=1e-12)
+    assert ba["p_value"] == pytest.approx(1 - 2 / math.pi * math.atan(abs(mean) / se), rel=1e-9)
+    assert ba["delta_ci95"] == pytest.approx([mean - T975[1] * se, mean + T975[1] * se], rel=1e-5)
     tp = summary["throughput"]
     assert (tp["batch_size"], tp["warmup"], tp["repeats"], tp["max_batches"]) == (16, 1, 2, 2)
     assert tp["device"].startswith("cpu")
