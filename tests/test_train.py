@@ -144,11 +144,36 @@ def test_resumed_run_equals_uninterrupted(tmp_path, cifar_subset, finished_run, 
     assert "resuming after epoch 1" in (folder / "train.log").read_text()
 
 
-def test_mixup_trains_with_soft_targets(tmp_path, cifar_subset):
+def test_mixup_trains_with_soft_targets(tmp_path, cifar_subset, monkeypatch):
+    """With data.mixup_alpha every training step gets mixup's images and its soft targets (rows
+    of two classes weighted lam, 1 - lam), whichever path trains."""
+    from ba_net import data as D
+
+    mixed, stepped = [], []
+    real_mixup, real_step = D.mixup, engine._step
+
+    def mixup(x, y, alpha, rng):
+        out = real_mixup(x, y, alpha, rng)
+        mixed.append((alpha, x.numpy(), out[0].numpy(), out[1].numpy()))
+        return out
+
+    def step(model, images, target, *args):
+        stepped.append((images.numpy(), target.numpy()))
+        return real_step(model, images, target, *args)
+
+    monkeypatch.setattr(D, "mixup", mixup)
+    monkeypatch.setattr(engine, "_step", step)
     cfg, summaries = _run(tmp_path, cifar_subset, data={"mixup_alpha": 0.4, "transforms": "plain"},
                           train={"epochs": 1})
     h = read_history(_folder(cfg))
     assert h["status"] == "finished" and 0 <= h["epochs"][0]["train_acc"] <= 1
+    assert len(mixed) == len(stepped) == 3  # max_steps_per_epoch
+    for (alpha, x, x_mixed, soft), (images, target) in zip(mixed, stepped):
+        assert alpha == 0.4 and soft.shape == (8, 10) and not np.allclose(x_mixed, x)
+        np.testing.assert_allclose(soft.sum(1), 1.0, rtol=1e-6)
+        assert (soft.max(1) < 1.0).any()  # soft: some rows weigh two classes (the rest drew their own class)
+        np.testing.assert_array_equal(images, x_mixed)
+        np.testing.assert_array_equal(target, soft)  # the soft targets reach the step, not the labels
 
 
 def test_offline_without_data_is_a_one_line_error(tmp_path):
