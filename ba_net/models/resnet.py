@@ -83,11 +83,19 @@ import paddle.nn as nn
 from ba_net.attention import create_attention
 
 
+def _kaiming_normal_fan_out(weight_shape) -> nn.initializer.KaimingNormal:
+    """Kaiming-normal init with fan_out and the ReLU gain, std = sqrt(2 / fan_out), for a conv
+    weight [out, in, kh, kw]. The fan_out is passed as the fan the std is computed from, because
+    ``KaimingNormal(mode="fan_out")`` does not exist in Paddle 3.0 (``mode`` came in 3.1)."""
+    fan_out = int(weight_shape[0]) * math.prod(int(d) for d in weight_shape[2:])
+    return nn.initializer.KaimingNormal(fan_in=fan_out, nonlinearity="relu")
+
+
 def _conv(in_planes: int, out_planes: int, kernel: int, stride: int, padding: int) -> nn.Conv2D:
     """A bias-free convolution created with its final init, Kaiming-normal (fan_out, ReLU), so
     building a model draws each weight once (Paddle's Gaussian sampling dominates build time)."""
     conv = nn.Conv2D(in_planes, out_planes, kernel, stride=stride, padding=padding, bias_attr=False,
-                     weight_attr=nn.initializer.KaimingNormal(mode="fan_out", nonlinearity="relu"))
+                     weight_attr=_kaiming_normal_fan_out([out_planes, in_planes, kernel, kernel]))
     conv._kaiming_fan_out = True
     return conv
 
@@ -259,7 +267,7 @@ class _ResNetBase(nn.Layer):
         for m in self.sublayers():
             if isinstance(m, nn.Conv2D):
                 if not getattr(m, "_kaiming_fan_out", False):  # e.g. CBAM's spatial conv
-                    nn.initializer.KaimingNormal(mode="fan_out", nonlinearity="relu")(m.weight)
+                    _kaiming_normal_fan_out(m.weight.shape)(m.weight)
             elif isinstance(m, nn.BatchNorm2D):
                 nn.initializer.Constant(1.0)(m.weight)
                 nn.initializer.Constant(0.0)(m.bias)
