@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ba_net.benchmark_rows import EVAL_PATHS, MODELS, TRAIN_PATHS, Settings, measure_gemm, measure_here, on_cpu
+from ba_net.runtime import cpu_model, load_average, usable_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -97,14 +98,7 @@ def measure(task: str, settings: Settings, model: str = "", path: str = "", work
 def describe_machine() -> dict:
     import paddle
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    from ba_net.accel import usable_cpus
-
+    cpu = cpu_model() or platform.processor() or platform.machine()
     return {"cpu": cpu, "usable_cpus": usable_cpus(), "device": paddle.device.get_device(),
             "paddle": paddle.__version__, "numpy": np.__version__, "python": platform.python_version(),
             "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")}}
@@ -120,7 +114,7 @@ def _macs(model_name: str) -> int:
 def run_benchmark(settings: Settings) -> dict:
     """Every measurement, each row in its own subprocess; returns the result dict (rows plus the
     method's parameters)."""
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load_before = load_average()
     started = time.time()
     result = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": describe_machine(),
               "settings": dataclasses.asdict(settings), "rows": []}
@@ -140,8 +134,7 @@ def run_benchmark(settings: Settings) -> dict:
     if set(MODELS) <= set(settings.models):
         result["ba_overhead_interleaved"] = measure("ba_overhead", settings, "", "fast" if on_cpu() else "dygraph")
     _ratios(result)
-    result["load_average_1min"] = {"before": load_before,
-                                   "after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    result["load_average_1min"] = {"before": load_before, "after": load_average()}
     result["seconds"] = round(time.time() - started, 1)
     return result
 

@@ -30,6 +30,7 @@ from ba_net.errors import RunStateError
 from ba_net.plots import plot_confusion, plot_curves, plot_predictions, save_figure
 from ba_net.predict import confusion_matrix, predict, prediction_run
 from ba_net.runs import Run, by_model, collect_runs
+from ba_net.runtime import describe_device, load_average
 from ba_net.speed import ThroughputSettings, eval_pass_rate, forward_rate
 from ba_net.stats import TTest, compare_seeds, mean_std
 from ba_net.tables import write_tables
@@ -110,32 +111,13 @@ def add_complexity(summary: dict, runs, image_size: int = 128) -> None:
     summary["complexity"] = {"image_size": image_size}
 
 
-def describe_device() -> str:
-    """The current Paddle device with the hardware behind it."""
-    import paddle
-
-    device = paddle.device.get_device()
-    if device.startswith("gpu"):
-        try:
-            return f"{device} ({paddle.device.cuda.get_device_name()})"
-        except Exception:  # the name is decoration only
-            return device
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return f"cpu ({cpu}, {os.environ.get('OMP_NUM_THREADS', '?')} threads)"
-
-
 def add_throughput(summary: dict, runs, settings: ThroughputSettings, test_split=None) -> None:
     """Measured images/s per model (benchmark, and the notebook's way when ``test_split`` =
     (images, labels) is given)."""
     from ba_net.models import build_model
 
     groups = by_model(runs, summary["baseline"])
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # other processes slow the CPU down
+    load = load_average()
     workers = settings.num_workers
     if workers is None:
         workers = next((r.config.get("data", {}).get("num_workers", 0) for r in runs if r.config), 0)

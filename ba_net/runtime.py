@@ -1,4 +1,6 @@
-"""Process set-up that has to happen before Paddle is imported, and device selection.
+"""The machine and the process: machine facts (usable cores, the CPU from /proc/cpuinfo, the load),
+Paddle's version gate, the set-up that has to happen before Paddle is imported, device
+selection and the tools' logging.
 
 Paddle's CPU wheel uses one core out of the box (it sets ``OMP_NUM_THREADS=1`` when unset) and its
 bundled MKL takes a slow code path on AMD CPUs unless ``MKL_DEBUG_CPU_TYPE=5`` is in the
@@ -17,22 +19,56 @@ from typing import Optional
 logger = logging.getLogger(__name__)
 
 
-def _usable_cpus() -> int:
+# ------------------------------------------------------------------------- machine facts
+
+def usable_cpus() -> int:
+    """The cores this process may run on (its CPU affinity), else the machine's count."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
 
 
-def _is_amd_cpu() -> bool:
+def _cpuinfo(field: str) -> Optional[str]:
+    """The first value of ``field`` in /proc/cpuinfo; None without that file or field."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
-                if line.startswith("vendor_id"):
-                    return "AuthenticAMD" in line
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return False
+    return None
+
+
+def _is_amd_cpu() -> bool:
+    return "AuthenticAMD" in (_cpuinfo("vendor_id") or "")
+
+
+def cpu_model() -> Optional[str]:
+    """The CPU's model name (/proc/cpuinfo), None where there is none."""
+    return _cpuinfo("model name")
+
+
+def load_average() -> Optional[float]:
+    """The 1-minute load average (other processes slow the CPU down), None where the OS has none."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def describe_device() -> str:
+    """The current Paddle device with the hardware behind it."""
+    import paddle
+
+    device = paddle.device.get_device()
+    if device.startswith("gpu"):
+        try:
+            return f"{device} ({paddle.device.cuda.get_device_name()})"
+        except Exception:  # the name is decoration only
+            return device
+    return f"cpu ({cpu_model() or 'unknown CPU'}, {os.environ.get('OMP_NUM_THREADS', '?')} threads)"
+
+
+# ---------------------------------------------------------------------- Paddle's version
 
 
 # The Paddle versions ba_net runs on; the `cpu` extra in setup.cfg admits the same range, 3.0.0
@@ -81,6 +117,8 @@ def check_paddle_version(version) -> None:
                       f"(pip install 'paddlepaddle{PADDLE_RANGE}' gets a tested one)", stacklevel=2)
 
 
+# -------------------------------------------------------------------- process set-up
+
 def configure_environment() -> dict:
     """Set thread count and the MKL CPU-type switch for this process (before Paddle loads).
 
@@ -88,7 +126,7 @@ def configure_environment() -> dict:
     Returns the settings that are in force, for logging.
     """
     local_ranks = int(os.environ.get("PADDLE_LOCAL_SIZE", os.environ.get("PADDLE_TRAINERS_NUM", "1")) or 1)
-    threads = max(1, _usable_cpus() // max(1, local_ranks))
+    threads = max(1, usable_cpus() // max(1, local_ranks))
     late = "paddle" in sys.modules  # e.g. a notebook that ran `import paddle` first
     mkl_unset = _is_amd_cpu() and "MKL_DEBUG_CPU_TYPE" not in os.environ
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))

@@ -15,8 +15,10 @@ import pytest
 
 from ba_net import accel, build_model
 from ba_net.config import load_config
-from ba_net.optim import build_optimizer
+from ba_net.inference import InferenceRunner, export_for_inference
 from ba_net.loss import LabelSmoothingCrossEntropy
+from ba_net.optim import build_optimizer
+from ba_net.static_train import StaticTrainer
 from helpers import run_tool
 
 BATCH = 8
@@ -107,7 +109,7 @@ def test_fast_path_falls_back_to_dygraph(caplog, monkeypatch):
     def reject(self, *args, **kwargs):
         raise ValueError("(InvalidArgument) the legacy program rejects this op (simulated)")
 
-    monkeypatch.setattr(accel.StaticTrainer, "_trace", reject)
+    monkeypatch.setattr(StaticTrainer, "_trace", reject)
     with paddle.utils.unique_name.guard():
         model = build_model("alexnet_multihead")
         scheduler = paddle.optimizer.lr.LambdaDecay(1e-4, lambda _: 1.0)
@@ -129,8 +131,8 @@ def test_exported_inference_model_gives_dygraph_logits(tmp_path, model_name):
     x = np.random.default_rng(1).standard_normal((5, 3, 128, 128)).astype("float32")
     with paddle.no_grad():
         ref = model(paddle.to_tensor(x)).numpy()
-    prefix = accel.export_for_inference(model, tmp_path / "export")
-    runner = accel.InferenceRunner(prefix)
+    prefix = export_for_inference(model, tmp_path / "export")
+    runner = InferenceRunner(prefix)
     got = runner(paddle.to_tensor(x)).numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(runner.run_numpy(x[:2]), ref[:2], rtol=1e-4, atol=1e-4)  # another batch size
