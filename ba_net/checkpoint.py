@@ -6,6 +6,7 @@ version, never a torn one.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -48,31 +49,37 @@ def write_error(path, exc: OSError, **fix) -> OutputError:
     return OutputError(path, reason, **fix)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a hidden temporary file beside it (``.<name>.*.tmp``),
-    flushed and fsynced, then renamed over ``path``. An OSError (disk full, not writable) becomes
-    an :class:`OutputError`; ``path`` keeps its previous content and the temporary file is removed."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path):
+    """A binary file to write ``path`` through: a hidden temporary file beside it
+    (``.<name>.*.tmp``, the usual permissions), flushed, fsynced and renamed over ``path`` when
+    the block ends. If the block (or the write) raises, the temporary file is removed and ``path``
+    keeps its previous content; the exception passes on as it is."""
     path = Path(path)
-    tmp = None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        if isinstance(exc, OSError):
-            raise write_error(path, exc) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through :func:`atomic_file`. An OSError (disk full, not
+    writable) becomes an :class:`OutputError`; ``path`` keeps its previous content."""
+    try:
+        with atomic_file(path) as f:
+            f.write(data)
+    except OSError as exc:
+        raise write_error(path, exc) from None
 
 
 def is_temp_file(path: str | Path) -> bool:

@@ -9,7 +9,6 @@ number of loader workers, and a resumed run sees the same images as an uninterru
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import io
@@ -17,7 +16,6 @@ import logging
 import os
 import pickle
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -30,7 +28,7 @@ import numpy as np
 import paddle
 import paddle.vision.transforms.functional as TF
 
-from ba_net.checkpoint import _UMASK, TEMP_SUFFIX, _fsync_dir, write_error
+from ba_net.checkpoint import atomic_file, write_error
 from ba_net.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -150,29 +148,16 @@ def download_file(url: str, dest, md5: str, timeout: Optional[float] = None) -> 
     :class:`DataError`, with no temporary file left and ``dest`` untouched. ``timeout`` (default
     :data:`DOWNLOAD_TIMEOUT`) bounds the connection and every read."""
     dest = Path(dest)
-    tmp = None
+    start = time.monotonic()
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TEMP_SUFFIX, dir=dest.parent)
-        with os.fdopen(fd, "wb") as out:
-            os.fchmod(out.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
-            start = time.monotonic()
+        with atomic_file(dest) as out:  # a hidden temporary file, renamed over dest only at the end
             digest = _stream(url, out, dest.name, timeout or DOWNLOAD_TIMEOUT)
             if digest != md5:
                 raise DataError(f"the download of {url} has md5 {digest}, not the expected {md5} (corrupted in "
                                 f"transit or changed on the server); nothing was kept, run again to retry")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-        tmp = None
     except OSError as exc:  # the folder: not creatable, not writable, disk full
         raise DataError(f"cannot write {dest} ({write_error(dest, exc).reason}); free disk space or make "
                         f"its folder writable") from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    _fsync_dir(dest.parent)
     logger.info("%s: downloaded %.1f MB in %.0f s, md5 verified", dest, dest.stat().st_size / 1e6,
                 time.monotonic() - start)
     return dest
@@ -323,9 +308,13 @@ class SeededImages(paddle.io.Dataset):
 
 
 class SeededBatchSampler(paddle.io.BatchSampler):
-    """Batches of ``(index, seed, epoch)`` keys; the order of an epoch depends only on
-    ``(seed, epoch)``. Under data parallel every rank draws the same order and takes every
-    ``world``-th batch slot, so ranks never share an image."""
+    """Batches of ``(index, seed, epoch)`` keys for :class:`SeededImages` (the key seeds the
+    image's augmentation). The order of an epoch depends only on ``(seed, epoch)``: a permutation
+    when ``shuffle``, else 0..n-1. With ``drop_last`` the order is first cut to a whole number of
+    ``batch_size x world`` images. Under data parallel every rank draws the same order and takes
+    every ``world``-th image from position ``rank`` on, so ranks never share an image, and every
+    rank gets the same number of full batches when ``drop_last`` (evaluation, without it, covers
+    every image once across the ranks). ``max_steps`` caps the batches per epoch."""
 
     def __init__(self, n, batch_size, seed=0, shuffle=True, drop_last=True, rank=0, world=1, max_steps=None):
         self.n, self.batch_size, self.seed = n, batch_size, seed
