@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -25,12 +24,12 @@ from ba_net import accel, dashboard, runs
 from ba_net import data as D
 from ba_net.checkpoint import atomic_write_json, atomic_write_text, write_error
 from ba_net.config import dump_config
-from ba_net.errors import ConfigError, OutputError, RunStateError
+from ba_net.errors import ConfigError, OutputError
 from ba_net.loss import LabelSmoothingCrossEntropy
 from ba_net.models import build_model
 from ba_net.optim import build_optimizer, build_scheduler, check_schedule
 from ba_net.runtime import select_device
-from ba_net.runs import RunFolder, run_config, run_folder
+from ba_net.runs import RunFolder, run_config
 
 logger = logging.getLogger(__name__)
 
@@ -167,12 +166,6 @@ def train_epoch(model, loader, loss_fn, optimizer, scheduler, *, epoch, seed, mi
 
 # ------------------------------------------------------------------------------------ one run
 
-def _new_history(cfg: dict, model: str, seed: int, ctx: _Distributed, device: str) -> dict:
-    return {"experiment": cfg["experiment"], "model": model, "seed": seed, "status": "running", "reason": None,
-            "best_val_acc": None, "best_epoch": None, "epochs_planned": cfg["train"]["epochs"],
-            "world_size": ctx.world, "device": device, "epochs": [], "iters": []}
-
-
 def _too_few_images(cfg: dict, n_train: int, world: int) -> ConfigError:
     return ConfigError(f"train.batch_size: {cfg['train']['batch_size']} x {world} process(es) exceeds the "
                        f"{n_train} training images; use a smaller batch")
@@ -208,7 +201,7 @@ class _Training:
         self.optimizer = build_optimizer(cfg, self.model.parameters(), self.scheduler)
         self.loss_fn = LabelSmoothingCrossEntropy(cfg["loss"]["label_smoothing"])
         self.scaler = _grad_scaler(t["amp"], device)
-        self.history = _new_history(cfg, model_name, seed, self.ctx, device)
+        self.history = runs.new_history(cfg, model_name, seed, self.ctx.world, device)
         self.writer = self.fast = None
         self.train_model = self.model
 
@@ -334,19 +327,6 @@ def train_run(cfg: dict, model_name: str, seed: int, folder: RunFolder, splits: 
 
 # ------------------------------------------------------------------------------- the ablation
 
-def _plan(cfg: dict, resume: bool, force: bool) -> dict:
-    """{(model, seed): (folder, action, resume state)} for every run, in the config's order."""
-    plans = {}
-    for model in cfg["models"]:
-        for seed in cfg["seeds"]:
-            folder = run_folder(cfg, model, seed)
-            plans[(model, seed)] = (folder, *runs.plan_run(cfg, model, seed, folder, resume, force))
-    if resume and not any(p[1] == "resume" for p in plans.values()):
-        raise RunStateError(f"--resume: no run under {Path(cfg['output_dir']) / cfg['experiment']} has a saved "
-                            f"state to continue; drop --resume to start or skip runs as needed")
-    return plans
-
-
 def _read_splits(cfg: dict, world: int) -> dict:
     path = D.locate_cifar10(cfg["data"]["data_file"])
     splits = {s: D.read_cifar10(path, s) for s in ("train", "test")}
@@ -390,7 +370,7 @@ def run_experiment(cfg: dict, resume: bool = False, force: bool = False) -> list
         dist.init_parallel_env()
     device = select_device(cfg["device"])
     check_schedule(cfg)  # before any write
-    plans = _plan(cfg, resume, force)
+    plans = runs.plan_experiment(cfg, resume, force)
     todo = [r for r, p in plans.items() if p[1] != "skip"]
     logger.info("experiment %s: %d runs (%d to train, %d finished already) on %s, %d process(es)",
                 cfg["experiment"], len(plans), len(todo), len(plans) - len(todo), device, ctx.world)

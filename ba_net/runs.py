@@ -1,19 +1,14 @@
 """A run folder, ``<output_dir>/<experiment>/<model>/seed<seed>/``: its files, and everything that
 reads or writes them apart from the training loop itself.
 
-=========================  ==============================================================
-``config.yaml``            the resolved config of the run (:func:`run_config`)
-``history.json``           status (running, finished, failed), per-epoch metrics, the loss
-                           every ``train.log_every`` iterations (:func:`read_history`)
-``train.log``              the run's log lines (:class:`RunLog`)
-``vdl/``                   its VisualDL log (:mod:`ba_net.dashboard`)
-``best.*``, ``final.*``    weights (``.pdparams``) and optimizer state (``.pdopt``)
-``state.json``,            the resume point: the last completed epoch's checkpoint pair
-``checkpoint/``            (:func:`save_resume_state`); removed once the run finished
-=========================  ==============================================================
+Its files: ``config.yaml`` (the run's resolved config, :func:`run_config`), ``history.json``
+(status running / finished / failed, per-epoch metrics, the loss every ``train.log_every``
+iterations), ``train.log`` (:class:`RunLog`), ``vdl/`` (:mod:`ba_net.dashboard`), ``best.*`` and
+``final.*`` (weights ``.pdparams``, optimizer state ``.pdopt``), and until the run finishes
+``state.json`` naming the last completed epoch's pair in ``checkpoint/`` (:func:`save_resume_state`).
 
-The engine asks :func:`plan_run` whether to start, resume or skip a run; compare reads every run
-of an experiment with :func:`collect_runs`. Both read history.json through :func:`read_history`.
+The engine asks :func:`plan_experiment` whether to start, resume or skip each run; compare reads
+them with :func:`collect_runs`; both read history.json through :func:`read_history`.
 ``.pdparams`` / ``.pdopt`` files are pickles: they are loaded only from the run folder.
 """
 from __future__ import annotations
@@ -141,6 +136,27 @@ def read_run_config(folder: RunFolder, fix: str) -> dict:
 
 
 # ------------------------------------------------------------------------------ the plan
+
+def new_history(cfg: dict, model: str, seed: int, world: int, device: str) -> dict:
+    """The history.json of a run that starts: running, no epoch yet."""
+    return {"experiment": cfg["experiment"], "model": model, "seed": seed, "status": "running", "reason": None,
+            "best_val_acc": None, "best_epoch": None, "epochs_planned": cfg["train"]["epochs"],
+            "world_size": world, "device": device, "epochs": [], "iters": []}
+
+
+def plan_experiment(cfg: dict, resume: bool, force: bool) -> dict:
+    """{(model, seed): (folder, action, resume state)} for every run of ``cfg``, in its order
+    (:func:`plan_run`); with ``resume``, at least one run must have a state to continue."""
+    plans = {}
+    for model in cfg["models"]:
+        for seed in cfg["seeds"]:
+            folder = run_folder(cfg, model, seed)
+            plans[(model, seed)] = (folder, *plan_run(cfg, model, seed, folder, resume, force))
+    if resume and not any(p[1] == "resume" for p in plans.values()):
+        raise RunStateError(f"--resume: no run under {Path(cfg['output_dir']) / cfg['experiment']} has a saved "
+                            f"state to continue; drop --resume to start or skip runs as needed")
+    return plans
+
 
 def plan_run(cfg: dict, model: str, seed: int, folder: RunFolder, resume: bool, force: bool):
     """('start' | 'resume' | 'skip', resume state or None) for one run, or RunStateError."""
