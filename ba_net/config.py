@@ -46,6 +46,9 @@ SCHEMA = {
         "data_file": Field(None, "str", "CIFAR-10 python tarball; relative paths start at the config file's folder "
                            "(at the working directory in -o); null: $BA_NET_CIFAR10, Paddle's cache, download",
                            nullable=True),
+        "download_url": Field(None, "str", "where CIFAR-10 is downloaded from when no local copy is found (a mirror, "
+                              "or the original https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz); "
+                              "null: Paddle's mirror", nullable=True),
         "num_workers": Field(2, "int", "DataLoader worker processes (0 = load in the main process)", minimum=0),
         "transforms": Field("notebook", "str", "train augmentation preset", choices=lambda: ["notebook", "plain"]),
         "mixup_alpha": Field(0.0, "float", "batch mixup with lambda ~ Beta(alpha, alpha); 0 = off", minimum=0.0),

@@ -54,9 +54,10 @@ def _how_to_supply(cached: Path) -> str:
             f"(fetch it elsewhere from {CIFAR10_URL})")
 
 
-def locate_cifar10(data_file: Optional[str] = None, download: bool = True) -> Path:
+def locate_cifar10(data_file: Optional[str] = None, download: bool = True, url: Optional[str] = None) -> Path:
     """The CIFAR-10 tarball: ``data_file``, else $BA_NET_CIFAR10, else Paddle's cache, else
-    downloaded into that cache by :func:`download_file` (md5-checked). The file is not read here:
+    downloaded into that cache from ``url`` (default :data:`CIFAR10_URL`, Paddle's mirror) by
+    :func:`download_file` (md5-checked). The file is not read here:
     :func:`read_cifar10` refuses a truncated or corrupt one with a one-line error."""
     for value, origin in ((data_file, "data.data_file"), (os.environ.get("BA_NET_CIFAR10"), "BA_NET_CIFAR10")):
         if value:
@@ -69,9 +70,10 @@ def locate_cifar10(data_file: Optional[str] = None, download: bool = True) -> Pa
         return cached
     if not download:
         raise DataError(f"CIFAR-10 not found (download disabled); fix one of: {_how_to_supply(cached)}")
-    logger.info("CIFAR-10 not found locally; downloading %s into %s", CIFAR10_URL, cached.parent)
+    url = url or CIFAR10_URL
+    logger.info("CIFAR-10 not found locally; downloading %s into %s", url, cached.parent)
     try:
-        return download_file(CIFAR10_URL, cached, CIFAR10_MD5)
+        return download_file(url, cached, CIFAR10_MD5)
     except DataError as exc:
         raise DataError(f"CIFAR-10 not found locally, and {exc}; or supply the file: "
                         f"{_how_to_supply(cached)}") from None

@@ -328,7 +328,7 @@ def train_run(cfg: dict, model_name: str, seed: int, folder: RunFolder, splits: 
 # ------------------------------------------------------------------------------- the ablation
 
 def _read_splits(cfg: dict, world: int) -> dict:
-    path = D.locate_cifar10(cfg["data"]["data_file"])
+    path = D.locate_cifar10(cfg["data"]["data_file"], url=cfg["data"]["download_url"])
     splits = {s: D.read_cifar10(path, s) for s in ("train", "test")}
     logger.info("CIFAR-10 from %s: %d train / %d test images", path, len(splits["train"][0]), len(splits["test"][0]))
     if len(splits["train"][0]) < cfg["train"]["batch_size"] * world:  # checked before any run folder is touched

@@ -116,3 +116,18 @@ def tool_main(name, argv):
         logger.handlers[:] = saved[0]
         logger.setLevel(saved[1])
         logger.propagate = saved[2]
+
+
+_HELD_SOCKETS = []
+
+
+def unreachable_url():
+    """A URL on 127.0.0.1 whose port is bound but not listening (kept so for the test session):
+    a connection to it is refused at once, so download tests behave the same with or without a
+    network (and never fetch the real 170 MB)."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _HELD_SOCKETS.append(sock)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}/cifar-10-python.tar.gz"

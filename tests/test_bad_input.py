@@ -26,7 +26,7 @@ from ba_net import data as D
 from ba_net.checkpoint import is_temp_file
 from ba_net.config import load_config
 from ba_net.errors import DataError
-from helpers import read_history, run_tool, small_cifar10, tiny_config, tool_main, tree_snapshot, write_cifar10_tarball
+from helpers import read_history, run_tool, small_cifar10, tiny_config, tool_main, tree_snapshot, unreachable_url, write_cifar10_tarball
 
 RUN = Path("out") / "tiny" / "alexnet" / "seed0"
 
@@ -248,8 +248,9 @@ CASES = [
                                            _train("-o", f"data.data_file={c.root / 'hostile.tar.gz'}", FORCE)(c))[-1],
          ("member data_batch_1 is not a CIFAR-10 batch (UnpicklingError)", "download CIFAR-10 again"),
          check=_nothing_outside),
-    Case("offline-without-data", lambda c: _train("-o", "data.data_file=null", FORCE, env={"HOME": str(c.home)})(c),
-         ("CIFAR-10 not found", "-o data.data_file=PATH", "export BA_NET_CIFAR10=PATH", "cifar-10-python.tar.gz at")),
+    Case("offline-without-data", lambda c: _train("-o", "data.data_file=null", "-o", f"data.download_url={unreachable_url()}",
+                                                  FORCE, env={"HOME": str(c.home)})(c),
+         ("CIFAR-10 not found", "cannot reach http://127.0.0.1:", "-o data.data_file=PATH", "export BA_NET_CIFAR10=PATH", "cifar-10-python.tar.gz at")),
     # ---- the output folder
     Case("output-under-a-file", lambda c: (c.write("afile", "x"), _train("-o", f"output_dir={c.root / 'afile'}")(c))[-1],
          ("afile is a file, not a folder", "choose another output_dir")),

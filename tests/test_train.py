@@ -10,7 +10,7 @@ from ba_net import engine, runs
 from ba_net.config import load_config
 from ba_net.data import SeededBatchSampler
 from ba_net.errors import RunStateError
-from helpers import read_history, run_tool, strip_times, tiny_config
+from helpers import read_history, run_tool, strip_times, tiny_config, unreachable_url
 
 EPOCH_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "time_s"}
 
@@ -181,12 +181,13 @@ def test_offline_without_data_is_a_one_line_error(tmp_path):
     home.mkdir()
     out = tmp_path / "out"
     r = run_tool(["tools/train.py", "-c", "experiments/quick.yaml", "-o", "data.data_file=null",
-                  "-o", f"output_dir={out}"], env_extra={"HOME": str(home)}, timeout=300)
+                  "-o", f"data.download_url={unreachable_url()}", "-o", f"output_dir={out}"],
+                 env_extra={"HOME": str(home)}, timeout=300)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     errors = [line for line in r.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1
-    assert "CIFAR-10 not found" in errors[0]
+    assert "CIFAR-10 not found" in errors[0] and "Connection refused" in errors[0]
     for fix in ("data.data_file", "BA_NET_CIFAR10", "cifar-10-python.tar.gz"):
         assert fix in errors[0]
 
