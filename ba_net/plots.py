@@ -1,5 +1,6 @@
 """The comparison's figures, each a matplotlib Figure on the Agg canvas (no display, no pyplot
-state): learning curves per model, a grid of test images with predictions, confusion matrices.
+state): learning curves per model, a grid of test images with predictions, confusion matrices,
+per-class accuracy.
 :func:`save_figure` writes one as PNG, atomically."""
 from __future__ import annotations
 
@@ -116,4 +117,27 @@ def plot_confusion(results: dict):
     return fig
 
 
-__all__ = ["denormalize", "plot_confusion", "plot_curves", "plot_predictions", "save_figure"]
+def plot_per_class(per_class: dict):
+    """Per-class test accuracy: a group of bars per class, one bar per model (the mean over its
+    seeds), with the min-max over seeds as an error bar when a model has more than one."""
+    classes, models = per_class["classes"], per_class["models"]
+    fig = _figure(max(8.0, 0.9 * len(classes) * max(1, len(models)) / 2 + 3), 4.5)
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(models))
+    x = np.arange(len(classes))
+    for i, (model, e) in enumerate(models.items()):
+        mean = np.array(e["mean"])
+        per_seed = np.array(list(e["per_seed"].values()))
+        err = np.vstack([mean - per_seed.min(axis=0), per_seed.max(axis=0) - mean]) if len(per_seed) > 1 else None
+        ax.bar(x + (i - (len(models) - 1) / 2) * width, mean, width, yerr=err, capsize=2, color=f"C{i}",
+               label=f"{model} (n={len(e['seeds'])})")
+    ax.set_xticks(x, classes, rotation=30, ha="right")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("per-class test accuracy: mean over seeds (best.pdparams); bars: min-max over seeds")
+    return fig
+
+
+__all__ = ["denormalize", "plot_confusion", "plot_curves", "plot_per_class", "plot_predictions", "save_figure"]

@@ -1,5 +1,5 @@
-"""Predictions of a model's saved weights on the test split: the predicted classes, the
-confusion matrix, and which run's weights stand for a model."""
+"""Predictions of a model's saved weights on the test split: the predicted classes of every
+finished seed, the confusion matrix, and which run's weights stand for a model in the figures."""
 from __future__ import annotations
 
 from typing import Optional
@@ -36,4 +36,25 @@ def prediction_run(model_runs) -> Optional[Run]:
     return next((r for r in sorted(model_runs, key=lambda r: r.seed) if r.finished and r.weights()), None)
 
 
-__all__ = ["confusion_matrix", "predict", "prediction_run"]
+def prediction_runs(model_runs) -> list:
+    """Every finished run of a model that saved weights, by seed."""
+    return [r for r in sorted(model_runs, key=lambda r: r.seed) if r.finished and r.weights()]
+
+
+def predict_runs(model_name: str, model_runs, images, model_kwargs: dict, path: str = "fast") -> dict:
+    """{seed: (weights file name, predicted classes)} for every finished seed with weights: one
+    model built, each seed's weights loaded into it and evaluated (``path`` as
+    :func:`ba_net.accel.eval_model`) on the same ``images``."""
+    from ba_net.accel import eval_model
+    from ba_net.models import build_model
+    from ba_net.runs import load_weights
+
+    model = build_model(model_name, **model_kwargs)
+    out = {}
+    for run in prediction_runs(model_runs):
+        load_weights(model, run.weights(), f"{model_name} seed {run.seed} weights")
+        out[run.seed] = (run.weights().name, predict(eval_model(model, path), images))
+    return out
+
+
+__all__ = ["confusion_matrix", "predict", "predict_runs", "prediction_run", "prediction_runs"]
