@@ -8,14 +8,19 @@
 2. :func:`summarize` turns them into one row per model: mean and sample std (ddof = 1) over the
    *finished* seeds, and the difference to the baseline with a 95 % t interval and a two-sided
    p-value (:mod:`ba_net.stats`: paired by seed when both models finished the same seeds, Welch
-   otherwise). Runs that are running or failed are listed, never averaged in.
+   otherwise), its power (the minimum detectable difference at the seeds run, the seeds needed to
+   detect the observed one: :mod:`ba_net.power`) and one sentence (:mod:`ba_net.evidence`); and
+   whether each model's seeds ran with the same config, Paddle and device (:mod:`ba_net.repro`).
+   Runs that are running or failed are listed, never averaged in. :func:`add_aa` adds the A/A
+   control: one model's seeds split in halves and compared like two models.
 3. :func:`add_complexity` and :func:`add_throughput` add parameter and multiply-accumulate counts
    of freshly built models (:mod:`ba_net.complexity`) and their measured speed
    (:mod:`ba_net.speed`).
 4. :func:`ba_net.plots.plot_curves` draws the learning curves; :func:`ba_net.tables.write_tables`
    writes comparison.json, .md and .csv.
-5. :func:`add_predictions` evaluates each model's saved weights on the test split
-   (:mod:`ba_net.predict`) and draws predictions.png and confusion.png.
+5. :func:`add_predictions` evaluates every finished seed's saved weights on the test split
+   (:mod:`ba_net.predict`), draws predictions.png and confusion.png (each model's lowest seed) and
+   writes per_class.csv and per_class.png (mean over the seeds, :mod:`ba_net.per_class`).
 """
 from __future__ import annotations
 
@@ -26,13 +31,17 @@ from typing import Optional
 
 import numpy as np
 
+from ba_net.checkpoint import atomic_write_text
 from ba_net.errors import RunStateError
-from ba_net.plots import plot_confusion, plot_curves, plot_predictions, save_figure
-from ba_net.predict import confusion_matrix, predict, prediction_run
+from ba_net.evidence import aa_control, evaluate
+from ba_net.per_class import per_class_csv, summarize_per_class
+from ba_net.plots import plot_confusion, plot_curves, plot_per_class, plot_predictions, save_figure
+from ba_net.predict import confusion_matrix, predict_runs, prediction_run
+from ba_net.repro import reproducibility
 from ba_net.runs import Run, by_model, collect_runs
 from ba_net.runtime import describe_device, load_average
 from ba_net.speed import ThroughputSettings, eval_pass_rate, forward_rate
-from ba_net.stats import TTest, compare_seeds, mean_std
+from ba_net.stats import TTest, mean_std
 from ba_net.tables import write_tables
 
 logger = logging.getLogger(__name__)
@@ -66,18 +75,37 @@ def summarize(runs, baseline: str = "alexnet") -> dict:
             row[f"{key}_mean"], row[f"{key}_std"] = mean_std(getattr(r, attr) for r in done)
         row.update(params_total=None, params_trainable=None, macs=None, throughput_img_s=None,
                    throughput_notebook_img_s=None)
-        if model == baseline:
-            test = TTest("none", None, None, None, note="baseline")
-        else:
-            test = compare_seeds({r.seed: r.best_val_acc for r in done}, base_values)
-        row.update(delta_vs_baseline=test.delta, delta_ci95=list(test.ci95) if test.ci95 else None,
-                   p_value=test.p_value, test=test.method, test_df=test.df, test_note=test.note)
+        row.update(_versus_baseline(model, baseline, {r.seed: r.best_val_acc for r in done}, base_values))
         rows.append(row)
     excluded = [_exclusion(r) for r in runs if not r.finished]
     devices = sorted({r.device for r in runs if r.device})
     return {"experiment": _experiment_name(runs), "baseline": baseline, "metric": "val_acc_best",
             "rows": rows, "runs": [r.describe() for r in runs], "excluded": excluded, "train_devices": devices,
-            "complexity": None, "throughput": None, "predictions": None, "notes": []}
+            "reproducibility": reproducibility(runs, baseline), "aa": None, "complexity": None, "throughput": None,
+            "predictions": None, "per_class": None, "notes": []}
+
+
+def _versus_baseline(model: str, baseline: str, values: dict, base_values: dict) -> dict:
+    """The row's test against the baseline, its power and its sentence."""
+    if model == baseline:
+        test, mde, needed, sentence = TTest("none", None, None, None, note="baseline"), None, None, None
+    else:
+        ev = evaluate(f"{model} vs {baseline}", values, base_values)
+        test, mde, needed, sentence = ev.test, ev.mde, ev.seeds_needed, ev.sentence
+    return dict(delta_vs_baseline=test.delta, delta_ci95=list(test.ci95) if test.ci95 else None,
+                p_value=test.p_value, test=test.method, test_df=test.df, test_note=test.note, mde=mde,
+                seeds_needed=needed, conclusion=sentence)
+
+
+def add_aa(summary: dict, runs, model: str) -> None:
+    """The A/A control: ``model``'s finished seeds, first half against second half by seed order
+    (at least 4 seeds), with the statistics of a model against the baseline."""
+    groups = by_model(runs, summary["baseline"])
+    if model not in groups:
+        raise RunStateError(f"--aa {model}: no runs of {model} here; pass one of {', '.join(groups)}")
+    ev = aa_control({r.seed: r.best_val_acc for r in groups[model] if r.finished}, model)
+    summary["aa"] = {**ev.as_dict(), "model": model}
+    logger.info("%s", ev.sentence)
 
 
 def _experiment_name(runs) -> str:
@@ -148,37 +176,43 @@ def add_throughput(summary: dict, runs, settings: ThroughputSettings, test_split
 
 
 
+def _seed_results(model_name: str, model_runs, test_split) -> dict:
+    """{seed: {'weights', 'predicted', 'accuracy', 'confusion'}} for every finished seed with weights."""
+    images, labels = test_split
+    out = {}
+    for seed, (weights, predicted) in predict_runs(model_name, model_runs, images, _model_kwargs(model_runs),
+                                                   _eval_path(model_runs)).items():
+        out[seed] = {"seed": seed, "weights": weights, "predicted": predicted,
+                     "accuracy": float(np.mean(predicted == labels)), "confusion": confusion_matrix(labels, predicted)}
+        logger.info("%s seed %d (%s): test accuracy %.4f", model_name, seed, weights, out[seed]["accuracy"])
+    return out
+
+
 def add_predictions(summary: dict, runs, test_split, out_dir, n_images: int = 8) -> dict:
-    """Evaluate each model's saved weights (best.pdparams, else final) on the test split; write
-    predictions.png and confusion.png. Returns the figures."""
-    from ba_net.models import build_model
-    from ba_net.runs import load_weights
+    """Evaluate every finished seed's saved weights (best.pdparams, else final) on the test split;
+    write predictions.png and confusion.png (each model's lowest seed), per_class.png and
+    per_class.csv (all its seeds). Returns the figures."""
+    from ba_net.data import CLASSES
 
     images, labels = test_split
-    groups = by_model(runs, summary["baseline"])
-    results = {}
-    for model_name, model_runs in groups.items():
-        run = prediction_run(model_runs)
-        if run is None:
+    results, confusions = {}, {}
+    for model_name, model_runs in by_model(runs, summary["baseline"]).items():
+        seeds = _seed_results(model_name, model_runs, test_split)
+        if not seeds:
             summary["notes"].append(f"{model_name}: no finished run with saved weights; no predictions")
             continue
-        model = build_model(model_name, **_model_kwargs(model_runs))
-        load_weights(model, run.weights(), f"{model_name} weights")
-        from ba_net.accel import eval_model
-
-        predicted = predict(eval_model(model, _eval_path(model_runs)), images)
-        results[model_name] = {"seed": run.seed, "weights": run.weights().name, "predicted": predicted,
-                               "accuracy": float(np.mean(predicted == labels)),
-                               "confusion": confusion_matrix(labels, predicted)}
-        logger.info("%s seed %d (%s): test accuracy %.4f", model_name, run.seed, run.weights().name,
-                    results[model_name]["accuracy"])
+        confusions[model_name] = {s: r["confusion"] for s, r in seeds.items()}
+        results[model_name] = {**seeds[min(seeds)],
+                               "seed_accuracy": {str(s): r["accuracy"] for s, r in seeds.items()}}
     summary["predictions"] = {m: {k: (v.tolist() if k == "confusion" else v) for k, v in r.items() if k != "predicted"}
                               for m, r in results.items()}
     if not results:
         return {}
+    summary["per_class"] = summarize_per_class(confusions, summary["baseline"], CLASSES)
     out_dir = Path(out_dir)
+    atomic_write_text(out_dir / "per_class.csv", per_class_csv(summary["per_class"]))
     figs = {"predictions.png": plot_predictions(results, images, labels, n_images),
-            "confusion.png": plot_confusion(results)}
+            "confusion.png": plot_confusion(results), "per_class.png": plot_per_class(summary["per_class"])}
     for name, fig in figs.items():
         save_figure(fig, out_dir / name)
     return figs
@@ -198,11 +232,15 @@ def _test_split(runs):
 
 def compare_experiment(experiment_dir, out_dir=None, baseline: str = "alexnet",
                        throughput: Optional[ThroughputSettings] = ThroughputSettings(),
-                       predictions: bool = True, complexity: bool = True, device: str = "auto") -> dict:
-    """Everything ``tools/compare.py`` writes; returns the summary (comparison.json's content)."""
+                       predictions: bool = True, complexity: bool = True, device: str = "auto",
+                       aa: Optional[str] = None) -> dict:
+    """Everything ``tools/compare.py`` writes; returns the summary (comparison.json's content).
+    ``aa``: a model whose seeds get the A/A control."""
     runs = collect_runs(experiment_dir)
     out_dir = Path(out_dir if out_dir is not None else experiment_dir)
     summary = summarize(runs, baseline)
+    if aa is not None:
+        add_aa(summary, runs, aa)
     logger.info("%d runs of %d models in %s (%d not finished)", len(runs), len(summary["rows"]), experiment_dir,
                 len(summary["excluded"]))
     needs_data = (predictions and any(prediction_run(r) for r in by_model(runs, baseline).values())) or (
@@ -220,7 +258,7 @@ def compare_experiment(experiment_dir, out_dir=None, baseline: str = "alexnet",
         save_figure(plot_curves(runs, kind, baseline), out_dir / f"curves_{kind}.png")
     if predictions:
         if test_split is None:
-            summary["notes"].append("No finished run saved weights: predictions.png and confusion.png not written.")
+            summary["notes"].append("No finished run saved weights: predictions.png, confusion.png, per_class.png and per_class.csv not written.")
         else:
             add_predictions(summary, runs, test_split, out_dir)
     write_tables(summary, out_dir)
@@ -228,5 +266,5 @@ def compare_experiment(experiment_dir, out_dir=None, baseline: str = "alexnet",
     return summary
 
 
-__all__ = ["ThroughputSettings", "add_complexity", "add_predictions", "add_throughput", "collect_runs",
+__all__ = ["ThroughputSettings", "add_aa", "add_complexity", "add_predictions", "add_throughput", "collect_runs",
            "compare_experiment", "summarize"]

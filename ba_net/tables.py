@@ -1,4 +1,5 @@
-"""The comparison's tables: comparison.md (the table, the runs, how every number was obtained),
+"""The comparison's tables: comparison.md (the table, the conclusions in words, the A/A control,
+the reproducibility of each model's seeds, the runs, how every number was obtained),
 comparison.csv (one row per model) and comparison.json (the whole summary), written by
 :func:`write_tables` from the summary that :func:`ba_net.report.summarize` starts."""
 from __future__ import annotations
@@ -8,6 +9,8 @@ import io
 from pathlib import Path
 
 from ba_net.checkpoint import atomic_write_json, atomic_write_text
+from ba_net.per_class import per_class_notes
+from ba_net.power import ALPHA, MAX_SEEDS, POWER
 
 # The notebook's throughput (test-set pass, data loading included, one V100 GPU).
 NOTEBOOK_THROUGHPUT = {"AlexNet": 2612.0, "BA-AlexNet": 2533.0}
@@ -16,7 +19,7 @@ CSV_COLUMNS = ("model", "n_seeds", "n_runs", "n_excluded", "seeds", "val_acc_bes
                "val_acc_final_mean", "val_acc_final_std", "train_acc_final_mean", "train_acc_final_std",
                "delta_vs_baseline", "delta_ci95_low", "delta_ci95_high", "p_value", "test", "params_total",
                "params_trainable", "macs", "throughput_img_s", "throughput_notebook_img_s", "wall_time_s_mean",
-               "wall_time_s_std")
+               "wall_time_s_std", "mde", "seeds_needed", "conclusion")
 
 
 def _pct(v, signed=False) -> str:
@@ -49,6 +52,18 @@ def _p_cell(row) -> str:
     return f"{row['p_value']:.3g} ({row['test']}, {df})"
 
 
+def _mde_cell(row) -> str:
+    return "–" if row.get("mde") is None else f"{100 * row['mde']:.2f}"
+
+
+def _needed_cell(row) -> str:
+    if row.get("mde") is None:
+        return "–"
+    if row["seeds_needed"] is not None:
+        return f"{row['seeds_needed']:,}"
+    return "– (Δ = 0)" if abs(row["delta_vs_baseline"]) <= 1e-12 else f"> {MAX_SEEDS:,}"
+
+
 def _count(v) -> str:
     return "–" if v is None else f"{v:,}"
 
@@ -64,16 +79,18 @@ def markdown(summary: dict) -> str:
     rows, base = summary["rows"], summary["baseline"]
     out = [f"# Comparison: experiment `{summary['experiment']}`", "",
            "| model | seeds | best val acc % | final val acc % | final train acc % | Δ best val vs "
-           f"{base} (pp) [95 % CI] | p | params total (trainable) | MACs / image | img/s benchmark | "
-           "img/s test-set pass |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           f"{base} (pp) [95 % CI] | p | min. detectable Δ (pp) | seeds to detect Δ | params total (trainable) | "
+           "MACs / image | img/s benchmark | img/s test-set pass |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         seeds = f"{r['n_seeds']} of {r['n_runs']}"
         params = "–" if r["params_total"] is None else f"{_count(r['params_total'])} ({_count(r['params_trainable'])})"
         out.append(f"| {r['model']} | {seeds} | {_mean_pm_std(r, 'val_acc_best')} | {_mean_pm_std(r, 'val_acc_final')} | "
-                   f"{_mean_pm_std(r, 'train_acc_final')} | {_delta_cell(r)} | {_p_cell(r)} | {params} | "
+                   f"{_mean_pm_std(r, 'train_acc_final')} | {_delta_cell(r)} | {_p_cell(r)} | {_mde_cell(r)} | "
+                   f"{_needed_cell(r)} | {params} | "
                    f"{_count(r['macs'])} | {_speed(r['throughput_img_s'], summary)} | "
                    f"{_speed(r['throughput_notebook_img_s'], summary)} |")
+    out += _conclusions(summary) + _reproducibility(summary)
     out += ["", "## Runs", "", "| model | seed | status | epochs | best val acc % | final val acc % | "
             "final train acc % | wall time s | note |", "|---|---|---|---|---|---|---|---|---|"]
     for run in summary["runs"]:
@@ -83,6 +100,44 @@ def markdown(summary: dict) -> str:
                    f"{run['wall_time_s']:.1f} | {note} |")
     out += ["", "## Method", ""] + [f"- {line}" for line in _method_notes(summary)]
     return "\n".join(out) + "\n"
+
+
+def _conclusions(summary: dict) -> list:
+    out = ["", "## Conclusions", ""] + [f"- {r['conclusion']}" for r in summary["rows"] if r.get("conclusion")]
+    if summary.get("aa"):
+        aa = summary["aa"]
+        out += ["", f"A/A control (seed noise alone: {aa['model']}'s seeds in two halves, compared like two models):",
+                "", f"- {aa['sentence']}"]
+    return out
+
+
+def _reproducibility(summary: dict) -> list:
+    out = ["", "## Reproducibility", "", "Each model's finished runs, compared with each other (config.yaml apart "
+           "from the seed, where the data lives and how it is loaded; Paddle version and device as the run recorded "
+           "them).", "", "| model | seeds | configs apart from the seed | Paddle | device |", "|---|---|---|---|---|"]
+    for rep in summary.get("reproducibility") or []:
+        configs = "identical" if rep["configs_identical"] else "differ: " + "; ".join(rep["config_differences"])
+        out.append(f"| {rep['model']} | {', '.join(str(s) for s in rep['seeds']) or '–'} | {configs} | "
+                   f"{rep['paddle_version']} | {rep['device']} |")
+    return out
+
+
+def _power_notes(summary: dict) -> list:
+    notes = [f"Min. detectable Δ: the smallest true difference the test (paired or Welch, as for the p-value) "
+             f"detects with power {POWER:g} at two-sided alpha {ALPHA:g} with the seeds run, from the observed seed "
+             "noise (paired: the SD of the per-seed differences; Welch: each model's SD). Seeds to detect Δ: the "
+             f"fewest seeds per model at which the observed Δ would be detected with power {POWER:g}, with the same "
+             f"noise (> {MAX_SEEDS:,}: more than that). Exact power: the noncentral t for the paired test, the "
+             "Welch statistic's distribution integrated over the two sample variances for Welch (ba_net.power). "
+             "Both figures take the observed Δ and SDs as if they were the true ones; from few seeds they are "
+             "rough planning numbers."]
+    if summary.get("aa"):
+        notes.append("A/A control: the first half of the model's finished seeds (by seed number) against the second "
+                     "half, by Welch's test (the halves share no seed), reported like a model against the baseline. "
+                     "Its Δ and interval show how large a difference seed noise alone makes with half the seeds; "
+                     "at few seeds Welch's test rejects less often than alpha (about 2 % at 2 + 2 seeds, 4 % at "
+                     "4 + 4), so an A/A 'distinguishable' is rarer than 1 in 20.")
+    return notes
 
 
 def _method_notes(summary: dict) -> list:
@@ -97,7 +152,7 @@ def _method_notes(summary: dict) -> list:
         "t-test over seeds when both models finished the same seeds, Welch's t-test otherwise (t quantiles and "
         "p-values from scipy.stats.t). With one seed on a side no interval is possible "
         "and CI and p are left empty.",
-    ]
+    ] + _power_notes(summary)
     if any(r["n_seeds"] == 1 for r in rows):
         notes.append("Some models have a single finished seed: their std, CI and p are not defined.")
     if summary["excluded"]:
@@ -118,6 +173,8 @@ def _method_notes(summary: dict) -> list:
         notes.append("predictions.png / confusion.png: each model's lowest finished seed, best.pdparams (else "
                      "final.pdparams), on the test split: " + "; ".join(
                          f"{m} seed {p['seed']} {p['weights']} accuracy {_pct(p['accuracy'])} %" for m, p in pred.items()) + ".")
+    if summary.get("per_class"):
+        notes += per_class_notes(summary["per_class"])
     notes += summary["notes"]
     return notes
 

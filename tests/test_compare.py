@@ -206,7 +206,7 @@ def test_running_and_failed_runs_are_listed_not_averaged(tmp_path):
     assert "3 of 7 runs excluded" in md and "alexnet seed 2: failed (non-finite loss 'nan' at epoch 3; 2 of 5" in md
     assert "ba_alexnet seed 2: running or stopped (1 of 5 epochs done)" in md
     assert "| ba_alexnet | 2 | running | 1/5 |" in md and "Throughput: skipped" in md and "| skipped |" in md
-    assert "no finished run with saved weights" in md or "predictions.png and confusion.png not written" in md
+    assert "predictions.png, confusion.png, per_class.png and per_class.csv not written" in md
     assert not (out / "predictions.png").exists() and (out / "curves_acc.png").is_file()
     assert not (root / "comparison.json").exists()  # --out respected
     with open(out / "comparison.csv") as f:
@@ -347,9 +347,9 @@ def test_compare_end_to_end_on_a_real_training(trained, tmp_path):
                   "--throughput-settings", "batch_size=16,warmup=1,repeats=2,max_batches=2"], timeout=600)
     assert r.returncode == 0, r.stderr
     for name in ("comparison.json", "comparison.md", "comparison.csv", "curves_loss.png", "curves_acc.png",
-                 "predictions.png", "confusion.png"):
+                 "predictions.png", "confusion.png", "per_class.png", "per_class.csv"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
-    for name in ("curves_loss.png", "curves_acc.png", "predictions.png", "confusion.png"):
+    for name in ("curves_loss.png", "curves_acc.png", "predictions.png", "confusion.png", "per_class.png"):
         assert _pixels(out / name)[..., :3].var() > 1e-3, name
     summary = json.loads((out / "comparison.json").read_text())
     # hand counts (REFERENCE.md / README), not the package's own numbers
@@ -362,10 +362,15 @@ def test_compare_end_to_end_on_a_real_training(trained, tmp_path):
         best = [h["best_val_acc"] for h in hist]
         assert r_["n_seeds"] == 2 and r_["val_acc_best_mean"] == pytest.approx(np.mean(best), rel=1e-12)
         assert r_["val_acc_best_std"] == pytest.approx(np.std(best, ddof=1), rel=1e-9)
-        # the predictions come from best.pdparams of seed 0: they reproduce its logged val accuracy
+        # the predictions come from best.pdparams of each seed: they reproduce its logged val accuracy
         pred = summary["predictions"][model]
         assert (pred["seed"], pred["weights"]) == (0, "best.pdparams")
         assert pred["accuracy"] == pytest.approx(hist[0]["best_val_acc"], abs=1e-9)
+        assert pred["seed_accuracy"] == pytest.approx({str(s): h["best_val_acc"] for s, h in enumerate(hist)}, abs=1e-9)
+        pc = summary["per_class"]  # per-class accuracies weighted by class size give each seed's accuracy back
+        n_c = np.array(pc["images_per_class"])
+        for s, h in enumerate(hist):
+            assert np.dot(pc["models"][model]["per_seed"][str(s)], n_c) / N_TEST == pytest.approx(h["best_val_acc"])
         assert np.sum(pred["confusion"]) == N_TEST and np.trace(pred["confusion"]) == round(N_TEST * pred["accuracy"])
     ba = row(summary, "ba_alexnet")
     # the paired test by hand on the histories: 2 seeds, df 1, where t is Cauchy-distributed

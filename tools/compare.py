@@ -1,10 +1,15 @@
 """Compare the runs of one experiment: accuracy, parameters, multiply-accumulates, throughput, curves.
 
     python tools/compare.py <output_dir>/<experiment> [--out DIR] [--no-throughput] [--baseline alexnet]
+                            [--aa MODEL]
 
-Writes comparison.json / .md / .csv, curves_loss.png, curves_acc.png, predictions.png and
-confusion.png into the experiment folder (or --out). Only finished runs enter the statistics;
-running and failed ones are listed as such. Throughput defaults: batch 128, 3 warm-up and 5 timed
+Writes comparison.json / .md / .csv, curves_loss.png, curves_acc.png, predictions.png,
+confusion.png, per_class.csv and per_class.png into the experiment folder (or --out), and prints
+the table and one sentence per model: the difference to the baseline, whether it stands out from
+seed noise, the smallest difference the seeds run can detect and the seeds needed to detect the
+observed one. --aa MODEL adds the A/A control (MODEL's seeds in two halves, at least 4 seeds).
+Each model whose seeds ran with different configs, Paddle versions or devices gets one warning
+line. Only finished runs enter the statistics; running and failed ones are listed as such. Throughput defaults: batch 128, 3 warm-up and 5 timed
 passes, the whole test split; --throughput-settings changes them for quick checks, e.g.
 --throughput-settings batch_size=8,warmup=1,repeats=2,max_batches=1.
 """
@@ -35,12 +40,15 @@ def main(argv=None) -> int:
     parser.add_argument("--throughput-settings", default="", metavar="KEY=N,...",
                         help="change the throughput measurement (batch_size, warmup, repeats, max_batches, ...)")
     parser.add_argument("--baseline", default="alexnet", help="model the others are compared with (default: alexnet)")
+    parser.add_argument("--aa", metavar="MODEL", help="A/A control: compare the first half of MODEL's seeds with "
+                        "the second (needs >= 4 finished seeds)")
     args = parser.parse_args(argv)
     setup_logging()
     log = logging.getLogger("ba_net.compare")
     try:
         throughput = None if args.no_throughput else ThroughputSettings.parse(args.throughput_settings)
-        compare_experiment(args.experiment, args.out, baseline=args.baseline, throughput=throughput)
+        summary = compare_experiment(args.experiment, args.out, baseline=args.baseline, throughput=throughput,
+                                     aa=args.aa)
         out = Path(args.out or args.experiment)
     except BaNetError as exc:
         log.error("error: %s", exc)
@@ -52,9 +60,12 @@ def main(argv=None) -> int:
     start = next(i for i, line in enumerate(lines) if line.startswith("|"))
     table = lines[start:next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))]
     print("\n".join(table))  # the first table: the comparison
-    print(f"\nresults in {out}/: comparison.md (table and method), comparison.csv/.json, curves_*.png, "
-          f"predictions.png, confusion.png; dashboards: visualdl --logdir {Path(args.experiment).parent} "
-          f"--host 127.0.0.1")
+    sentences = [r["conclusion"] for r in summary["rows"] if r.get("conclusion")]
+    sentences += [summary["aa"]["sentence"]] if summary.get("aa") else []
+    print("\n" + "\n".join(sentences))
+    print(f"\nresults in {out}/: comparison.md (table, conclusions, reproducibility, method), comparison.csv/.json, "
+          f"curves_*.png, predictions.png, confusion.png, per_class.csv/.png; "
+          f"dashboards: visualdl --logdir {Path(args.experiment).parent} --host 127.0.0.1")
     return 0
 
 
