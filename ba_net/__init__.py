@@ -39,7 +39,7 @@ if _importlib_util.find_spec("cv2") is None:
                       "`pip install opencv-python-headless`, or any other OpenCV build", name="cv2")
 
 from ba_net.attention import BridgeAttention, create_attention, list_attention  # noqa: E402
-from ba_net.complexity import count_flops, count_macs, count_params  # noqa: E402
+from ba_net.complexity import count_macs, count_params  # noqa: E402
 from ba_net.loss import LabelSmoothingCrossEntropy  # noqa: E402
 from ba_net.models import build_model, list_models  # noqa: E402
 from ba_net.schedule import WarmupCosineDecay, build_lr_scheduler  # noqa: E402
@@ -51,7 +51,6 @@ __all__ = [
     "WarmupCosineDecay",
     "build_lr_scheduler",
     "build_model",
-    "count_flops",
     "count_macs",
     "count_params",
     "create_attention",

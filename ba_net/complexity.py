@@ -92,4 +92,3 @@ def count_macs(model: nn.Layer, input_shape=(1, 3, 128, 128)) -> int:
     return total[0]
 
 
-count_flops = count_macs  # the former name, kept for the notebook until it calls count_macs
