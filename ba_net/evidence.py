@@ -94,7 +94,7 @@ def sentence(name: str, test: TTest, n: tuple, mde, needed, alpha: float = ALPHA
         return (f"{name}: {delta} over {_seeds(test, n)}, but {same} (zero variance), so no t-test is possible; "
                 f"more seeds are needed to measure the seed noise.")
     head = f"{name}: {delta} [{pp(test.ci95[0])[:-3]}, {pp(test.ci95[1])[:-3]}], {_p(test.p_value)}"
-    detect = f"the smallest difference {_seeds(test, n)} detect with power {power:g} is {100 * mde:.2f} pp"
+    detect = f"the smallest difference detectable with {_seeds(test, n)} at power {power:g} is {100 * mde:.2f} pp"
     if test.p_value < alpha:
         return f"{head}: distinguishable from seed noise with {_seeds(test, n)} (alpha {alpha:g}); {detect}."
     if needed is None and abs(test.delta) <= 1e-12:

@@ -36,6 +36,7 @@ from ba_net.errors import RunStateError
 from ba_net.evidence import aa_control, evaluate
 from ba_net.per_class import per_class_csv, summarize_per_class
 from ba_net.plots import plot_confusion, plot_curves, plot_per_class, plot_predictions, save_figure
+from ba_net.power import welch_power
 from ba_net.predict import confusion_matrix, predict_runs, prediction_run
 from ba_net.repro import reproducibility
 from ba_net.runs import Run, by_model, collect_runs
@@ -104,7 +105,8 @@ def add_aa(summary: dict, runs, model: str) -> None:
     if model not in groups:
         raise RunStateError(f"--aa {model}: no runs of {model} here; pass one of {', '.join(groups)}")
     ev = aa_control({r.seed: r.best_val_acc for r in groups[model] if r.finished}, model)
-    summary["aa"] = {**ev.as_dict(), "model": model}
+    halves = ev.n_seeds
+    summary["aa"] = {**ev.as_dict(), "model": model, "welch_size": welch_power(0.0, 1.0, 1.0, *halves)}
     logger.info("%s", ev.sentence)
 
 

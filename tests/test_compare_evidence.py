@@ -49,7 +49,8 @@ def test_aa_from_the_command_line(tmp_path):
     assert aa["name"] == "A/A alexnet seeds 0, 1, 2 vs seeds 3, 4, 5" and aa["test"]["method"] == "welch"
     assert aa["test"]["p_value"] > 0.05 and aa["test"]["ci95"][0] < 0 < aa["test"]["ci95"][1]
     assert aa["sentence"] in r.stdout and "not distinguishable from seed noise with 3 seeds each" in aa["sentence"]
-    assert "A/A control" in (root / "comparison.md").read_text()
+    md = (root / "comparison.md").read_text()
+    assert "A/A control" in md and "With 3 + 3 seeds, Welch's test calls pure noise 'distinguishable' 3.5 % " in md
     assert "ba_alexnet vs alexnet: +2.00 pp" in r.stdout  # the model's sentence too
     few = TC.experiment(tmp_path, {"alexnet": {0: 0.7, 1: 0.71, 2: 0.72}}, name="few")
     for args, msg in ((["--aa", "alexnet"], "--aa alexnet needs at least 4 finished seeds to split into two "

@@ -109,8 +109,8 @@ def test_sentences_state_the_numbers():
     assert ev.seeds_needed == need and ev.test.method == "paired"
     lo, hi = ev.test.ci95
     assert ev.sentence == (f"ba vs base: +0.30 pp [{100 * lo:+.2f}, {100 * hi:+.2f}], p = {ev.test.p_value:.3g}: "
-                           f"not distinguishable from seed noise with 4 seeds (the smallest difference 4 seeds "
-                           f"detect with power 0.8 is {100 * ev.mde:.2f} pp); about {need} seeds per model would "
+                           f"not distinguishable from seed noise with 4 seeds (the smallest difference detectable "
+                           f"with 4 seeds at power 0.8 is {100 * ev.mde:.2f} pp); about {need} seeds per model would "
                            f"be needed to detect +0.30 pp (alpha 0.05, power 0.8).")
     assert one_sample_power(ev.mde / sd, 4) == pytest.approx(0.8, abs=1e-6)
     d = [0.0008, -0.0002, 0.0006, 0.0]  # a small difference (+0.03 pp), d = 0.70
@@ -119,8 +119,8 @@ def test_sentences_state_the_numbers():
     assert f"about {small.seeds_needed} seeds per model would be needed to detect +0.03 pp" in small.sentence
     sig = E.evaluate("ba vs base", {0: 0.72, 1: 0.752, 2: 0.70, 3: 0.741}, BASE)
     assert re.fullmatch(r"ba vs base: \+1\.08 pp \[\+0\.9\d, \+1\.2\d\], p < 0\.001: distinguishable from seed "
-                        r"noise with 4 seeds \(alpha 0\.05\); the smallest difference 4 seeds detect with power "
-                        r"0\.8 is 0\.\d\d pp\.", sig.sentence), sig.sentence
+                        r"noise with 4 seeds \(alpha 0\.05\); the smallest difference detectable with 4 seeds at "
+                        r"power 0\.8 is 0\.\d\d pp\.", sig.sentence), sig.sentence
     welch = E.evaluate("w vs base", {5: 0.70, 6: 0.78, 7: 0.74}, BASE)
     assert "with 3 and 4 seeds" in welch.sentence and welch.test.method == "welch"
 
