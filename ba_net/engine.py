@@ -11,6 +11,7 @@ rank 0 writes files.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -25,6 +26,8 @@ from ba_net import data as D
 from ba_net.checkpoint import atomic_write_json, atomic_write_text, write_error
 from ba_net.config import dump_config
 from ba_net.errors import ConfigError, OutputError
+from ba_net.lock import RunLock
+from ba_net.lock import describe as describe_owner
 from ba_net.loss import LabelSmoothingCrossEntropy
 from ba_net.models import build_model
 from ba_net.optim import build_optimizer, build_scheduler, check_schedule
@@ -336,17 +339,41 @@ def _read_splits(cfg: dict, world: int) -> dict:
     return splits
 
 
+def _locked(folder: RunFolder, owner: Optional[dict], label: str) -> dict:
+    logger.warning("%s is being trained by another process (%s): skipped here; run the command again once "
+                   "it is done to pick up what is left", label, describe_owner(owner or {}))
+    return {"status": "locked", "best_val_acc": None}
+
+
 def _run_one(cfg: dict, model: str, seed: int, plan: tuple, splits: dict, ctx: _Distributed, device: str,
-             label: str) -> dict:
-    """Skip, start or resume one run as planned; returns its history."""
+             label: str, resume: bool, force: bool) -> dict:
+    """Skip, start or resume one run as planned, holding its lock while it trains; returns its
+    history (status 'locked' when another process trains it)."""
     folder, action, state = plan
+    if action == "locked":
+        return _locked(folder, state, label)
     if action == "skip":
-        history = runs.read_history(folder, model, seed, runs.TRAIN_FIX)
-        logger.info("%s finished already (best val acc %.4f); skipped (--force reruns it)", label,
-                    history.get("best_val_acc") or 0.0)
-        if ctx.main:
-            runs.finish_cleanup(folder)
-        return history
+        return _skip(folder, model, seed, ctx, label)
+    with RunLock(folder.root) if ctx.main else contextlib.nullcontext() as lock:
+        if ctx.sum([0.0 if lock is None or lock.acquired else 1.0])[0] > 0:  # every rank learns rank 0's answer
+            return _locked(folder, lock.owner if lock is not None else None, label)
+        # the folder may have moved on since planning (another process finished or stopped it)
+        action, state = runs.plan_run(cfg, model, seed, folder, resume, force)
+        if action == "skip":
+            return _skip(folder, model, seed, ctx, label)
+        return _train_locked(cfg, model, seed, folder, action, state, splits, ctx, device, label)
+
+
+def _skip(folder: RunFolder, model: str, seed: int, ctx: _Distributed, label: str) -> dict:
+    history = runs.read_history(folder, model, seed, runs.TRAIN_FIX)
+    logger.info("%s finished already (best val acc %.4f); skipped (--force reruns it)", label,
+                history.get("best_val_acc") or 0.0)
+    if ctx.main:
+        runs.finish_cleanup(folder)
+    return history
+
+
+def _train_locked(cfg, model, seed, folder, action, state, splits, ctx, device, label) -> dict:
     try:
         if ctx.main:
             runs.prepare_folder(folder, action, label)
@@ -371,15 +398,17 @@ def run_experiment(cfg: dict, resume: bool = False, force: bool = False) -> list
     device = select_device(cfg["device"])
     check_schedule(cfg)  # before any write
     plans = runs.plan_experiment(cfg, resume, force)
-    todo = [r for r, p in plans.items() if p[1] != "skip"]
-    logger.info("experiment %s: %d runs (%d to train, %d finished already) on %s, %d process(es)",
-                cfg["experiment"], len(plans), len(todo), len(plans) - len(todo), device, ctx.world)
+    todo = [r for r, p in plans.items() if p[1] in ("start", "resume")]
+    locked = sum(p[1] == "locked" for p in plans.values())
+    logger.info("experiment %s: %d runs (%d to train, %d finished already, %d trained by another process) on %s, "
+                "%d process(es)", cfg["experiment"], len(plans), len(todo), len(plans) - len(todo) - locked, locked,
+                device, ctx.world)
     splits = _read_splits(cfg, ctx.world) if todo else {}
     summaries = []
     start = time.time()
     for i, ((model, seed), plan) in enumerate(plans.items(), start=1):
         label = f"[{i}/{len(plans)} {model} seed {seed}]"
-        history = _run_one(cfg, model, seed, plan, splits, ctx, device, label)
+        history = _run_one(cfg, model, seed, plan, splits, ctx, device, label, resume, force)
         summaries.append({"model": model, "seed": seed, "status": history["status"],
                           "best_val_acc": history.get("best_val_acc"), "folder": str(plan[0].root)})
     logger.info("experiment %s done in %s", cfg["experiment"], _hms(time.time() - start))

@@ -146,13 +146,18 @@ def new_history(cfg: dict, model: str, seed: int, world: int, device: str) -> di
 
 def plan_experiment(cfg: dict, resume: bool, force: bool) -> dict:
     """{(model, seed): (folder, action, resume state)} for every run of ``cfg``, in its order
-    (:func:`plan_run`); with ``resume``, at least one run must have a state to continue."""
+    (:func:`plan_run`; action 'locked' with the owner instead of a state when another live process
+    holds the run's lock); with ``resume``, at least one run must have a state to continue."""
+    from ba_net.lock import holder
+
     plans = {}
     for model in cfg["models"]:
         for seed in cfg["seeds"]:
             folder = run_folder(cfg, model, seed)
-            plans[(model, seed)] = (folder, *plan_run(cfg, model, seed, folder, resume, force))
-    if resume and not any(p[1] == "resume" for p in plans.values()):
+            owner = holder(folder.root)  # another process trains it: its files are in flux, not read
+            plans[(model, seed)] = (folder, "locked", owner) if owner else \
+                (folder, *plan_run(cfg, model, seed, folder, resume, force))
+    if resume and not any(p[1] in ("resume", "locked") for p in plans.values()):
         raise RunStateError(f"--resume: no run under {Path(cfg['output_dir']) / cfg['experiment']} has a saved "
                             f"state to continue; drop --resume to start or skip runs as needed")
     return plans

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted: finished epochs are saved; rerun with --resume to continue")
         return 130
-    failed = [s for s in summaries if s["status"] != "finished"]
+    failed = [s for s in summaries if s["status"] not in ("finished", "locked")]  # locked: another process trains it
     for s in failed:
         log.error("run %s seed %s %s (see %s/history.json)", s["model"], s["seed"], s["status"], s["folder"])
     if any(s["status"] == "failed" for s in summaries):
