@@ -260,7 +260,8 @@ def compare_experiment(experiment_dir, out_dir=None, baseline: str = "alexnet",
         save_figure(plot_curves(runs, kind, baseline), out_dir / f"curves_{kind}.png")
     if predictions:
         if test_split is None:
-            summary["notes"].append("No finished run saved weights: predictions.png, confusion.png, per_class.png and per_class.csv not written.")
+            summary["notes"].append("No finished run saved weights: predictions.png, confusion.png, per_class.png "
+                                    "and per_class.csv not written.")
         else:
             add_predictions(summary, runs, test_split, out_dir)
     write_tables(summary, out_dir)

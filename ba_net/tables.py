@@ -75,7 +75,8 @@ def _speed(v, summary) -> str:
 
 
 def markdown(summary: dict) -> str:
-    """comparison.md: the table, the runs, and how every number was obtained."""
+    """comparison.md: the table, the conclusions, the reproducibility of the seeds, the runs, and how every
+    number was obtained."""
     rows, base = summary["rows"], summary["baseline"]
     out = [f"# Comparison: experiment `{summary['experiment']}`", "",
            "| model | seeds | best val acc % | final val acc % | final train acc % | Δ best val vs "

@@ -9,8 +9,9 @@ the table and one sentence per model: the difference to the baseline, whether it
 seed noise, the smallest difference the seeds run can detect and the seeds needed to detect the
 observed one. --aa MODEL adds the A/A control (MODEL's seeds in two halves, at least 4 seeds).
 Each model whose seeds ran with different configs, Paddle versions or devices gets one warning
-line. Only finished runs enter the statistics; running and failed ones are listed as such. Throughput defaults: batch 128, 3 warm-up and 5 timed
-passes, the whole test split; --throughput-settings changes them for quick checks, e.g.
+line. Only finished runs enter the statistics; running and failed ones are listed as such.
+Throughput defaults: batch 128, 3 warm-up and 5 timed passes, the whole test split;
+--throughput-settings changes them for quick checks, e.g.
 --throughput-settings batch_size=8,warmup=1,repeats=2,max_batches=1.
 """
 import argparse
