@@ -14,7 +14,8 @@ import paddle
 import paddle.nn as nn
 
 from ba_net.attention.helpers import (
-    check_rank, expand_like, global_avg_pool, hidden_width, make_activation, make_gate, same_conv, spatial_size,
+    channel_max, check_rank, expand_like, global_avg_pool, global_max_pool, hidden_width, make_activation, make_gate,
+    same_conv, spatial_size,
 )
 
 _NORMS = {1: nn.BatchNorm1D, 2: nn.BatchNorm2D, 3: nn.BatchNorm3D}
@@ -42,7 +43,7 @@ class ChannelGate(nn.Layer):
     def weights(self, x: paddle.Tensor) -> paddle.Tensor:
         """Mc, shaped to broadcast against ``x``."""
         avg = global_avg_pool(x)
-        mx = x.reshape([x.shape[0], x.shape[1], -1]).max(axis=-1)
+        mx = global_max_pool(x)
         return expand_like(self.gate(self.mlp(avg) + self.mlp(mx)), x)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -75,7 +76,7 @@ class SpatialGate(nn.Layer):
     def weights(self, x: paddle.Tensor) -> paddle.Tensor:
         """Ms, [B, 1, *spatial]."""
         check_rank(x, self.dims, "SpatialGate")
-        pooled = paddle.concat([x.mean(axis=1, keepdim=True), x.max(axis=1, keepdim=True)], axis=1)
+        pooled = paddle.concat([x.mean(axis=1, keepdim=True), channel_max(x)], axis=1)
         return self.gate(self.norm(self.conv(pooled)))
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:

@@ -41,6 +41,33 @@ def global_avg_pool(x: paddle.Tensor) -> paddle.Tensor:
     return x.mean(axis=list(range(2, x.ndim))) if x.ndim > 2 else x
 
 
+def global_max_pool(x: paddle.Tensor) -> paddle.Tensor:
+    """Max over every axis after the channel axis: [B, C, *spatial] -> [B, C]. For 1 to 3 spatial
+    axes it is a pooling op: Paddle's CPU gradient of a reduce-max is orders of magnitude slower
+    (3.3.1, [32, 16, 32, 32]: 1.8 s against 2 ms), which made a CIFAR CBAM-ResNet-20 step 13x
+    slower than ResNet-20's. Same values; with tied maxima the pool's gradient goes to one of
+    them, the reduce-max's to all."""
+    import paddle.nn.functional as F
+
+    pools = {3: F.adaptive_max_pool1d, 4: F.adaptive_max_pool2d, 5: F.adaptive_max_pool3d}
+    if x.ndim in pools:
+        return paddle.flatten(pools[x.ndim](x, 1), 1)
+    return x.reshape([x.shape[0], x.shape[1], -1]).max(axis=-1)
+
+
+def channel_max(x: paddle.Tensor) -> paddle.Tensor:
+    """Max over the channel axis, kept: [B, C, *spatial] -> [B, 1, *spatial]; a pooling op for 1
+    or 2 spatial axes, for the reason given in :func:`global_max_pool` (0.23 s against 3 ms)."""
+    import paddle.nn.functional as F
+
+    c = int(x.shape[1])
+    if x.ndim == 4:
+        return F.max_pool3d(x.unsqueeze(1), kernel_size=[c, 1, 1]).squeeze(1)
+    if x.ndim == 3:
+        return F.max_pool2d(x.unsqueeze(1), kernel_size=[c, 1]).squeeze(1)
+    return x.max(axis=1, keepdim=True)
+
+
 def spatial_size(x: paddle.Tensor) -> int:
     """Number of positions per channel of a [B, C, *spatial] tensor."""
     n = 1
