@@ -55,7 +55,8 @@ SCHEMA = {
     },
     "train": {
         "epochs": Field(100, "int", "training epochs", minimum=1),
-        "batch_size": Field(128, "int", "images per optimizer step (per process)", minimum=1),
+        "batch_size": Field(128, "int", "images per optimizer step in total (the global batch: each of N "
+                            "processes takes batch_size / N)", minimum=1),
         "max_steps_per_epoch": Field(None, "int", "cap on iterations per epoch; null = the whole epoch", nullable=True, minimum=1),
         "log_every": Field(10, "int", "record the train loss every N iterations", minimum=1),
         "amp": Field(False, "bool", "mixed precision (GPU only; refused with a warning on CPU)"),

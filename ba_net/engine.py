@@ -25,7 +25,7 @@ from ba_net import accel, dashboard, runs
 from ba_net import data as D
 from ba_net.checkpoint import atomic_write_json, atomic_write_text, write_error
 from ba_net.config import dump_config
-from ba_net.errors import ConfigError, OutputError
+from ba_net.errors import ConfigError, OutputError, RunStateError
 from ba_net.lock import RunLock
 from ba_net.lock import describe as describe_owner
 from ba_net.loss import LabelSmoothingCrossEntropy
@@ -63,6 +63,18 @@ class _Distributed:
         if self.world > 1:
             dist.all_reduce(t)
         return [float(v) for v in t.numpy()]
+
+    def average_buffers(self, model) -> None:
+        """Make the BatchNorm running statistics (each rank's own, from its shard) the mean over
+        ranks on every rank, so that each rank evaluates, and rank 0 saves, the same weights."""
+        if self.world == 1:
+            return
+        frozen = [p for p in model.parameters() if p.stop_gradient]  # Paddle keeps BN statistics as such
+        with paddle.no_grad():
+            for buf in list(model.buffers()) + frozen:
+                if buf.dtype in (paddle.float32, paddle.float64, paddle.float16, paddle.bfloat16):
+                    dist.all_reduce(buf)
+                    buf.set_value(buf / self.world)
 
 
 def evaluate(model, loader, loss_fn, ctx: Optional[_Distributed] = None) -> tuple[float, float]:
@@ -169,9 +181,20 @@ def train_epoch(model, loader, loss_fn, optimizer, scheduler, *, epoch, seed, mi
 
 # ------------------------------------------------------------------------------------ one run
 
-def _too_few_images(cfg: dict, n_train: int, world: int) -> ConfigError:
-    return ConfigError(f"train.batch_size: {cfg['train']['batch_size']} x {world} process(es) exceeds the "
-                       f"{n_train} training images; use a smaller batch")
+def _too_few_images(cfg: dict, n_train: int) -> ConfigError:
+    return ConfigError(f"train.batch_size: {cfg['train']['batch_size']} exceeds the {n_train} training images; "
+                       f"use a smaller batch")
+
+
+def per_process_batch(cfg: dict, world: int) -> int:
+    """train.batch_size is the recipe's global batch whatever the number of processes: each of
+    ``world`` processes takes an equal share (the union of the shards of a step is the serial
+    batch of that step, see data.SeededBatchSampler)."""
+    batch = cfg["train"]["batch_size"]
+    if batch % world:
+        raise ConfigError(f"train.batch_size: the global batch {batch} does not split evenly over {world} processes; "
+                          f"use a multiple of {world} (e.g. {batch // world * world or world}) or another process count")
+    return batch // world
 
 
 def _grad_scaler(amp: bool, device: str):
@@ -192,14 +215,15 @@ class _Training:
         self.ctx, t = _Distributed(), cfg["train"]
         paddle.seed(seed)
         self.model = build_model(model_name, num_classes=len(D.CLASSES), **cfg["model_kwargs"])
+        batch = per_process_batch(cfg, self.ctx.world)
         self.train_loader = D.build_loader(*splits["train"], D.TRAIN_TRANSFORMS[cfg["data"]["transforms"]],
-                                           t["batch_size"], seed=seed, train=True,
+                                           batch, seed=seed, train=True,
                                            num_workers=cfg["data"]["num_workers"], rank=self.ctx.rank,
                                            world=self.ctx.world, max_steps=t["max_steps_per_epoch"])
-        self.val_loader = D.build_loader(*splits["test"], D.eval_transform, t["batch_size"], train=False,
+        self.val_loader = D.build_loader(*splits["test"], D.eval_transform, batch, train=False,
                                          num_workers=0, rank=self.ctx.rank, world=self.ctx.world)
         if len(self.train_loader) == 0:
-            raise _too_few_images(cfg, len(splits["train"][0]), self.ctx.world)
+            raise _too_few_images(cfg, len(splits["train"][0]))
         self.scheduler = build_scheduler(cfg, len(self.train_loader))
         self.optimizer = build_optimizer(cfg, self.model.parameters(), self.scheduler)
         self.loss_fn = LabelSmoothingCrossEntropy(cfg["loss"]["label_smoothing"])
@@ -212,8 +236,18 @@ class _Training:
         """Load the resume ``state`` (if any); returns the first epoch to train."""
         if state is None:
             return 1
+        saved_world = state.get("history", {}).get("world_size", 1)
+        if "global_batch" not in state.get("history", {}) and saved_world != 1:  # from before the global batch
+            raise RunStateError(f"{self.folder.root} was trained with a batch of train.batch_size per process on "
+                                f"{saved_world} processes; it cannot resume under global-batch semantics: rerun it "
+                                f"with --force")
         self.history = runs.load_resume_state(self.folder, state, self.model, self.optimizer,
                                               self.cfg["optimizer"]["name"])
+        if saved_world != self.ctx.world:  # same global batch, sample order and iteration numbers
+            logger.info("%s resuming on %d process(es) after %d: the global batch stays %d", self.label,
+                        self.ctx.world, saved_world, self.cfg["train"]["batch_size"])
+            self.history.update(world_size=self.ctx.world, global_batch=self.cfg["train"]["batch_size"],
+                                batch_per_process=per_process_batch(self.cfg, self.ctx.world))
         logger.info("%s resuming after epoch %d (best val acc %.4f)", self.label, state["epoch"],
                     self.history["best_val_acc"] or 0.0)
         return state["epoch"] + 1
@@ -254,6 +288,7 @@ class _Training:
         if self.fast is not None:
             self.fast.sync()  # trained state -> model and optimizer, for evaluation and checkpoints
         val_model = self.fast.eval_model if self.fast else self.train_model
+        self.ctx.average_buffers(self.model)
         val_loss, val_acc = evaluate(val_model, self.val_loader, self.loss_fn, self.ctx)
         if not math.isfinite(val_loss):
             return None, f"non-finite validation loss {val_loss} at epoch {epoch}"
@@ -330,12 +365,12 @@ def train_run(cfg: dict, model_name: str, seed: int, folder: RunFolder, splits: 
 
 # ------------------------------------------------------------------------------- the ablation
 
-def _read_splits(cfg: dict, world: int) -> dict:
+def _read_splits(cfg: dict) -> dict:
     path = D.locate_cifar10(cfg["data"]["data_file"], url=cfg["data"]["download_url"])
     splits = {s: D.read_cifar10(path, s) for s in ("train", "test")}
     logger.info("CIFAR-10 from %s: %d train / %d test images", path, len(splits["train"][0]), len(splits["test"][0]))
-    if len(splits["train"][0]) < cfg["train"]["batch_size"] * world:  # checked before any run folder is touched
-        raise _too_few_images(cfg, len(splits["train"][0]), world)
+    if len(splits["train"][0]) < cfg["train"]["batch_size"]:  # checked before any run folder is touched
+        raise _too_few_images(cfg, len(splits["train"][0]))
     return splits
 
 
@@ -354,7 +389,11 @@ def _run_one(cfg: dict, model: str, seed: int, plan: tuple, splits: dict, ctx: _
         return _locked(folder, state, label)
     if action == "skip":
         return _skip(folder, model, seed, ctx, label)
-    with RunLock(folder.root) if ctx.main else contextlib.nullcontext() as lock:
+    with contextlib.ExitStack() as stack:
+        try:
+            lock = stack.enter_context(RunLock(folder.root)) if ctx.main else None
+        except OSError as exc:  # e.g. output_dir under a file
+            raise write_error(exc.filename or folder.root, exc, fix=_WRITE_FIX) from None
         if ctx.sum([0.0 if lock is None or lock.acquired else 1.0])[0] > 0:  # every rank learns rank 0's answer
             return _locked(folder, lock.owner if lock is not None else None, label)
         # the folder may have moved on since planning (another process finished or stopped it)
@@ -397,13 +436,14 @@ def run_experiment(cfg: dict, resume: bool = False, force: bool = False) -> list
         dist.init_parallel_env()
     device = select_device(cfg["device"])
     check_schedule(cfg)  # before any write
+    per_process_batch(cfg, ctx.world)
     plans = runs.plan_experiment(cfg, resume, force)
     todo = [r for r, p in plans.items() if p[1] in ("start", "resume")]
     locked = sum(p[1] == "locked" for p in plans.values())
     logger.info("experiment %s: %d runs (%d to train, %d finished already, %d trained by another process) on %s, "
                 "%d process(es)", cfg["experiment"], len(plans), len(todo), len(plans) - len(todo) - locked, locked,
                 device, ctx.world)
-    splits = _read_splits(cfg, ctx.world) if todo else {}
+    splits = _read_splits(cfg) if todo else {}
     summaries = []
     start = time.time()
     for i, ((model, seed), plan) in enumerate(plans.items(), start=1):

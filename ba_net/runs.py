@@ -138,10 +138,15 @@ def read_run_config(folder: RunFolder, fix: str) -> dict:
 # ------------------------------------------------------------------------------ the plan
 
 def new_history(cfg: dict, model: str, seed: int, world: int, device: str) -> dict:
-    """The history.json of a run that starts: running, no epoch yet."""
+    """The history.json of a run that starts: running, no epoch yet; with how it was launched
+    (train.batch_size is the global batch: each of ``world`` processes takes its share)."""
+    import paddle
+
     return {"experiment": cfg["experiment"], "model": model, "seed": seed, "status": "running", "reason": None,
             "best_val_acc": None, "best_epoch": None, "epochs_planned": cfg["train"]["epochs"],
-            "world_size": world, "device": device, "epochs": [], "iters": []}
+            "world_size": world, "global_batch": cfg["train"]["batch_size"],
+            "batch_per_process": cfg["train"]["batch_size"] // world, "device": device,
+            "paddle_version": paddle.__version__, "epochs": [], "iters": []}
 
 
 def plan_experiment(cfg: dict, resume: bool, force: bool) -> dict:

@@ -41,7 +41,7 @@ class WarmupCosineDecay(LRScheduler):
         t, w = self.last_epoch, self.warmup_steps
         if t < w:
             return self.warmup_start_lr + (self.base_lr - self.warmup_start_lr) * t / w
-        progress = (t - w) / (self.total_steps - w)
+        progress = min(1.0, (t - w) / (self.total_steps - w))  # past the horizon: holds eta_min
         return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * progress)) / 2
 
 

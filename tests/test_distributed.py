@@ -22,6 +22,8 @@ def test_two_process_cpu_launch_reduces_over_both_ranks(tmp_path, cifar_subset):
     folder = out / "quick" / "ba_alexnet" / "seed3"
     h = read_history(folder)
     assert h["status"] == "finished" and h["world_size"] == 2
+    # train.batch_size is the global batch: each of the 2 processes took half of it
+    assert h["global_batch"] == 8 and h["batch_per_process"] == 4 and h["paddle_version"]
     assert [i["iter"] for i in h["iters"]] == [1, 2]  # steps per epoch are per process
     assert "2 process(es)" in worker_logs
     model = build_model("ba_alexnet")
@@ -68,3 +70,11 @@ def test_only_rank_zero_writes(tmp_path, cifar_subset, monkeypatch, rank):
         for name in ("config.yaml", "history.json", "train.log", "final.pdparams"):
             assert (folder / name).is_file(), name
         assert read_history(folder)["world_size"] == 2
+
+
+def test_global_batch_is_split_over_processes_or_refused():
+    cfg = load_config(None, ("train.batch_size=128",))
+    assert [engine.per_process_batch(cfg, w) for w in (1, 2, 4, 8)] == [128, 64, 32, 16]
+    with pytest.raises(engine.ConfigError, match="global batch 128 does not split evenly over 3 processes; "
+                                                 "use a multiple of 3 \\(e.g. 126\\)"):
+        engine.per_process_batch(cfg, 3)

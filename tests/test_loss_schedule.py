@@ -87,3 +87,15 @@ def test_resumed_schedule_continues_exactly():
     b = WarmupCosineDecay(0.1, 200, warmup_steps=10)
     b.set_state_dict(a.state_dict())
     assert _lrs(b, 50) == _lrs(a, 50)
+
+
+def test_schedule_holds_its_last_value_past_the_horizon():
+    """A run resumed with more steps than planned (or a partial last epoch) must not climb the
+    cosine back up: past the horizon the rate stays eta_min."""
+    sched = build_lr_scheduler(0.1, steps_per_epoch=10, epochs=2, warmup_epochs=0.5, eta_min=1e-3)
+    rates = []
+    for _ in range(40):
+        rates.append(sched.get_lr())
+        sched.step()
+    assert rates[20] == pytest.approx(1e-3) and rates[19] > 1e-3
+    assert rates[20:] == [rates[20]] * 20
