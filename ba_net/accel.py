@@ -55,17 +55,18 @@ def resolve_path(requested: str, device: str, world: int = 1) -> tuple[str, str]
 def prepare_training(cfg: dict, model_name: str, model, optimizer, make_optimizer: Callable, loss_fn, *,
                      device: str, world: int = 1, image_shape: Optional[tuple] = None) -> Optional[StaticTrainer]:
     """The training step for ``cfg['train']['path']``: a :class:`StaticTrainer`, or None for the
-    engine's own dygraph step. A trainer is returned only after its program was built and checked
+    engine's own dygraph step. ``image_shape`` (the training batch's shape, checked first) defaults
+    to ``train.batch_size`` images of the size of the preset ``data.transforms``. A trainer is returned only after its program was built and checked
     against dygraph; any failure is logged and leads to None."""
     path, reason = resolve_path(cfg["train"]["path"], device, world)
     if path == "dygraph":
         logger.info("training path: dygraph (%s)", reason)
         return None
-    if image_shape is None:
-        from ba_net.data import IMAGE_SIZE
+    from ba_net.data import CLASSES, preset
 
-        image_shape = (cfg["train"]["batch_size"], 3, IMAGE_SIZE, IMAGE_SIZE)
-    from ba_net.data import CLASSES
+    if image_shape is None:  # the images of the run's preset (data.transforms)
+        size = preset(cfg["data"]["transforms"]).image_size
+        image_shape = (cfg["train"]["batch_size"], 3, size, size)
 
     num_classes = len(CLASSES)
     try:

@@ -1,8 +1,12 @@
-"""CIFAR-10: finding the file, reading it safely, the notebook's augmentation, seeded loading.
+"""CIFAR-10: finding the file, reading it safely, the data presets, seeded loading.
 
 One path for the data: :func:`locate_cifar10` finds the standard python tarball,
 :func:`read_cifar10` reads one split into memory (no extraction, a restricted unpickler),
-:func:`build_loader` serves it in batches. Randomness never comes from global state: the batch
+:func:`build_loader` serves it in batches. What is done to each image is a *preset*
+(``data.transforms``), and :func:`preset` is the one place that says what a preset means: its
+train transform, its eval transform, the image size they produce and the normalization
+(:data:`PRESETS`: ``notebook`` and ``plain`` at 128 px with ImageNet statistics, for AlexNet;
+``cifar`` at 32 px with CIFAR-10's own, for the CIFAR ResNets). Randomness never comes from global state: the batch
 sampler draws the epoch's order from ``(seed, epoch)`` and each image's augmentation from its
 own generator seeded by ``(seed, epoch, index)``, so a run is reproduced exactly whatever the
 number of loader workers, and a resumed run sees the same images as an uninterrupted one.
@@ -20,6 +24,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -29,7 +34,7 @@ import paddle
 import paddle.vision.transforms.functional as TF
 
 from ba_net.checkpoint import atomic_file, write_error
-from ba_net.errors import DataError
+from ba_net.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +43,15 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # ImageNet statistics, as the notebook
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-IMAGE_SIZE = 128
+IMAGE_SIZE = 128  # the notebook's presets (notebook, plain); each preset states its own size
+# CIFAR-10's own statistics (the "cifar" preset): per-channel mean and standard deviation of the
+# pixel values / 255 over all 50,000 training images (every pixel of every image pooled), to 4
+# places. The often-quoted std (0.2023, 0.1994, 0.2010) is a different quantity, the mean of the
+# per-image standard deviations. The embedded 2,000-image sample gives mean (0.4921, 0.4822,
+# 0.4465) and std (0.2464, 0.2433, 0.2620) (tests/test_data.py checks the constants against it).
+CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
+CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32)
+CIFAR_PAD = 4  # the zero padding of the cifar preset's random crop
 _SPLIT_MEMBERS = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 
 
@@ -224,9 +237,9 @@ def read_cifar10(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------------- transforms
 # Each transform maps (HWC uint8 RGB image, numpy Generator) -> CHW float32, normalized.
 
-def to_normalized_chw(img: np.ndarray) -> np.ndarray:
-    """ToTensor then Normalize with the notebook's ImageNet constants."""
-    return ((img.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1)
+def to_normalized_chw(img: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray = STD) -> np.ndarray:
+    """ToTensor then Normalize, by default with the notebook's ImageNet constants."""
+    return ((img.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)
 
 
 def eval_transform(img: np.ndarray, rng=None) -> np.ndarray:
@@ -289,7 +302,95 @@ def notebook_transform(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return to_normalized_chw(img)
 
 
-TRAIN_TRANSFORMS: dict[str, Callable] = {"notebook": notebook_transform, "plain": plain_transform}
+def cifar_eval_transform(img: np.ndarray, rng=None) -> np.ndarray:
+    """The cifar preset's test-time transform: no resize (32 px), ToTensor, Normalize with
+    CIFAR-10's mean and std (:data:`CIFAR_MEAN`, :data:`CIFAR_STD`)."""
+    return to_normalized_chw(img, CIFAR_MEAN, CIFAR_STD)
+
+
+def cifar_transform(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The CIFAR recipe of He et al. 2016 (section 4.2) and of the CIFAR ResNet code since:
+    RandomCrop(32, padding=4) -- zero padding (black pixels, before normalization) of 4 on every
+    side, then a 32 x 32 crop at an offset drawn uniformly from 0..8 on each axis (top, then left)
+    -- RandomHorizontalFlip(0.5), ToTensor, Normalize with CIFAR-10's mean and std. No resize."""
+    h, w = img.shape[:2]
+    padded = np.pad(img, ((CIFAR_PAD, CIFAR_PAD), (CIFAR_PAD, CIFAR_PAD), (0, 0)))
+    top, left = (int(v) for v in rng.integers(0, 2 * CIFAR_PAD + 1, size=2))
+    img = padded[top:top + h, left:left + w]
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    return to_normalized_chw(img, CIFAR_MEAN, CIFAR_STD)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What a ``data.transforms`` preset does: ``train(img, rng)`` and ``eval(img)`` map a HWC
+    uint8 RGB image to a CHW float32 one of ``image_size`` x ``image_size``, normalized with
+    ``mean`` and ``std`` (per channel, of pixel / 255). Every consumer -- the engine's loaders,
+    the fast path's traced shape, tools/compare.py's predictions and throughput, the benchmark --
+    asks :func:`preset` for these, so a preset is defined here and nowhere else."""
+
+    name: str
+    train: Callable
+    eval: Callable
+    image_size: int
+    mean: tuple
+    std: tuple
+    description: str
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("notebook", notebook_transform, eval_transform, IMAGE_SIZE, tuple(MEAN.tolist()), tuple(STD.tolist()),
+           "the notebook's: Resize 130, ColorJitter, RandomResizedCrop 128, flip, rotation; ImageNet statistics"),
+    Preset("plain", plain_transform, eval_transform, IMAGE_SIZE, tuple(MEAN.tolist()), tuple(STD.tolist()),
+           "Resize 128 and flip; ImageNet statistics"),
+    Preset("cifar", cifar_transform, cifar_eval_transform, 32, tuple(CIFAR_MEAN.tolist()), tuple(CIFAR_STD.tolist()),
+           "32 px, no resize: RandomCrop 32 with 4 px zero padding, flip; CIFAR-10's statistics"),
+)}
+TRAIN_TRANSFORMS: dict[str, Callable] = {name: p.train for name, p in PRESETS.items()}
+
+
+def preset(name: str) -> Preset:
+    """The preset called ``name`` (``data.transforms``); ConfigError naming the choices otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"data.transforms: unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
+
+
+def presets_of_size(image_size: int) -> list:
+    """Names of the presets whose images are ``image_size`` px."""
+    return [name for name, p in PRESETS.items() if p.image_size == image_size]
+
+
+def model_input_size(model) -> Optional[int]:
+    """The image side a model is built for (its ``input_size``), None if it does not say."""
+    size = getattr(model, "input_size", None)
+    return int(size) if isinstance(size, (int, np.integer)) and not isinstance(size, bool) else None
+
+
+def check_models_fit(cfg: dict) -> None:
+    """Refuse (ConfigError, one line) a config whose models are built for another image size
+    than its preset gives, e.g. AlexNet (128 px) with ``data.transforms: cifar`` (32 px). Each
+    model is built once (with the config's ``model_kwargs``) to read its ``input_size``; call it
+    before anything is written."""
+    from ba_net.models import build_model
+
+    p = preset(cfg["data"]["transforms"])
+    misfits = {}
+    for name in cfg["models"]:
+        with paddle.utils.unique_name.guard():
+            size = model_input_size(build_model(name, num_classes=len(CLASSES), **cfg["model_kwargs"]))
+        if size is not None and size != p.image_size:
+            misfits.setdefault(size, []).append(name)
+    if misfits:
+        size, names = next(iter(misfits.items()))
+        fits = presets_of_size(size)
+        fix = (f"use data.transforms: {' or '.join(fits)} for {', '.join(names)}" if fits else
+               f"no preset gives {size} px images")
+        raise ConfigError(f"models: {', '.join(names)} {'is' if len(names) == 1 else 'are'} built for {size} px "
+                          f"images, but data.transforms: {p.name} gives {p.image_size} px; {fix}, or train models "
+                          f"built for {p.image_size} px in a config of their own")
 
 
 # --------------------------------------------------------------------------------- loading

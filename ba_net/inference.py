@@ -17,10 +17,18 @@ from ba_net.tracing import global_means_as_pooling
 logger = logging.getLogger("ba_net.accel")
 
 
-def export_for_inference(model, directory, image_shape: tuple = (3, 128, 128)) -> Path:
+def export_for_inference(model, directory, image_shape: Optional[tuple] = None) -> Path:
     """``paddle.jit.save`` of ``model`` in eval mode with a dynamic batch; returns the path prefix
-    (``<directory>/model``; Paddle 3 writes ``model.json`` and ``model.pdiparams``)."""
+    (``<directory>/model``; Paddle 3 writes ``model.json`` and ``model.pdiparams``). The input is
+    ``image_shape`` (C, H, W), by default (3, s, s) with s the model's ``input_size`` (128 if it
+    has none)."""
     from paddle.static import InputSpec
+
+    from ba_net.data import model_input_size
+
+    if image_shape is None:
+        size = model_input_size(model) or 128
+        image_shape = (3, size, size)
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

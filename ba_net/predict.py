@@ -9,13 +9,15 @@ import numpy as np
 from ba_net.runs import Run
 
 
-def predict(model, images, batch_size: int = 128) -> np.ndarray:
-    """Predicted class of every image (HWC uint8) under the eval transform."""
+def predict(model, images, batch_size: int = 128, transform=None) -> np.ndarray:
+    """Predicted class of every image (HWC uint8) under ``transform``, the eval transform of the
+    run's preset (default: the notebook's, 128 px)."""
     import paddle
 
     from ba_net import data as D
 
-    loader = D.build_loader(images, np.zeros(len(images), dtype=np.int64), D.eval_transform, batch_size, train=False)
+    loader = D.build_loader(images, np.zeros(len(images), dtype=np.int64), transform or D.eval_transform, batch_size,
+                            train=False)
     model.eval()
     out = []
     with paddle.no_grad():
@@ -41,10 +43,12 @@ def prediction_runs(model_runs) -> list:
     return [r for r in sorted(model_runs, key=lambda r: r.seed) if r.finished and r.weights()]
 
 
-def predict_runs(model_name: str, model_runs, images, model_kwargs: dict, path: str = "fast") -> dict:
+def predict_runs(model_name: str, model_runs, images, model_kwargs: dict, path: str = "fast",
+                 transform=None) -> dict:
     """{seed: (weights file name, predicted classes)} for every finished seed with weights: one
     model built, each seed's weights loaded into it and evaluated (``path`` as
-    :func:`ba_net.accel.eval_model`) on the same ``images``."""
+    :func:`ba_net.accel.eval_model`) on the same ``images`` under ``transform`` (the eval
+    transform of the runs' preset)."""
     from ba_net.accel import eval_model
     from ba_net.models import build_model
     from ba_net.runs import load_weights
@@ -53,7 +57,7 @@ def predict_runs(model_name: str, model_runs, images, model_kwargs: dict, path: 
     out = {}
     for run in prediction_runs(model_runs):
         load_weights(model, run.weights(), f"{model_name} seed {run.seed} weights")
-        out[run.seed] = (run.weights().name, predict(eval_model(model, path), images))
+        out[run.seed] = (run.weights().name, predict(eval_model(model, path), images, transform=transform))
     return out
 
 

@@ -15,12 +15,14 @@
    control: one model's seeds split in halves and compared like two models.
 3. :func:`add_complexity` and :func:`add_throughput` add parameter and multiply-accumulate counts
    of freshly built models (:mod:`ba_net.complexity`) and their measured speed
-   (:mod:`ba_net.speed`).
+   (:mod:`ba_net.speed`), each model at its own input size (``model.input_size``: 128 px for
+   AlexNet, 32 px for the CIFAR ResNets) and with its runs' data preset.
 4. :func:`ba_net.plots.plot_curves` draws the learning curves; :func:`ba_net.tables.write_tables`
    writes comparison.json, .md and .csv.
 5. :func:`add_predictions` evaluates every finished seed's saved weights on the test split
-   (:mod:`ba_net.predict`), draws predictions.png and confusion.png (each model's lowest seed) and
-   writes per_class.csv and per_class.png (mean over the seeds, :mod:`ba_net.per_class`).
+   under the eval transform of its runs' preset (:mod:`ba_net.predict`), draws predictions.png
+   and confusion.png (each model's lowest seed) and writes per_class.csv and per_class.png (mean
+   over the seeds, :mod:`ba_net.per_class`).
 """
 from __future__ import annotations
 
@@ -74,7 +76,7 @@ def summarize(runs, baseline: str = "alexnet") -> dict:
         for key, attr in (("val_acc_best", "best_val_acc"), ("val_acc_final", "final_val_acc"),
                           ("train_acc_final", "final_train_acc"), ("wall_time_s", "wall_time_s")):
             row[f"{key}_mean"], row[f"{key}_std"] = mean_std(getattr(r, attr) for r in done)
-        row.update(params_total=None, params_trainable=None, macs=None, throughput_img_s=None,
+        row.update(params_total=None, params_trainable=None, input_size=None, macs=None, throughput_img_s=None,
                    throughput_notebook_img_s=None)
         row.update(_versus_baseline(model, baseline, {r.seed: r.best_val_acc for r in done}, base_values))
         rows.append(row)
@@ -119,6 +121,44 @@ def _model_kwargs(runs) -> dict:
     return next((r.config.get("model_kwargs") or {} for r in runs if r.config), {})
 
 
+def _preset(runs):
+    """The data preset the runs were trained with (data.transforms; notebook when unset)."""
+    from ba_net import data as D
+
+    return D.preset(next(((r.config.get("data") or {}).get("transforms", "notebook") for r in runs if r.config),
+                         "notebook"))
+
+
+def _input_size(model, runs) -> int:
+    """The image side ``model`` is built for; else the runs' preset's."""
+    from ba_net.data import model_input_size
+
+    return model_input_size(model) or _preset(runs).image_size
+
+
+def _sizes(summary: dict) -> dict:
+    """{'image_size': the input size when every model has the same one (else None), 'image_sizes':
+    {model: size}}."""
+    sizes = {r["model"]: r["input_size"] for r in summary["rows"]}
+    return {"image_size": next(iter(set(sizes.values()))) if len(set(sizes.values())) == 1 else None,
+            "image_sizes": sizes}
+
+
+def default_baseline(runs) -> str:
+    """The baseline when none is given: alexnet when it ran, else the first model (by name)
+    built without attention (resnet20 for the ResNet ablations), else the first model."""
+    from ba_net.models import build_model
+
+    names = sorted({r.model for r in runs})
+    if "alexnet" in names:
+        return "alexnet"
+    for name in names:
+        model = build_model(name, **_model_kwargs([r for r in runs if r.model == name]))
+        if getattr(model, "attention", None) is None and getattr(model, "attention_name", None) is None:
+            return name
+    return names[0]
+
+
 def _eval_path(runs) -> str:
     """train.path of the runs (fast when unset): 'fast' evaluates through Paddle Inference."""
     return next(((r.config.get("train") or {}).get("path", "fast") for r in runs if r.config), "fast")
@@ -126,9 +166,9 @@ def _eval_path(runs) -> str:
 
 # ============================================================== parameters, MACs, speed
 
-def add_complexity(summary: dict, runs, image_size: int = 128) -> None:
+def add_complexity(summary: dict, runs) -> None:
     """Parameter counts (paddle.summary's total, trainable) and forward multiply-accumulates per
-    image of each model, built afresh with its runs' model_kwargs."""
+    image of each model at its input size, built afresh with its runs' model_kwargs."""
     from ba_net.complexity import count_macs, count_params
     from ba_net.models import build_model
 
@@ -136,9 +176,10 @@ def add_complexity(summary: dict, runs, image_size: int = 128) -> None:
     for row in summary["rows"]:
         model = build_model(row["model"], **_model_kwargs(groups[row["model"]]))
         counts = count_params(model)
-        row.update(params_total=counts["total"], params_trainable=counts["trainable"],
-                   macs=count_macs(model, (1, 3, image_size, image_size)))
-    summary["complexity"] = {"image_size": image_size}
+        size = _input_size(model, groups[row["model"]])
+        row.update(params_total=counts["total"], params_trainable=counts["trainable"], input_size=size,
+                   macs=count_macs(model, (1, 3, size, size)))
+    summary["complexity"] = _sizes(summary)
 
 
 def add_throughput(summary: dict, runs, settings: ThroughputSettings, test_split=None) -> None:
@@ -155,19 +196,22 @@ def add_throughput(summary: dict, runs, settings: ThroughputSettings, test_split
 
     path = _eval_path(runs)
     for row in summary["rows"]:
-        model = eval_model(build_model(row["model"], **_model_kwargs(groups[row["model"]])), path)
-        row["throughput_img_s"] = forward_rate(model, settings.batch_size, settings.image_size,
+        model_runs = groups[row["model"]]
+        built = build_model(row["model"], **_model_kwargs(model_runs))
+        row["input_size"] = _input_size(built, model_runs)
+        model = eval_model(built, path)
+        row["throughput_img_s"] = forward_rate(model, settings.batch_size, row["input_size"],
                                                warmup=settings.warmup, repeats=settings.repeats)["img_s"]
         line = f"{row['model']}: {row['throughput_img_s']:.0f} img/s (benchmark)"
         if settings.notebook_way and test_split is not None:
             row["throughput_notebook_img_s"] = eval_pass_rate(model, *test_split, settings.batch_size,
                                                               max_batches=settings.max_batches,
-                                                              num_workers=workers)["img_s"]
+                                                              num_workers=workers,
+                                                              transform=_preset(model_runs).eval)["img_s"]
             line += f", {row['throughput_notebook_img_s']:.0f} img/s (test-set pass)"
         logger.info("%s", line)
     summary["throughput"] = {"device": describe_device(), "path": path, "batch_size": settings.batch_size,
-                             "warmup": settings.warmup, "repeats": settings.repeats,
-                             "image_size": settings.image_size,
+                             "warmup": settings.warmup, "repeats": settings.repeats, **_sizes(summary),
                              "notebook_way": settings.notebook_way and test_split is not None,
                              "notebook_images": None if test_split is None else len(test_split[0]),
                              "max_batches": settings.max_batches, "num_workers": workers,
@@ -183,7 +227,7 @@ def _seed_results(model_name: str, model_runs, test_split) -> dict:
     images, labels = test_split
     out = {}
     for seed, (weights, predicted) in predict_runs(model_name, model_runs, images, _model_kwargs(model_runs),
-                                                   _eval_path(model_runs)).items():
+                                                   _eval_path(model_runs), _preset(model_runs).eval).items():
         out[seed] = {"seed": seed, "weights": weights, "predicted": predicted,
                      "accuracy": float(np.mean(predicted == labels)), "confusion": confusion_matrix(labels, predicted)}
         logger.info("%s seed %d (%s): test accuracy %.4f", model_name, seed, weights, out[seed]["accuracy"])
@@ -232,14 +276,15 @@ def _test_split(runs):
     return D.read_cifar10(path, "test")
 
 
-def compare_experiment(experiment_dir, out_dir=None, baseline: str = "alexnet",
+def compare_experiment(experiment_dir, out_dir=None, baseline: Optional[str] = None,
                        throughput: Optional[ThroughputSettings] = ThroughputSettings(),
                        predictions: bool = True, complexity: bool = True, device: str = "auto",
                        aa: Optional[str] = None) -> dict:
     """Everything ``tools/compare.py`` writes; returns the summary (comparison.json's content).
-    ``aa``: a model whose seeds get the A/A control."""
+    ``baseline`` None: :func:`default_baseline`. ``aa``: a model whose seeds get the A/A control."""
     runs = collect_runs(experiment_dir)
     out_dir = Path(out_dir if out_dir is not None else experiment_dir)
+    baseline = baseline or default_baseline(runs)
     summary = summarize(runs, baseline)
     if aa is not None:
         add_aa(summary, runs, aa)
@@ -270,4 +315,4 @@ def compare_experiment(experiment_dir, out_dir=None, baseline: str = "alexnet",
 
 
 __all__ = ["ThroughputSettings", "add_aa", "add_complexity", "add_predictions", "add_throughput", "collect_runs",
-           "compare_experiment", "summarize"]
+           "compare_experiment", "default_baseline", "summarize"]

@@ -63,16 +63,17 @@ def forward_rate(model, batch_size: int, image_size: int = 128, *, warmup: int =
 
 
 def eval_pass_rate(model, images, labels, batch_size: int, *, warmup_passes: int = 0, repeats: int = 1,
-                   max_batches: Optional[int] = None, num_workers: int = 0) -> dict:
-    """Images/s of eval passes over (images, labels) through the data loader with the eval
-    transform: one untimed warm-up batch, ``warmup_passes`` untimed passes, then the median of
-    ``repeats`` timed passes of at most ``max_batches`` batches. Adds images (per pass) and workers
-    to :func:`median_rate`'s result."""
+                   max_batches: Optional[int] = None, num_workers: int = 0, transform=None) -> dict:
+    """Images/s of eval passes over (images, labels) through the data loader with ``transform``
+    (a preset's eval transform; default the notebook's, 128 px): one untimed warm-up batch,
+    ``warmup_passes`` untimed passes, then the median of ``repeats`` timed passes of at most
+    ``max_batches`` batches. Adds images (per pass) and workers to :func:`median_rate`'s result."""
     import paddle
 
     from ba_net import data as D
 
-    loader = D.build_loader(images, labels, D.eval_transform, batch_size, train=False, num_workers=num_workers)
+    transform = transform or D.eval_transform
+    loader = D.build_loader(images, labels, transform, batch_size, train=False, num_workers=num_workers)
     model.eval()
     counts = []
 
@@ -88,7 +89,7 @@ def eval_pass_rate(model, images, labels, batch_size: int, *, warmup_passes: int
         return count
 
     with paddle.no_grad():  # the warm-up batch
-        model(paddle.to_tensor(np.stack([D.eval_transform(im) for im in images[:batch_size]]))).numpy()
+        model(paddle.to_tensor(np.stack([transform(im) for im in images[:batch_size]]))).numpy()
     result = median_rate(one_pass, warmup_passes, repeats)
     result.update(images=counts[-1], workers=num_workers)
     return result
@@ -97,14 +98,14 @@ def eval_pass_rate(model, images, labels, batch_size: int, *, warmup_passes: int
 @dataclass(frozen=True)
 class ThroughputSettings:
     """How tools/compare.py measures speed. Forward: eval mode, random input of ``batch_size``
-    images, ``warmup`` untimed passes, the median of ``repeats`` timed passes. Notebook way: one
-    warm-up batch, then a timed eval pass over the test split through the data loader
-    (``max_batches`` caps it; ``num_workers`` None = the runs' data.num_workers)."""
+    images at each model's input size (``model.input_size``), ``warmup`` untimed passes, the median
+    of ``repeats`` timed passes. Notebook way: one warm-up batch, then a timed eval pass over the
+    test split through the data loader with the runs' preset (``max_batches`` caps it;
+    ``num_workers`` None = the runs' data.num_workers)."""
 
     batch_size: int = 128
     warmup: int = 3
     repeats: int = 5
-    image_size: int = 128
     notebook_way: bool = True
     max_batches: Optional[int] = None
     num_workers: Optional[int] = None
@@ -118,8 +119,9 @@ class ThroughputSettings:
         for item in filter(None, (text or "").replace(" ", "").split(",")):
             key, _, raw = item.partition("=")
             if key == "image_size":
-                raise ConfigError("throughput setting 'image_size' cannot be chosen: the models are measured at "
-                                  f"their input size ({cls.image_size} px); valid settings: {', '.join(known)}")
+                raise ConfigError("throughput setting 'image_size' cannot be chosen: each model is measured at "
+                                  "its input size (model.input_size: 128 px for AlexNet, 32 px for the CIFAR "
+                                  f"ResNets); valid settings: {', '.join(known)}")
             if key not in known:
                 raise ConfigError(f"throughput setting {key!r} unknown; valid: {', '.join(known)}")
             try:

@@ -168,7 +168,7 @@ def _method_notes(summary: dict) -> list:
     if summary["complexity"]:
         notes.append("Params: computed from freshly built models, total as paddle.summary counts them (BatchNorm "
                      "running mean/variance included) and trainable. MACs: forward multiply-accumulates for one "
-                     f"3x{summary['complexity']['image_size']}x{summary['complexity']['image_size']} image, "
+                     f"{_image_text(summary['complexity'])}, "
                      "paddle.flops' count (which it calls FLOPs), attention's functional ops included.")
     notes += _throughput_notes(summary)
     pred = summary["predictions"]
@@ -182,6 +182,14 @@ def _method_notes(summary: dict) -> list:
     return notes
 
 
+def _image_text(sizes: dict) -> str:
+    """'3x32x32 image' when every model takes the same size, else each model's size."""
+    if sizes.get("image_size"):
+        return f"3x{sizes['image_size']}x{sizes['image_size']} image"
+    per = ", ".join(f"{m} {s} px" for m, s in (sizes.get("image_sizes") or {}).items())
+    return f"image at each model's input size ({per})"
+
+
 def _throughput_notes(summary: dict) -> list:
     tp = summary["throughput"]
     if tp is None:
@@ -190,8 +198,8 @@ def _throughput_notes(summary: dict) -> list:
     if not tp["device"].startswith("cpu"):
         how = "dygraph"  # ba_net.accel.eval_model keeps dygraph on GPU
     notes = [f"Throughput on {tp['device']} with {how} (train.path: {tp.get('path', 'fast')}), eval mode, fresh "
-             f"weights. Benchmark: batch {tp['batch_size']} of random "
-             f"3x{tp['image_size']}x{tp['image_size']} input, {tp['warmup']} warm-up passes, median of {tp['repeats']} "
+             f"weights. Benchmark: batch {tp['batch_size']} of random input ({_image_text(tp)}), "
+             f"{tp['warmup']} warm-up passes, median of {tp['repeats']} "
              "timed passes."]
     if tp["device"].startswith("cpu") and tp.get("load_average_1min") is not None:
         notes.append(f"System load when the measurement started: {tp['load_average_1min']:.1f} (1-minute average) "
@@ -201,7 +209,7 @@ def _throughput_notes(summary: dict) -> list:
         cap = "" if tp["max_batches"] is None else f", first {tp['max_batches']} batches"
         notes.append(f"Test-set pass (the notebook's way): one warm-up batch, then an eval pass over the "
                      f"{tp['notebook_images']} test images{cap} through the data loader ({tp['num_workers']} workers; "
-                     "decoding, resizing and normalizing included), images / wall time.")
+                     "decoding and the eval transform of the runs' data preset included), images / wall time.")
     else:
         notes.append("Test-set pass: not measured (no test split available).")
     ours = ", ".join(f"{r['model']} {_speed(r['throughput_notebook_img_s'], summary)}" for r in summary["rows"])

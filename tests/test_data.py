@@ -106,3 +106,55 @@ def test_mixup_mixes_images_and_targets_alike():
     np.testing.assert_allclose(soft.numpy(), expected, rtol=1e-6)
     np.testing.assert_allclose(soft.numpy().sum(1), 1.0, rtol=1e-6)
     assert dominant.numpy().tolist() == ([0, 1, 2, 3] if lam >= 0.5 else perm.tolist())
+
+
+# ------------------------------------------------------------------------ the cifar preset
+
+def test_cifar_constants_are_cifar10s_own(train_split):
+    """CIFAR_MEAN / CIFAR_STD are the per-channel mean and std of pixel / 255 over CIFAR-10's
+    training images (every pixel pooled): the embedded 2,000-image sample lands within 0.003 of
+    them, while the ImageNet constants and the often-quoted per-image std (0.2023, 0.1994,
+    0.2010) do not."""
+    pixels = train_split[0].astype(np.float64) / 255.0
+    mean, std = pixels.mean(axis=(0, 1, 2)), pixels.std(axis=(0, 1, 2))
+    np.testing.assert_allclose(mean, D.CIFAR_MEAN, atol=3e-3)
+    np.testing.assert_allclose(std, D.CIFAR_STD, atol=3e-3)
+    assert np.abs(std - np.array([0.2023, 0.1994, 0.2010])).max() > 0.03
+    assert np.abs(mean - D.MEAN).max() > 0.03 and np.abs(std - D.STD).max() > 0.01
+
+
+def test_cifar_eval_transform_equals_paddle_pipeline_without_resize(train_split):
+    img = train_split[0][11]
+    ref = T.Compose([T.ToTensor(), T.Normalize(D.CIFAR_MEAN.tolist(), D.CIFAR_STD.tolist())])
+    got = D.preset("cifar").eval(img)
+    assert got.shape == (3, 32, 32) and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref(img).numpy(), atol=1e-5)
+
+
+def test_cifar_train_transform_is_zero_padded_random_crop_and_flip(train_split):
+    """Against Paddle's own functions: Pad(4) with zeros, a 32 x 32 crop at the drawn offset, a
+    flip when drawn, ToTensor and Normalize with CIFAR-10's statistics; offsets 0..8 on both axes
+    and flips half the time; the padding is black (0 before normalization)."""
+    img = train_split[0][5]
+    normalize = T.Compose([T.ToTensor(), T.Normalize(D.CIFAR_MEAN.tolist(), D.CIFAR_STD.tolist())])
+    offsets, flips = set(), []
+    for seed in range(300):
+        got = D.cifar_transform(img, np.random.default_rng(seed))
+        replay = np.random.default_rng(seed)
+        top, left = (int(v) for v in replay.integers(0, 9, size=2))
+        flip = replay.random() < 0.5
+        ref = TF.crop(TF.pad(img, 4, fill=0, padding_mode="constant"), top, left, 32, 32)
+        ref = TF.hflip(ref) if flip else ref
+        assert got.shape == (3, 32, 32) and got.dtype == np.float32
+        np.testing.assert_allclose(got, normalize(np.ascontiguousarray(ref)).numpy(), atol=1e-5)
+        offsets.add((top, left))
+        flips.append(flip)
+    assert {t for t, _ in offsets} == set(range(9)) and {l for _, l in offsets} == set(range(9))
+    assert 0.4 < np.mean(flips) < 0.6
+    # offset (0, 0), no flip: the top rows and left columns are the zero padding
+    rng = next(np.random.default_rng(s) for s in range(10_000)
+               if (lambda r: list(r.integers(0, 9, size=2)) == [0, 0] and r.random() >= 0.5)(np.random.default_rng(s)))
+    out = D.cifar_transform(img, rng)
+    black = ((0.0 - D.CIFAR_MEAN) / D.CIFAR_STD).astype(np.float32)
+    np.testing.assert_allclose(out[:, :4, :], np.broadcast_to(black[:, None, None], (3, 4, 32)), atol=1e-6)
+    np.testing.assert_allclose(out[:, 4:, 4:], D.cifar_eval_transform(img)[:, :28, :28], atol=1e-6)

@@ -1,6 +1,6 @@
 """Compare the runs of one experiment: accuracy, parameters, multiply-accumulates, throughput, curves.
 
-    python tools/compare.py <output_dir>/<experiment> [--out DIR] [--no-throughput] [--baseline alexnet]
+    python tools/compare.py <output_dir>/<experiment> [--out DIR] [--no-throughput] [--baseline MODEL]
                             [--aa MODEL]
 
 Writes comparison.json / .md / .csv, curves_loss.png, curves_acc.png, predictions.png,
@@ -40,7 +40,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-throughput", action="store_true", help="skip the throughput measurements")
     parser.add_argument("--throughput-settings", default="", metavar="KEY=N,...",
                         help="change the throughput measurement (batch_size, warmup, repeats, max_batches, ...)")
-    parser.add_argument("--baseline", default="alexnet", help="model the others are compared with (default: alexnet)")
+    parser.add_argument("--baseline", help="model the others are compared with (default: alexnet if it ran, else "
+                        "the first model by name without attention, e.g. resnet20)")
     parser.add_argument("--aa", metavar="MODEL", help="A/A control: compare the first half of MODEL's seeds with "
                         "the second (needs >= 4 finished seeds)")
     args = parser.parse_args(argv)

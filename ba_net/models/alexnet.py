@@ -29,7 +29,11 @@ class AlexNet(nn.Layer):
         apply_attention: False gives the notebook's defective BA-AlexNet (weights discarded).
         dropout: dropout probability in the classifier.
         **attn_kwargs: passed to the attention module (reduction, act, gate, ...).
+
+    ``input_size`` (128): the image side it is built for; its classifier takes conv5's 3 x 3 map.
     """
+
+    input_size = 128
 
     def __init__(
         self,

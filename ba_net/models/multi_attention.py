@@ -44,6 +44,7 @@ class MultiAttentionAlexNet(AlexNet):
         input_size: int = 128,
     ):
         super().__init__(num_classes=num_classes)
+        self.input_size = int(input_size)
         size = _conv5_size(input_size)
         self.cbam = CBAM(128, reduction)
         self.weighted_pool = GlobalWeightedAvgPool(128, size=(size, size))
