@@ -1,4 +1,6 @@
 """Data parallel: a real 2-process CPU launch, and the rule that only rank 0 writes."""
+import numpy as np
+import paddle
 import pytest
 
 from ba_net import build_model, engine, runs
@@ -78,3 +80,37 @@ def test_global_batch_is_split_over_processes_or_refused():
     with pytest.raises(engine.ConfigError, match="global batch 128 does not split evenly over 3 processes; "
                                                  "use a multiple of 3 \\(e.g. 126\\)"):
         engine.per_process_batch(cfg, 3)
+
+
+def test_two_processes_train_exactly_as_one_with_the_same_global_batch(tmp_path, cifar_subset):
+    """2 processes x global batch 8 against 1 process x batch 8, same seed and initial weights,
+    AlexNet (no BatchNorm) with dropout off, dygraph on both sides: the per-iteration losses and
+    the final weights agree to float32 rounding. Tolerance: DataParallel averages the two ranks'
+    gradients of their 4-image mean losses, which equals the gradient of the 8-image mean up to
+    the order of float32 sums (relative ~1e-6 per step); Adam's update divides by sqrt(v), which
+    can amplify that on near-zero gradients, so weights are compared with atol 1e-5 (lr is 2e-4:
+    a wrong batch or a missing gradient reduction moves weights by ~lr per step)."""
+    args = ["tools/train.py", "-c", "experiments/quick.yaml", "-o", f"data.data_file={cifar_subset}",
+            "-o", "models=[alexnet]", "-o", "seeds=[5]", "-o", "train.epochs=1", "-o", "train.max_steps_per_epoch=3",
+            "-o", "train.batch_size=8", "-o", "data.num_workers=0", "-o", "train.log_every=1",
+            "-o", "train.path=dygraph", "-o", "model_kwargs={dropout: 0.0}", "-o", "optimizer.lr=2e-4"]
+    serial = run_tool(args + ["-o", f"output_dir={tmp_path / 'serial'}"], timeout=600)
+    assert serial.returncode == 0, serial.stderr[-2000:]
+    par = run_tool(["-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(tmp_path / "logs")]
+                   + args + ["-o", f"output_dir={tmp_path / 'parallel'}"], timeout=600)
+    logs = "".join(p.read_text() for p in sorted((tmp_path / "logs").glob("workerlog.*")))
+    assert par.returncode == 0, par.stderr[-2000:] + logs[-2000:]
+    runs_ = {k: tmp_path / k / "quick" / "alexnet" / "seed5" for k in ("serial", "parallel")}
+    h = {k: read_history(v) for k, v in runs_.items()}
+    assert (h["serial"]["world_size"], h["parallel"]["world_size"]) == (1, 2)
+    assert h["parallel"]["batch_per_process"] == 4 and h["serial"]["batch_per_process"] == 8
+    assert set(h["serial"]) == set(h["parallel"]) and set(h["serial"]["epochs"][0]) == set(h["parallel"]["epochs"][0])
+    assert [i["iter"] for i in h["parallel"]["iters"]] == [i["iter"] for i in h["serial"]["iters"]] == [1, 2, 3]
+    np.testing.assert_allclose([i["loss"] for i in h["parallel"]["iters"]], [i["loss"] for i in h["serial"]["iters"]],
+                               rtol=1e-5)
+    np.testing.assert_allclose(h["parallel"]["epochs"][0]["val_loss"], h["serial"]["epochs"][0]["val_loss"], rtol=1e-5)
+    w = {k: paddle.load(str(v / "final.pdparams")) for k, v in runs_.items()}
+    assert set(w["serial"]) == set(w["parallel"])
+    for name in w["serial"]:
+        np.testing.assert_allclose(w["parallel"][name].numpy(), w["serial"][name].numpy(), rtol=0, atol=1e-5,
+                                   err_msg=name)
