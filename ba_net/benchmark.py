@@ -32,10 +32,13 @@ logger = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------- the notebook's way
 
-def _child_env(notebook: bool) -> dict:
+def _child_env(notebook: bool, device: str = "auto") -> dict:
     """The environment of a measuring subprocess: this one's (tuned by ba_net), or for the
-    notebook's way Paddle's out-of-the-box one (one thread, no MKL CPU-type switch)."""
+    notebook's way Paddle's out-of-the-box one (one thread, no MKL CPU-type switch); with
+    ``device='cpu'`` no GPU is visible to it, whatever Paddle it runs."""
     env = dict(os.environ)
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
     if notebook:
         env.pop("MKL_DEBUG_CPU_TYPE", None)
         env["OMP_NUM_THREADS"] = "1"  # what Paddle itself sets when the variable is unset
@@ -55,7 +58,7 @@ def measure_in_subprocess(task: str, settings: Settings, model: str = "", path: 
         spec = {"task": task, "model": model, "path": path, "workers": workers,
                 "settings": dataclasses.asdict(settings), "out": str(out), "tmp": tmp}
         code = "import sys, ba_net.benchmark as b; b._worker_main(sys.argv[1])"
-        proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=_child_env(path == "notebook"),
+        proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=_child_env(path == "notebook", settings.device),
                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         if proc.returncode != 0 or not out.is_file():
             tail = "\n".join((proc.stderr or "").strip().splitlines()[-15:])
@@ -76,9 +79,10 @@ def _worker_main(arg: str) -> None:
 
     if notebook:
         os.environ.pop("MKL_DEBUG_CPU_TYPE", None)  # ba_net sets it on AMD; MKL reads it at its first call
-    from ba_net.runtime import setup_logging
+    from ba_net.runtime import select_device, setup_logging
 
     setup_logging(logging.WARNING)
+    select_device(spec["settings"]["device"])
     settings = Settings(**{**spec["settings"], "models": tuple(spec["settings"]["models"])})
     result = measure_here(spec["task"], settings, spec["model"], spec["path"], spec["workers"], Path(spec["tmp"]))
     Path(spec["out"]).write_text(json.dumps(result))

@@ -50,6 +50,7 @@ class Settings:
     workers: Optional[int] = None  # loader workers of the fast path; None: the config default
     eval_batches: Optional[int] = None  # cap on test batches per eval pass; None: the whole split
     quick: bool = False
+    device: str = "auto"  # auto, cpu or gpu: every measuring subprocess uses it too
 
     @classmethod
     def quick_settings(cls, **overrides) -> "Settings":

@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     setup_logging()
     log = logging.getLogger("ba_net.benchmark")
     given = {"steps": args.steps, "repeats": args.repeats, "warmup": args.warmup, "batch_size": args.batch_size,
-             "data_file": args.data, "workers": args.workers,
+             "data_file": args.data, "workers": args.workers, "device": args.device,
              "models": tuple(args.models) if args.models else None}
     for key in ("steps", "repeats", "batch_size"):
         if given[key] is not None and given[key] < 1:
