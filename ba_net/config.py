@@ -35,6 +35,12 @@ def _model_names():
     return list_models(images_only=True)
 
 
+def _presets():
+    from ba_net.data import PRESETS
+
+    return list(PRESETS)
+
+
 SCHEMA = {
     "experiment": Field(None, "str", "name of the experiment folder; default: the config file's stem", nullable=True),
     "models": Field(["alexnet", "ba_alexnet"], "list[str]", "registry names of the image models to train", choices=_model_names),
@@ -50,7 +56,11 @@ SCHEMA = {
                               "or the original https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz); "
                               "null: Paddle's mirror", nullable=True),
         "num_workers": Field(2, "int", "DataLoader worker processes (0 = load in the main process)", minimum=0),
-        "transforms": Field("notebook", "str", "train augmentation preset", choices=lambda: ["notebook", "plain"]),
+        "eval_num_workers": Field(None, "int", "worker processes of the validation loader; null: data.num_workers",
+                                  nullable=True, minimum=0),
+        "transforms": Field("notebook", "str", "data preset: train and eval transforms, image size, normalization "
+                            "(ba_net/data.py PRESETS: notebook and plain 128 px for AlexNet, cifar 32 px for the "
+                            "CIFAR ResNets); the models must be built for its image size", choices=_presets),
         "mixup_alpha": Field(0.0, "float", "batch mixup with lambda ~ Beta(alpha, alpha); 0 = off", minimum=0.0),
     },
     "train": {
@@ -68,6 +78,7 @@ SCHEMA = {
         "lr": Field(1e-4, "float", "peak learning rate", minimum=0.0),
         "weight_decay": Field(1e-5, "float", "L2 decay (adam, momentum) or decoupled decay (adamw)", minimum=0.0),
         "momentum": Field(0.9, "float", "momentum (momentum optimizer only)", minimum=0.0, below=1.0),
+        "nesterov": Field(False, "bool", "Nesterov momentum (momentum optimizer only)"),
     },
     "schedule": {
         "name": Field("cosine", "str", "cosine: per-iteration cosine decay; constant", choices=lambda: ["cosine", "constant"]),

@@ -19,6 +19,7 @@ import io
 import logging
 import os
 import pickle
+import shutil
 import tarfile
 import time
 import urllib.error
@@ -447,14 +448,37 @@ class SeededBatchSampler(paddle.io.BatchSampler):
         return steps if self.max_steps is None else min(steps, self.max_steps)
 
 
+SHM = Path("/dev/shm")
+
+
+def shared_memory_fits(num_workers: int, batch_bytes: int, shm: Path = SHM) -> bool:
+    """Whether the batches in flight (2 per worker, twice for safety) fit in free ``/dev/shm``
+    (Docker's default is 64 MB, where a loader with shared memory dies)."""
+    try:
+        free = shutil.disk_usage(shm).free
+    except OSError:
+        return False
+    return free >= 4 * num_workers * batch_bytes
+
+
 def build_loader(images, labels, transform, batch_size, seed=0, train=True, num_workers=0,
-                 rank=0, world=1, max_steps=None) -> paddle.io.DataLoader:
-    """A DataLoader over in-memory images; train: shuffled, drop_last; eval: in order, all images."""
+                 rank=0, world=1, max_steps=None, image_size=128) -> paddle.io.DataLoader:
+    """A DataLoader over in-memory images; train: shuffled, drop_last; eval: in order, all images.
+    Workers use shared memory when /dev/shm has room for it (else one warning line, and pipes),
+    and one OpenCV thread each: they run in parallel already, and a pool per worker would
+    oversubscribe the cores. That is set here, before the workers fork, not in each worker:
+    resizing OpenCV's pool in a child forked while the parent's pool was alive deadlocks."""
     sampler = SeededBatchSampler(len(images), batch_size, seed, shuffle=train, drop_last=train,
                                  rank=rank, world=world, max_steps=max_steps)
+    if num_workers > 0:
+        cv2.setNumThreads(1)  # inherited by the forked workers; the main process only collates batches
+    shared = num_workers > 0 and shared_memory_fits(num_workers, batch_size * 3 * image_size * image_size * 4)
+    if num_workers > 0 and not shared:
+        logger.warning("/dev/shm has too little free space for %d loader workers' batches: passing them without "
+                       "shared memory (slower; enlarge it, e.g. docker run --shm-size=2g)", num_workers)
     return paddle.io.DataLoader(
         SeededImages(images, labels, transform), batch_sampler=sampler, num_workers=num_workers,
-        persistent_workers=num_workers > 0, use_shared_memory=num_workers > 0,
+        persistent_workers=num_workers > 0, use_shared_memory=shared,
     )
 
 

@@ -215,13 +215,14 @@ class _Training:
         self.ctx, t = _Distributed(), cfg["train"]
         paddle.seed(seed)
         self.model = build_model(model_name, num_classes=len(D.CLASSES), **cfg["model_kwargs"])
-        batch = per_process_batch(cfg, self.ctx.world)
-        self.train_loader = D.build_loader(*splits["train"], D.TRAIN_TRANSFORMS[cfg["data"]["transforms"]],
-                                           batch, seed=seed, train=True,
-                                           num_workers=cfg["data"]["num_workers"], rank=self.ctx.rank,
-                                           world=self.ctx.world, max_steps=t["max_steps_per_epoch"])
-        self.val_loader = D.build_loader(*splits["test"], D.eval_transform, batch, train=False,
-                                         num_workers=0, rank=self.ctx.rank, world=self.ctx.world)
+        batch, data = per_process_batch(cfg, self.ctx.world), cfg["data"]
+        preset = D.preset(data["transforms"])
+        self.train_loader = D.build_loader(*splits["train"], preset.train, batch, seed=seed, train=True,
+                                           num_workers=data["num_workers"], rank=self.ctx.rank, world=self.ctx.world,
+                                           max_steps=t["max_steps_per_epoch"], image_size=preset.image_size)
+        eval_workers = data["num_workers"] if data["eval_num_workers"] is None else data["eval_num_workers"]
+        self.val_loader = D.build_loader(*splits["test"], preset.eval, batch, train=False, num_workers=eval_workers,
+                                         rank=self.ctx.rank, world=self.ctx.world, image_size=preset.image_size)
         if len(self.train_loader) == 0:
             raise _too_few_images(cfg, len(splits["train"][0]))
         self.scheduler = build_scheduler(cfg, len(self.train_loader))

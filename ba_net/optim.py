@@ -28,15 +28,16 @@ def build_scheduler(cfg: dict, steps_per_epoch: int):
 
 
 def build_optimizer(cfg: dict, params, scheduler):
-    """optimizer.name adam (L2 decay), adamw (decoupled decay) or momentum, on ``scheduler``'s
-    learning rate. ``params`` None builds one for a static program."""
+    """optimizer.name adam (L2 decay), adamw (decoupled decay) or momentum (SGD with momentum, L2
+    decay, Nesterov if optimizer.nesterov), on ``scheduler``'s learning rate. ``params`` None
+    builds one for a static program."""
     o = cfg["optimizer"]
     if o["name"] == "adam":
         return paddle.optimizer.Adam(scheduler, parameters=params, weight_decay=o["weight_decay"] or None)
     if o["name"] == "adamw":
         return paddle.optimizer.AdamW(scheduler, parameters=params, weight_decay=o["weight_decay"])
     return paddle.optimizer.Momentum(scheduler, momentum=o["momentum"], parameters=params,
-                                     weight_decay=o["weight_decay"] or None)
+                                     use_nesterov=o["nesterov"], weight_decay=o["weight_decay"] or None)
 
 
 __all__ = ["build_optimizer", "build_scheduler", "check_schedule"]

@@ -33,7 +33,7 @@ COMPARE_FIX = "delete the run folder or rerun it with --force"  # and compare's
 # Keys that may differ between a run's saved config and the current one without changing what
 # the run computes (where the data lives, how it is loaded, which other runs are in the ablation).
 NEUTRAL_KEYS = {("models",), ("seeds",), ("output_dir",), ("device",), ("data", "data_file"), ("data", "download_url"),
-                ("data", "num_workers"), ("train", "path")}
+                ("data", "num_workers"), ("data", "eval_num_workers"), ("train", "path")}
 
 
 @dataclass
@@ -69,16 +69,23 @@ def run_config(cfg: dict, model: str, seed: int) -> dict:
     return {**cfg, "models": [model], "seeds": [seed]}
 
 
-def config_differences(saved: dict, current: dict, prefix=()) -> list:
-    """'key: old -> new' for every key that changes what a run computes."""
+def config_differences(saved: dict, current: dict, prefix=(), _defaults=None) -> list:
+    """'key: old -> new' for every key that changes what a run computes. A key the saved config
+    lacks counts as its default (a key added to the schema after the run was made, e.g.
+    optimizer.nesterov, at its default means what the run did)."""
+    if _defaults is None:
+        from ba_net.config import defaults
+
+        _defaults = defaults()
     out = []
     for key in sorted(set(saved) | set(current)):
         path = prefix + (key,)
         if path in NEUTRAL_KEYS:
             continue
-        a, b = saved.get(key), current.get(key)
+        default = _defaults.get(key) if isinstance(_defaults, dict) else None
+        a, b = saved.get(key, default), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            out += config_differences(a, b, path)
+            out += config_differences(a, b, path, default if isinstance(default, dict) else {})
         elif a != b:
             out.append(f"{'.'.join(path)}: {a!r} -> {b!r}")
     return out

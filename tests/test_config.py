@@ -143,3 +143,18 @@ def test_shipped_quick_configs_use_the_embedded_sample(monkeypatch, tmp_path):
     for name in ("quick", "quick_attention_ablation"):
         path = Path(load_config(REPO / "experiments" / f"{name}.yaml")["data"]["data_file"])
         assert path == REPO / "data" / "cifar-10-sample.tar.gz" and path.is_file()
+
+
+def test_a_key_added_later_at_its_default_is_no_config_difference():
+    """A run folder written before a key existed (its config.yaml lacks optimizer.nesterov) is the
+    same run as the current config with the key at its default, and a different one otherwise."""
+    from ba_net.runs import config_differences
+
+    current = load_config(None)
+    saved = load_config(None)
+    del saved["optimizer"]["nesterov"]
+    assert config_differences(saved, current) == []
+    changed = load_config(None, ("optimizer.nesterov=true", "optimizer.lr=0.1"))
+    assert config_differences(saved, changed) == ["optimizer.lr: 0.0001 -> 0.1", "optimizer.nesterov: False -> True"]
+    del saved["optimizer"]
+    assert config_differences(saved, current) == []  # a whole section missing: its defaults

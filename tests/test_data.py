@@ -158,3 +158,68 @@ def test_cifar_train_transform_is_zero_padded_random_crop_and_flip(train_split):
     black = ((0.0 - D.CIFAR_MEAN) / D.CIFAR_STD).astype(np.float32)
     np.testing.assert_allclose(out[:, :4, :], np.broadcast_to(black[:, None, None], (3, 4, 32)), atol=1e-6)
     np.testing.assert_allclose(out[:, 4:, 4:], D.cifar_eval_transform(img)[:, :28, :28], atol=1e-6)
+
+
+def test_presets_own_their_transforms_size_and_normalization(train_split):
+    """preset(name) is the one description of a preset; the notebook's two keep their transforms."""
+    img = train_split[0][2]
+    assert list(D.PRESETS) == ["notebook", "plain", "cifar"]
+    nb, plain, cifar = D.preset("notebook"), D.preset("plain"), D.preset("cifar")
+    assert (nb.train, nb.eval, nb.image_size) == (D.notebook_transform, D.eval_transform, 128)
+    assert (plain.train, plain.eval, plain.image_size) == (D.plain_transform, D.eval_transform, 128)
+    assert (cifar.train, cifar.eval, cifar.image_size) == (D.cifar_transform, D.cifar_eval_transform, 32)
+    assert nb.mean == plain.mean == tuple(D.MEAN.tolist()) and cifar.std == tuple(D.CIFAR_STD.tolist())
+    for p in (nb, plain, cifar):
+        assert D.TRAIN_TRANSFORMS[p.name] is p.train
+        size = (3, p.image_size, p.image_size)
+        assert p.train(img, np.random.default_rng(0)).shape == size and p.eval(img).shape == size
+    assert D.presets_of_size(128) == ["notebook", "plain"] and D.presets_of_size(32) == ["cifar"]
+    from ba_net.config import SCHEMA
+    from ba_net.errors import ConfigError
+
+    assert SCHEMA["data"]["transforms"].choices() == list(D.PRESETS)
+    with pytest.raises(ConfigError, match="unknown preset 'fancy'; choose from notebook, plain, cifar"):
+        D.preset("fancy")
+
+
+@pytest.mark.parametrize("model,transforms,fits", [
+    ("alexnet", "notebook", True), ("alexnet_multihead", "plain", True), ("resnet20", "cifar", True),
+    ("ba_resnet20", "cifar", True), ("alexnet", "cifar", False), ("alexnet_multihead", "cifar", False),
+    ("resnet20", "plain", False), ("resnet18", "cifar", False)])
+def test_models_must_fit_the_preset(model, transforms, fits):
+    from ba_net.config import load_config
+    from ba_net.errors import ConfigError
+
+    cfg = load_config(None, (f"models=[{model}]", f"data.transforms={transforms}"))
+    if fits:
+        D.check_models_fit(cfg)
+        return
+    with pytest.raises(ConfigError, match=rf"models: {model} is built for \d+ px images, but data.transforms: "
+                                          rf"{transforms} gives \d+ px"):
+        D.check_models_fit(cfg)
+
+
+def _opencv_threads(img, rng):
+    import cv2
+
+    return np.full((1,), cv2.getNumThreads(), dtype=np.float32)
+
+
+def test_loader_workers_use_one_opencv_thread_and_fall_back_from_a_small_shm(monkeypatch, caplog):
+    import cv2
+
+    cv2.setNumThreads(4)
+    big = np.random.default_rng(0).integers(0, 255, (1500, 1500, 3), dtype=np.uint8)
+    cv2.GaussianBlur(big, (7, 7), 0)  # the parent's pool is alive when the workers fork (a deadlock once)
+    loader = D.build_loader(np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, np.int64), _opencv_threads, 2,
+                            train=False, num_workers=1, image_size=32)
+    seen = {int(v) for x, _ in loader for v in x.numpy().ravel()}
+    assert seen == {1}  # each worker: one OpenCV thread
+    # a /dev/shm with 64 MB free (Docker's default) cannot hold 4 workers' 128 x 3 x 128 x 128 batches
+    monkeypatch.setattr(D.shutil, "disk_usage", lambda p: type("U", (), {"free": 64 << 20})())
+    assert not D.shared_memory_fits(4, 128 * 3 * 128 * 128 * 4)
+    assert D.shared_memory_fits(1, 32 * 3 * 32 * 32 * 4)
+    loader = D.build_loader(np.zeros((8, 32, 32, 3), np.uint8), np.zeros(8, np.int64), lambda im, rng: im, 128,
+                            train=False, num_workers=4, image_size=128)
+    assert loader.use_shared_memory is False
+    assert "/dev/shm has too little free space for 4 loader workers" in caplog.text
