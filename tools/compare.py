@@ -19,15 +19,8 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-try:
-    import ba_net  # noqa: E402,F401  (configures threads before Paddle loads; refuses an unsupported Paddle)
-except ImportError as exc:  # Paddle missing or too old, or no OpenCV: one line with the fix, no traceback
-    if exc.name not in ("paddle", "cv2"):
-        raise
-    print(f"error: {exc}", file=sys.stderr)
-    sys.exit(2)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _tool_setup  # noqa: E402,F401  (the checkout on sys.path, then ba_net, or a one-line error)
 from ba_net.errors import BaNetError  # noqa: E402
 from ba_net.report import ThroughputSettings, compare_experiment  # noqa: E402
 from ba_net.runtime import setup_logging  # noqa: E402
