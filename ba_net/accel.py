@@ -56,8 +56,9 @@ def prepare_training(cfg: dict, model_name: str, model, optimizer, make_optimize
                      device: str, world: int = 1, image_shape: Optional[tuple] = None) -> Optional[StaticTrainer]:
     """The training step for ``cfg['train']['path']``: a :class:`StaticTrainer`, or None for the
     engine's own dygraph step. ``image_shape`` (the training batch's shape, checked first) defaults
-    to ``train.batch_size`` images of the size of the preset ``data.transforms``. A trainer is returned only after its program was built and checked
-    against dygraph; any failure is logged and leads to None."""
+    to ``train.batch_size`` images of the size of the preset ``data.transforms``. A trainer is
+    returned only after its program was built and checked against dygraph; any failure is logged
+    and leads to None."""
     path, reason = resolve_path(cfg["train"]["path"], device, world)
     if path == "dygraph":
         logger.info("training path: dygraph (%s)", reason)

@@ -437,6 +437,7 @@ def run_experiment(cfg: dict, resume: bool = False, force: bool = False) -> list
         dist.init_parallel_env()
     device = select_device(cfg["device"])
     check_schedule(cfg)  # before any write
+    D.check_models_fit(cfg)  # each model is built for the preset's image size (AlexNet 128 px, cifar 32 px)
     per_process_batch(cfg, ctx.world)
     plans = runs.plan_experiment(cfg, resume, force)
     todo = [r for r, p in plans.items() if p[1] in ("start", "resume")]
