@@ -264,6 +264,11 @@ class _ResNetBase(nn.Layer):
         return nn.Sequential(*layers)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
+        if not paddle.in_dynamic_mode():
+            # Traced into a static program (the fast path, ba_net/static_train.py): an initializer
+            # called on a static parameter appends its op to the *main* program, which would draw
+            # the weights afresh at every step; the program's weights come from the dygraph model.
+            return
         for m in self.sublayers():
             if isinstance(m, nn.Conv2D):
                 if not getattr(m, "_kaiming_fan_out", False):  # e.g. CBAM's spatial conv
