@@ -140,7 +140,7 @@ def test_relative_data_file_is_anchored_at_the_config_file_or_the_working_direct
 
 def test_shipped_quick_configs_use_the_embedded_sample(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    for name in ("quick", "quick_attention_ablation"):
+    for name in ("quick", "quick_attention_ablation", "quick_resnet"):
         path = Path(load_config(REPO / "experiments" / f"{name}.yaml")["data"]["data_file"])
         assert path == REPO / "data" / "cifar-10-sample.tar.gz" and path.is_file()
 
@@ -158,3 +158,31 @@ def test_a_key_added_later_at_its_default_is_no_config_difference():
     assert config_differences(saved, changed) == ["optimizer.lr: 0.0001 -> 0.1", "optimizer.nesterov: False -> True"]
     del saved["optimizer"]
     assert config_differences(saved, current) == []  # a whole section missing: its defaults
+
+
+def test_resnet_configs_are_the_cifar_recipe():
+    """cifar10_resnet_ablation.yaml: ResNet-20 and -56, plain / BA / SE / ECA / CBAM, seeds 0-2, the
+    cifar preset on the full data, SGD 0.1 with momentum 0.9 and weight decay 5e-4, batch 128,
+    5 warmup epochs then cosine over 200, plain cross entropy; quick_resnet.yaml: the same recipe
+    for the ResNet-20 variants on the embedded sample, shorter. Every model fits the preset."""
+    from ba_net.data import check_models_fit
+
+    full = load_config(REPO / "experiments" / "cifar10_resnet_ablation.yaml")
+    variants = ["", "ba_", "_se", "_eca", "_cbam"]
+    names = [f"ba_resnet{d}" if v == "ba_" else f"resnet{d}{v}" for d in (20, 56) for v in variants]
+    assert full["models"] == names and full["seeds"] == [0, 1, 2]
+    assert full["data"]["data_file"] is None and full["data"]["transforms"] == "cifar"
+    assert full["data"]["mixup_alpha"] == 0.0 and full["model_kwargs"] == {}
+    assert full["train"]["epochs"] == 200 and full["train"]["batch_size"] == 128
+    assert full["optimizer"] == {"name": "momentum", "lr": 0.1, "momentum": 0.9, "nesterov": False,
+                                 "weight_decay": 5e-4}
+    assert full["schedule"] == {"name": "cosine", "warmup_epochs": 5.0, "eta_min": 0.0}
+    assert full["loss"]["label_smoothing"] == 0.0
+    quick = load_config(REPO / "experiments" / "quick_resnet.yaml")
+    assert quick["models"] == names[:5] and quick["seeds"] == [0, 1]
+    for section in ("optimizer", "loss"):
+        assert quick[section] == full[section]
+    assert quick["data"]["transforms"] == "cifar" and quick["schedule"]["name"] == "cosine"
+    assert 0 < quick["schedule"]["warmup_epochs"] < quick["train"]["epochs"] <= 10
+    check_models_fit(full)
+    check_models_fit(quick)
