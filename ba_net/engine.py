@@ -386,17 +386,18 @@ def _run_one(cfg: dict, model: str, seed: int, plan: tuple, splits: dict, ctx: _
     """Skip, start or resume one run as planned, holding its lock while it trains; returns its
     history (status 'locked' when another process trains it)."""
     folder, action, state = plan
-    if action == "locked":
-        return _locked(folder, state, label)
     if action == "skip":
         return _skip(folder, model, seed, ctx, label)
     with contextlib.ExitStack() as stack:
-        try:
-            lock = stack.enter_context(RunLock(folder.root)) if ctx.main else None
-        except OSError as exc:  # e.g. output_dir under a file
-            raise write_error(exc.filename or folder.root, exc, fix=_WRITE_FIX) from None
-        if ctx.sum([0.0 if lock is None or lock.acquired else 1.0])[0] > 0:  # every rank learns rank 0's answer
-            return _locked(folder, lock.owner if lock is not None else None, label)
+        lock = None
+        if ctx.main and action != "locked":
+            try:
+                lock = stack.enter_context(RunLock(folder.root))
+            except OSError as exc:  # e.g. output_dir under a file
+                raise write_error(exc.filename or folder.root, exc, fix=_WRITE_FIX) from None
+        held = ctx.main and (action == "locked" or not lock.acquired)
+        if ctx.sum([1.0 if held else 0.0])[0] > 0:  # every rank learns rank 0's answer
+            return _locked(folder, state if action == "locked" else (lock.owner if lock else None), label)
         # the folder may have moved on since planning (another process finished or stopped it)
         action, state = runs.plan_run(cfg, model, seed, folder, resume, force)
         if action == "skip":
@@ -439,7 +440,7 @@ def run_experiment(cfg: dict, resume: bool = False, force: bool = False) -> list
     check_schedule(cfg)  # before any write
     D.check_models_fit(cfg)  # each model is built for the preset's image size (AlexNet 128 px, cifar 32 px)
     per_process_batch(cfg, ctx.world)
-    plans = runs.plan_experiment(cfg, resume, force)
+    plans = runs.plan_experiment(cfg, resume, force, check_locks=ctx.main)
     todo = [r for r, p in plans.items() if p[1] in ("start", "resume")]
     locked = sum(p[1] == "locked" for p in plans.values())
     logger.info("experiment %s: %d runs (%d to train, %d finished already, %d trained by another process) on %s, "

@@ -156,17 +156,19 @@ def new_history(cfg: dict, model: str, seed: int, world: int, device: str) -> di
             "paddle_version": paddle.__version__, "epochs": [], "iters": []}
 
 
-def plan_experiment(cfg: dict, resume: bool, force: bool) -> dict:
+def plan_experiment(cfg: dict, resume: bool, force: bool, check_locks: bool = True) -> dict:
     """{(model, seed): (folder, action, resume state)} for every run of ``cfg``, in its order
     (:func:`plan_run`; action 'locked' with the owner instead of a state when another live process
-    holds the run's lock); with ``resume``, at least one run must have a state to continue."""
+    holds the run's lock); with ``resume``, at least one run must have a state to continue.
+    ``check_locks`` False (data-parallel ranks other than 0): rank 0's lock, taken by then, is
+    its own job's; whether a run is locked is rank 0's call, shared when the run comes up."""
     from ba_net.lock import holder
 
     plans = {}
     for model in cfg["models"]:
         for seed in cfg["seeds"]:
             folder = run_folder(cfg, model, seed)
-            owner = holder(folder.root)  # another process trains it: its files are in flux, not read
+            owner = holder(folder.root) if check_locks else None  # another process trains it: not read
             plans[(model, seed)] = (folder, "locked", owner) if owner else \
                 (folder, *plan_run(cfg, model, seed, folder, resume, force))
     if resume and not any(p[1] in ("resume", "locked") for p in plans.values()):
