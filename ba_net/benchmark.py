@@ -7,7 +7,10 @@ the next one in the same process. The notebook's way needs a subprocess anyway: 
 is measured at the start and at the end; the higher is the yardstick.
 
 FLOPs count 2 per multiply-accumulate; a training step is taken as 3 x the forward
-(:func:`ba_net.complexity.count_macs`), so % of GEMM = 6 x MACs x images/s / GEMM rate.
+(:func:`ba_net.complexity.count_macs`, at the model's input size), so % of GEMM = 6 x MACs x
+images/s / GEMM rate. ``--resnet`` (``Settings.suite == "resnet"``) measures ResNet-20 / BA-ResNet-20
+(32 px) and ResNet-50 / BA-ResNet-50 (224 px, small batch) on the fast train step and the
+Paddle Inference forward, with BA's overhead over each plain model.
 """
 from __future__ import annotations
 
@@ -24,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ba_net.benchmark_rows import EVAL_PATHS, MODELS, TRAIN_PATHS, Settings, measure_gemm, measure_here, on_cpu
+from ba_net.benchmark_rows import (
+    EVAL_PATHS, TRAIN_PATHS, Settings, ba_pairs, measure_gemm, measure_here, model_input_size, on_cpu,
+)
 from ba_net.runtime import cpu_model, load_average, usable_cpus
 
 logger = logging.getLogger(__name__)
@@ -108,11 +113,16 @@ def describe_machine() -> dict:
             "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")}}
 
 
-def _macs(model_name: str) -> int:
-    from ba_net.complexity import count_macs
+def _complexity(model_name: str, size: int) -> dict:
+    """Forward multiply-accumulates per image at ``size`` px and parameter counts."""
+    import paddle
+
+    from ba_net.complexity import count_macs, count_params
     from ba_net.models import build_model
 
-    return int(count_macs(build_model(model_name), (1, 3, 128, 128)))
+    with paddle.utils.unique_name.guard():
+        model = build_model(model_name)
+        return {"macs": int(count_macs(model, (1, 3, size, size))), **count_params(model)}
 
 
 def run_benchmark(settings: Settings) -> dict:
@@ -125,7 +135,13 @@ def run_benchmark(settings: Settings) -> dict:
     logger.info("benchmark on %s: batch %d, %d steps x %d repeats after %d warm-up", result["machine"]["device"],
                 settings.batch_size, settings.steps, settings.repeats, settings.warmup)
     gemm_start = measure_gemm(settings.gemm_size, settings.repeats)
-    result["macs_per_image"] = {m: _macs(m) for m in settings.models}
+    settings.image_sizes.update({m: model_input_size(m) for m in settings.models})  # for every subprocess
+    result["settings"] = dataclasses.asdict(settings)
+    complexity = {m: _complexity(m, settings.image_size(m)) for m in settings.models}
+    result["macs_per_image"] = {m: c["macs"] for m, c in complexity.items()}
+    result["params"] = {m: {"total": c["total"], "trainable": c["trainable"]} for m, c in complexity.items()}
+    result["input"] = {m: {"image_size": settings.image_size(m), "batch_size": settings.batch_for(m)}
+                       for m in settings.models}
     _measure_rows(result, settings)
     # the GEMM rate again at the end; the higher of the two (the less disturbed) is the yardstick
     gemm_end = measure_gemm(settings.gemm_size, settings.repeats)
@@ -135,8 +151,8 @@ def run_benchmark(settings: Settings) -> dict:
         if row["section"] in ("train step", "train e2e"):
             row["pct_gemm"] = (100.0 * 6 * result["macs_per_image"][row["model"]] * row["img_s"]
                                / (result["gemm"]["paddle"] * 1e9))
-    if set(MODELS) <= set(settings.models):
-        result["ba_overhead_interleaved"] = measure("ba_overhead", settings, "", "fast" if on_cpu() else "dygraph")
+    result["ba_overhead_interleaved"] = {ba: measure("ba_overhead", settings, ba, "fast" if on_cpu() else "dygraph")
+                                         for _, ba in ba_pairs(settings.models)}
     _ratios(result)
     result["load_average_1min"] = {"before": load_before, "after": load_average()}
     result["seconds"] = round(time.time() - started, 1)
@@ -161,6 +177,12 @@ def _measure_rows(result: dict, settings: Settings) -> None:
         logger.info("%-10s %-10s %-10s %8.1f img/s", section, model, _label(row), measured["img_s"])
 
     e2e_path = "fast" if cpu else "dygraph"
+    if settings.suite == "resnet":  # the paths training and tools/compare.py use
+        for model in settings.models:
+            add("train step", model, e2e_path, measure("train_step", settings, model, e2e_path))
+            add("eval fwd", model, "inference" if cpu else "dygraph",
+                measure("eval_fwd", settings, model, "inference" if cpu else "dygraph")["forward"])
+        return
     for model in settings.models:
         for path in (p for p in TRAIN_PATHS if cpu or p not in ("notebook", "fast")):
             add("train step", model, path, measure("train_step", settings, model, path))
@@ -183,9 +205,11 @@ def _ratios(result: dict) -> None:
         r["vs_notebook"] = r["img_s"] / base if base else None
     overhead = {}
     by_key = {(r["section"], r["model"], _label(r)): r["img_s"] for r in rows}
-    for (section, model, label), rate in by_key.items():
-        if model == "ba_alexnet" and (section, "alexnet", label) in by_key:
-            overhead[f"{section} / {label}"] = 100.0 * (by_key[(section, "alexnet", label)] / rate - 1.0)
+    for base, ba in ba_pairs(result["settings"]["models"]):
+        for (section, model, label), rate in by_key.items():
+            if model == ba and (section, base, label) in by_key:
+                overhead.setdefault(ba, {})[f"{section} / {label}"] = 100.0 * (by_key[(section, base, label)] / rate
+                                                                              - 1.0)
     result["ba_overhead_pct"] = overhead
 
 
@@ -214,37 +238,65 @@ def format_table(result: dict) -> str:
         pct = f"{r['pct_gemm']:.1f}" if r.get("pct_gemm") is not None else ""
         ratio = f"{r['vs_notebook']:.2f}" if r.get("vs_notebook") else ""
         lines.append(f"| {r['section']} | {r['model']} | {_label(r)} | {r['img_s']:.1f} | {pct} | {ratio} |")
-    if result.get("ba_overhead_interleaved"):
-        o = result["ba_overhead_interleaved"]
-        lines += ["", "BA-AlexNet's overhead over AlexNet, both models in one process, alternated step by step "
+    lines += ["", *_model_table(result)]
+    for ba, o in (result.get("ba_overhead_interleaved") or {}).items():
+        lines += [f"{ba}'s overhead over {ba[3:]}, both models in one process, alternated step by step "
                   f"(median of paired time ratios - 1): training (fast train step) {o['train']['overhead_pct']:+.1f} %, "
                   f"eval (Paddle Inference forward) {o['eval']['overhead_pct']:+.1f} %."]
-    if result.get("ba_overhead_pct"):
-        lines += ["From the rows above (measured at different moments, so load drift enters): " + ", ".join(
-            f"{k} {v:+.1f} %" for k, v in result["ba_overhead_pct"].items())]
+    for ba, per_row in (result.get("ba_overhead_pct") or {}).items():
+        lines += [f"{ba} from the rows above (measured at different moments, so load drift enters): " + ", ".join(
+            f"{k} {v:+.1f} %" for k, v in per_row.items())]
     load = result.get("load_average_1min", {})
+    sizes = ", ".join(f"{m} {i['image_size']} px, batch {i['batch_size']}" for m, i in result.get("input", {}).items())
     lines += ["", "Method: " + " ".join([
-        f"batch {s['batch_size']}, 3x128x128 images; each figure is the median of {s['repeats']} repeats of "
-        f"{s['steps']} steps (or batches) after {s['warmup']} untimed warm-up steps (eval and e2e: one untimed "
-        "pass, the eval pass after one untimed batch).",
+        f"each model at its input size with its batch ({sizes}); each figure is the median of {s['repeats']} "
+        f"repeats of {s['steps']} steps (or batches; {s['large_steps']} for the 224 px models) after "
+        f"{s['warmup']} untimed warm-up steps (eval and e2e: one untimed pass, the eval pass after one untimed "
+        "batch).",
         "train step: forward + backward + optimizer update (Adam, the config's defaults) on one synthetic batch.",
-        "train e2e: the engine's train_epoch over the CIFAR-10 training split, data.build_loader with the "
-        "notebook's per-image augmentation (0 loader workers unless the row says otherwise; the config "
-        "default data.num_workers is measured too).",
-        "eval fwd: eval-mode forward on one synthetic batch; eval pass: the notebook's throughput cell, an eval "
-        "pass over the test split with per-image resize and normalization in the loader"
-        + (f" (capped at {s['eval_batches']} batches)" if s.get("eval_batches") else "") + ".",
+        *(["Models built with a 10-class head (as trained here; the ImageNet-form counts are those of a "
+           "1000-class model minus the head's difference)."] if s.get("suite") == "resnet" else [
+            "train e2e: the engine's train_epoch over the CIFAR-10 training split, data.build_loader with the "
+            "per-image augmentation of the model's preset (notebook for 128 px, cifar for 32 px; 0 loader workers "
+            "unless the row says otherwise; the config default data.num_workers is measured too).",
+            "eval fwd: eval-mode forward on one synthetic batch; eval pass: the notebook's throughput cell, an "
+            "eval pass over the test split with the preset's eval transform (resize and normalization) in the "
+            "loader" + (f" (capped at {s['eval_batches']} batches)" if s.get("eval_batches") else "") + "."]),
         ("Every row is measured in a fresh subprocess (paths left in one process slow each other down). "
          if not s.get("quick") else "Quick mode: only the notebook's rows run in subprocesses. ") +
         "Paths: notebook = dygraph in Paddle's default environment (OMP_NUM_THREADS=1, no MKL_DEBUG_CPU_TYPE), "
         "0 loader workers; dygraph = tuned environment; to_static = paddle.jit.to_static "
         "(PIR); fast = ba_net.accel (legacy static program, oneDNN convolutions); inference = paddle.jit.save + "
         "Paddle Inference with oneDNN.",
+        "MACs: forward multiply-accumulates per image at the model's input size (count_macs); params: "
+        "trainable parameters (paddle.summary's total, BatchNorm statistics included, in the JSON).",
         "% of GEMM = 6 x forward multiply-accumulates per image (count_macs) x img/s / the Paddle GEMM rate "
         "(the higher of the measurements at the start and at the end of the run).",
         f"1-min load average {_fmt(load.get('before'))} before, {_fmt(load.get('after'))} after "
         f"({result.get('seconds')} s); other processes on these cores lower every figure."])]
     return "\n".join(lines)
+
+
+def _model_table(result: dict) -> list:
+    """One row per model: input, batch, MACs, params, the fast train step and the eval forward
+    (Paddle Inference on CPU), and BA's overhead over its plain model (from the interleaved
+    measurement)."""
+    cpu = result["machine"]["device"].startswith("cpu")
+    train_path, eval_path = ("fast", "inference") if cpu else ("dygraph", "dygraph")
+    rate = {(r["section"], r["model"]): r["img_s"] for r in result["rows"]
+            if (r["section"], r["path"]) in (("train step", train_path), ("eval fwd", eval_path))}
+    inter = result.get("ba_overhead_interleaved") or {}
+    lines = [f"| model | input | batch | MACs / image | params | train step img/s ({train_path}) | "
+             f"eval fwd img/s ({eval_path}) | BA overhead train / eval |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for m in result["settings"]["models"]:
+        i = result["input"][m]
+        over = (f"{inter[m]['train']['overhead_pct']:+.1f} % / {inter[m]['eval']['overhead_pct']:+.1f} %"
+                if m in inter else "")
+        cells = [f"{rate[(s, m)]:.1f}" if (s, m) in rate else "" for s in ("train step", "eval fwd")]
+        lines.append(f"| {m} | {i['image_size']} px | {i['batch_size']} | {result['macs_per_image'][m]:,} | "
+                     f"{result['params'][m]['trainable']:,} | {cells[0]} | {cells[1]} | {over} |")
+    return lines + [""]
 
 
 __all__ = ["Settings", "format_table", "measure_gemm", "measure_in_subprocess", "run_benchmark"]

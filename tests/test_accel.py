@@ -24,7 +24,7 @@ import numpy as np
 import paddle
 import pytest
 
-from ba_net import accel, build_model
+from ba_net import accel, build_model, count_macs
 from ba_net.config import load_config
 from ba_net.inference import InferenceRunner, export_for_inference
 from ba_net.loss import LabelSmoothingCrossEntropy
@@ -203,6 +203,37 @@ def test_benchmark_quick_writes_every_row(tmp_path, cifar_subset):
         assert r["img_s"] > 0 and r["vs_notebook"] > 0, r
         if r["section"].startswith("train"):
             assert r["pct_gemm"] > 0, r
-    assert result["ba_overhead_pct"] and result["ba_overhead_interleaved"]["train"]["pairs"] >= 1
+    assert result["ba_overhead_pct"]["ba_alexnet"] and result["ba_overhead_interleaved"]["ba_alexnet"]["train"]["pairs"] >= 1
+    assert result["macs_per_image"] == {"alexnet": 97_012_352, "ba_alexnet": 97_049_408}  # 128 px, as the README
     assert "targets" not in result and "Targets" not in proc.stdout  # past targets: docs/PERFORMANCE.md
     assert "| train step | alexnet | fast |" in proc.stdout and "Method:" in proc.stdout
+
+
+def test_benchmark_resnet_suite_measures_each_model_at_its_input_size(tmp_path):
+    """--resnet: the fast train step and the Paddle Inference forward of ResNet-20 / BA-ResNet-20
+    (32 px) and ResNet-50 / BA-ResNet-50 (224 px, the small batch), MACs at each model's size,
+    parameters, and BA's overhead over each plain model (interleaved and from the rows)."""
+    from ba_net.benchmark_rows import RESNET_MODELS
+
+    out = tmp_path / "bench.json"
+    proc = run_tool(["tools/benchmark.py", "--quick", "--resnet", "--out", str(out)], timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["settings"]["models"] == list(RESNET_MODELS) == ["resnet20", "ba_resnet20", "resnet50", "ba_resnet50"]
+    got = {(r["section"], r["model"], r["path"]) for r in result["rows"]}
+    assert got == {(s, m, p) for m in RESNET_MODELS for s, p in (("train step", "fast"), ("eval fwd", "inference"))}
+    assert all(r["img_s"] > 0 for r in result["rows"])
+    sizes = {"resnet20": 32, "ba_resnet20": 32, "resnet50": 224, "ba_resnet50": 224}
+    assert {m: i["image_size"] for m, i in result["input"].items()} == sizes
+    small, large = result["settings"]["batch_size"], result["settings"]["large_batch_size"]
+    assert {m: i["batch_size"] for m, i in result["input"].items()} == {
+        m: large if s == 224 else small for m, s in sizes.items()}
+    for m, s in sizes.items():
+        assert result["macs_per_image"][m] == count_macs(build_model(m), (1, 3, s, s)), m
+    assert 4.0e9 < result["macs_per_image"]["resnet50"] < 4.2e9  # ResNet-50's 4.1 GMACs at 224 px
+    assert result["params"]["resnet20"]["trainable"] == 272_474  # tests/test_resnet.py's hand count
+    assert set(result["ba_overhead_interleaved"]) == set(result["ba_overhead_pct"]) == {"ba_resnet20", "ba_resnet50"}
+    for o in result["ba_overhead_interleaved"].values():
+        assert o["train"]["pairs"] >= 1 and o["eval"]["pairs"] >= 1
+    assert "| ba_resnet50 | 224 px | 2 | 4,132,505,600 | " in proc.stdout
+    assert "ba_resnet20's overhead over resnet20" in proc.stdout

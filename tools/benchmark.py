@@ -2,11 +2,15 @@
 
     python tools/benchmark.py [--steps 5] [--repeats 3] [--warmup 2] [--batch-size 128]
                               [--models alexnet ba_alexnet] [--data FILE] [--out output/benchmark.json]
+    python tools/benchmark.py --resnet [--large-batch-size 16]   # ResNet-20/50 and BA-ResNet-20/50
     python tools/benchmark.py --quick        # tiny settings: a smoke test, the numbers mean nothing
 
 Rows: the fp32 GEMM rate (this run), train-step images/s per path with % of that rate,
 end-to-end training with the real data pipeline, eval (forward on a batch, and the notebook's
 test-set pass), each against the notebook's way (dygraph, Paddle's default environment). The
+--resnet measures the fast train step and the Paddle Inference forward of ResNet-20 and
+BA-ResNet-20 (32 px, batch --batch-size) and ResNet-50 and BA-ResNet-50 (224 px, batch
+--large-batch-size), with MACs, parameters and BA's overhead over each plain model. The
 method is printed under the table; the JSON holds every repeat. Close other work first: the
 figures move with the load of the machine.
 """
@@ -19,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _tool_setup  # noqa: E402,F401  (the checkout on sys.path, then ba_net, or a one-line error)
 from ba_net.benchmark import Settings, format_table, run_benchmark  # noqa: E402
+from ba_net.benchmark_rows import RESNET_MODELS  # noqa: E402
 from ba_net.errors import BaNetError  # noqa: E402
 from ba_net.runtime import select_device, setup_logging  # noqa: E402
 
@@ -29,7 +34,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, help="repeats; the median is reported (default 3)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 2)")
     parser.add_argument("--batch-size", type=int, help="images per batch (default 128)")
-    parser.add_argument("--models", nargs="+", help="models to measure (default alexnet ba_alexnet)")
+    parser.add_argument("--models", nargs="+", help="models to measure (default alexnet ba_alexnet; with --resnet "
+                        "resnet20 ba_resnet20 resnet50 ba_resnet50)")
+    parser.add_argument("--resnet", action="store_true", help="the ResNet suite: the fast train step and the Paddle "
+                        "Inference forward of ResNet-20 / BA-ResNet-20 (32 px) and ResNet-50 / BA-ResNet-50 (224 px, "
+                        "batch --large-batch-size), with BA's overhead")
+    parser.add_argument("--large-batch-size", type=int, help="batch of the 224 px models (default 16)")
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1] / "data" / "cifar-10-sample.tar.gz"),
                         help="CIFAR-10 python tarball (default: the sample embedded in data/)")
     parser.add_argument("--workers", type=int, help="loader workers for the fast path's end-to-end training "
@@ -42,8 +52,9 @@ def main(argv=None) -> int:
     log = logging.getLogger("ba_net.benchmark")
     given = {"steps": args.steps, "repeats": args.repeats, "warmup": args.warmup, "batch_size": args.batch_size,
              "data_file": args.data, "workers": args.workers, "device": args.device,
-             "models": tuple(args.models) if args.models else None}
-    for key in ("steps", "repeats", "batch_size"):
+             "models": tuple(args.models) if args.models else (RESNET_MODELS if args.resnet else None),
+             "suite": "resnet" if args.resnet else None, "large_batch_size": args.large_batch_size}
+    for key in ("steps", "repeats", "batch_size", "large_batch_size"):
         if given[key] is not None and given[key] < 1:
             log.error("error: --%s must be at least 1", key.replace("_", "-"))
             return 2
