@@ -348,7 +348,6 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("cifar", cifar_transform, cifar_eval_transform, 32, tuple(CIFAR_MEAN.tolist()), tuple(CIFAR_STD.tolist()),
            "32 px, no resize: RandomCrop 32 with 4 px zero padding, flip; CIFAR-10's statistics"),
 )}
-TRAIN_TRANSFORMS: dict[str, Callable] = {name: p.train for name, p in PRESETS.items()}
 
 
 def preset(name: str) -> Preset:

@@ -170,7 +170,6 @@ def test_presets_own_their_transforms_size_and_normalization(train_split):
     assert (cifar.train, cifar.eval, cifar.image_size) == (D.cifar_transform, D.cifar_eval_transform, 32)
     assert nb.mean == plain.mean == tuple(D.MEAN.tolist()) and cifar.std == tuple(D.CIFAR_STD.tolist())
     for p in (nb, plain, cifar):
-        assert D.TRAIN_TRANSFORMS[p.name] is p.train
         size = (3, p.image_size, p.image_size)
         assert p.train(img, np.random.default_rng(0)).shape == size and p.eval(img).shape == size
     assert D.presets_of_size(128) == ["notebook", "plain"] and D.presets_of_size(32) == ["cifar"]
