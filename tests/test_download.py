@@ -1,4 +1,4 @@
-"""Downloading CIFAR-10 (:func:`ba_net.data.download_file`, the download branch of
+"""Downloading CIFAR-10 (:func:`ba_net.download.download_file`, the download branch of
 :func:`ba_net.data.locate_cifar10`) against a local HTTP server on 127.0.0.1 that serves a small
 synthetic tarball: success with progress lines, a wrong checksum, a connection cut or stalled
 half-way, an offline machine, and truncated or corrupt files in every lookup source.
@@ -18,6 +18,7 @@ import pytest
 
 from ba_net import data as D
 from ba_net.checkpoint import is_temp_file
+from ba_net.download import download_file
 from ba_net.errors import DataError
 from helpers import write_cifar10_tarball
 
@@ -132,7 +133,7 @@ def test_download_arrives_verified_with_progress_and_reads(server, tarball, tmp_
     dest = tmp_path / "cache" / NAME
     synced, real_fsync = [], os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
-    assert D.download_file(server.url + "/ok", dest, _md5(tarball)) == dest
+    assert download_file(server.url + "/ok", dest, _md5(tarball)) == dest
     assert any(Path(s).parent == dest.parent and is_temp_file(s) for s in synced), synced  # fsynced before the rename
     assert dest.read_bytes() == tarball.read_bytes() and _md5(dest) == _md5(tarball)
     assert _files(dest.parent) == [NAME]  # no temporary file left
@@ -150,14 +151,14 @@ def test_download_arrives_verified_with_progress_and_reads(server, tarball, tmp_
 
 def test_download_without_content_length(server, tarball, tmp_path):
     dest = tmp_path / NAME
-    assert D.download_file(server.url + "/nolength", dest, _md5(tarball)) == dest
+    assert download_file(server.url + "/nolength", dest, _md5(tarball)) == dest
     assert dest.read_bytes() == tarball.read_bytes() and _files(tmp_path) == [NAME]
 
 
 def test_wrong_checksum_leaves_nothing(server, tmp_path):
     dest = tmp_path / "cache" / NAME
     with pytest.raises(DataError) as err:
-        D.download_file(server.url + "/ok", dest, "0" * 32)
+        download_file(server.url + "/ok", dest, "0" * 32)
     text = _one_line(err)
     assert f"{server.url}/ok has md5 " in text and "not the expected " + "0" * 32 in text, text
     assert "nothing was kept, run again" in text, text
@@ -169,7 +170,7 @@ def test_connection_cut_half_way_leaves_nothing(server, tarball, tmp_path, path,
     dest = tmp_path / "cache" / NAME
     start = time.monotonic()
     with pytest.raises(DataError) as err:
-        D.download_file(server.url + path, dest, _md5(tarball), timeout=0.5)
+        download_file(server.url + path, dest, _md5(tarball), timeout=0.5)
     assert time.monotonic() - start < 5
     text = _one_line(err)
     total = tarball.stat().st_size
@@ -182,13 +183,13 @@ def test_existing_file_survives_a_failed_download(server, tmp_path):
     dest = tmp_path / NAME
     dest.write_bytes(b"the previous copy")
     with pytest.raises(DataError):
-        D.download_file(server.url + "/cut", dest, "0" * 32)
+        download_file(server.url + "/cut", dest, "0" * 32)
     assert _files(tmp_path) == [NAME] and dest.read_bytes() == b"the previous copy"
 
 
 def test_http_error_is_one_line(server, tmp_path):
     with pytest.raises(DataError) as err:
-        D.download_file(server.url + "/missing", tmp_path / NAME, "0" * 32)
+        download_file(server.url + "/missing", tmp_path / NAME, "0" * 32)
     assert f"cannot download {server.url}/missing (HTTP Error 404" in _one_line(err)
     assert _files(tmp_path) == []
 
@@ -197,7 +198,7 @@ def test_unwritable_destination_is_one_line(server, tarball, tmp_path, monkeypat
     (tmp_path / "blocker").write_text("a file where the folder should be")
     dest = tmp_path / "blocker" / NAME
     with pytest.raises(DataError) as err:
-        D.download_file(server.url + "/ok", dest, _md5(tarball))
+        download_file(server.url + "/ok", dest, _md5(tarball))
     assert f"cannot write {dest} ({dest.parent} is a file, not a folder); free disk space" in _one_line(err)
     assert server.requests == []  # nothing fetched
 
@@ -207,7 +208,7 @@ def test_unwritable_destination_is_one_line(server, tarball, tmp_path, monkeypat
     monkeypatch.setattr(os, "fsync", disk_full)
     dest = tmp_path / "full" / NAME
     with pytest.raises(DataError) as err:
-        D.download_file(server.url + "/ok", dest, _md5(tarball))
+        download_file(server.url + "/ok", dest, _md5(tarball))
     assert f"cannot write {dest} (No space left on device); free disk space" in _one_line(err)
     assert _files(dest.parent) == []
 
@@ -215,7 +216,7 @@ def test_unwritable_destination_is_one_line(server, tarball, tmp_path, monkeypat
 def test_offline_fails_fast(closed_port, tmp_path):
     url = f"http://127.0.0.1:{closed_port}/{NAME}"
     with pytest.raises(DataError) as err:
-        D.download_file(url, tmp_path / NAME, "0" * 32)
+        download_file(url, tmp_path / NAME, "0" * 32)
     assert f"cannot reach {url} (Connection refused): check the network" in _one_line(err)
     assert _files(tmp_path) == []
 
@@ -230,7 +231,7 @@ def test_a_server_that_never_answers_times_out(tmp_path):
     try:
         start = time.monotonic()
         with pytest.raises(DataError) as err:
-            D.download_file(url, tmp_path / NAME, "0" * 32, timeout=0.5)
+            download_file(url, tmp_path / NAME, "0" * 32, timeout=0.5)
         assert time.monotonic() - start < 5
     finally:
         bound.cancel()
