@@ -62,6 +62,10 @@ SCHEMA = {
                             "(ba_net/data.py PRESETS: notebook and plain 128 px for AlexNet, cifar 32 px for the "
                             "CIFAR ResNets); the models must be built for its image size", choices=_presets),
         "mixup_alpha": Field(0.0, "float", "batch mixup with lambda ~ Beta(alpha, alpha); 0 = off", minimum=0.0),
+        "val_split": Field(None, "int", "hold out this many training images (class-stratified, the same for every "
+                           "model and seed) to pick the best epoch on; the test split is then only reported. null: "
+                           "the best epoch is picked on the test split, as the notebook does (optimistic)",
+                           nullable=True, minimum=1),
     },
     "train": {
         "epochs": Field(100, "int", "training epochs", minimum=1),

@@ -3,7 +3,8 @@
 Scalars (step: the iteration for the first two, the epoch for the others):
 
 * ``loss/train_iter``, ``lr``: every ``train.log_every`` iterations;
-* ``loss/train``, ``loss/val``, ``acc/train``, ``acc/val``, ``lr/epoch``: every epoch;
+* ``loss/train``, ``loss/val``, ``acc/train``, ``acc/val``, ``lr/epoch``: every epoch, and
+  ``loss/test``, ``acc/test`` when ``data.val_split`` holds a validation set out of train;
 * ``hparam/best_val_acc``, ``hparam/final_val_acc``, ``hparam/final_train_acc``: once, when the
   run finishes; with the hyperparameters of :func:`run_hparams` they make the HYPERPARAMETERS tab.
 """
@@ -13,7 +14,7 @@ import shutil
 
 METRICS = ("hparam/best_val_acc", "hparam/final_val_acc", "hparam/final_train_acc")
 EPOCH_TAGS = (("loss/train", "train_loss"), ("loss/val", "val_loss"), ("acc/train", "train_acc"),
-              ("acc/val", "val_acc"), ("lr/epoch", "lr"))
+              ("acc/val", "val_acc"), ("lr/epoch", "lr"), ("loss/test", "test_loss"), ("acc/test", "test_acc"))
 
 
 def run_hparams(cfg: dict, model: str, seed: int) -> dict:
@@ -47,7 +48,8 @@ def log_iter(writer, it: dict) -> None:
 
 def log_epoch(writer, ep: dict) -> None:
     for tag, key in EPOCH_TAGS:
-        writer.add_scalar(tag, ep[key], ep["epoch"])
+        if key in ep:  # test_* only with a held-out validation set
+            writer.add_scalar(tag, ep[key], ep["epoch"])
 
 
 def log_final(writer, history: dict) -> None:

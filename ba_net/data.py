@@ -144,6 +144,25 @@ def read_cifar10(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
 
 
+def hold_out(labels: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held out) of a class-stratified hold-out of ``n`` of ``labels``: each class
+    gives its share of ``n`` (largest remainders decide the rounding, ties to the lower class), the
+    images drawn at random from a generator seeded by ``seed`` alone, so every model and seed of an
+    experiment sees the same split. Both index arrays are sorted."""
+    labels = np.asarray(labels)
+    if not 0 < n < len(labels):
+        raise ConfigError(f"data.val_split: {n} is not between 1 and the {len(labels) - 1} training images that "
+                          f"leave one to train on; use a smaller hold-out")
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = n * counts / len(labels)
+    share = np.floor(exact).astype(int)
+    order = sorted(range(len(classes)), key=lambda i: (-(exact[i] - share[i]), i))
+    share[order[:n - share.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    held = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, share)])
+    return np.setdiff1d(np.arange(len(labels)), held), np.sort(held)
+
+
 # ----------------------------------------------------------------------------------- transforms
 # Each transform maps (HWC uint8 RGB image, numpy Generator) -> CHW float32, normalized.
 

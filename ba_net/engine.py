@@ -221,8 +221,12 @@ class _Training:
                                            num_workers=data["num_workers"], rank=self.ctx.rank, world=self.ctx.world,
                                            max_steps=t["max_steps_per_epoch"], image_size=preset.image_size)
         eval_workers = data["num_workers"] if data["eval_num_workers"] is None else data["eval_num_workers"]
-        self.val_loader = D.build_loader(*splits["test"], preset.eval, batch, train=False, num_workers=eval_workers,
-                                         rank=self.ctx.rank, world=self.ctx.world, image_size=preset.image_size)
+        self.val_loader, self.test_loader = (
+            D.build_loader(*splits[s], preset.eval, batch, train=False, num_workers=eval_workers, rank=self.ctx.rank,
+                           world=self.ctx.world, image_size=preset.image_size) if s in splits else None
+            for s in ("val", "test"))
+        if self.val_loader is None:  # no hold-out: the best epoch is picked on the test split (the notebook's way)
+            self.val_loader, self.test_loader = self.test_loader, None
         if len(self.train_loader) == 0:
             raise _too_few_images(cfg, len(splits["train"][0]))
         self.scheduler = build_scheduler(cfg, len(self.train_loader))
@@ -293,8 +297,11 @@ class _Training:
         val_loss, val_acc = evaluate(val_model, self.val_loader, self.loss_fn, self.ctx)
         if not math.isfinite(val_loss):
             return None, f"non-finite validation loss {val_loss} at epoch {epoch}"
-        return {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-                "val_acc": val_acc, "lr": lr, "time_s": round(time.time() - t0, 3)}, steps
+        record = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+                  "val_acc": val_acc, "lr": lr}
+        if self.test_loader is not None:  # held-out selection: the test split is reported, never selected on
+            record["test_loss"], record["test_acc"] = evaluate(val_model, self.test_loader, self.loss_fn, self.ctx)
+        return {**record, "time_s": round(time.time() - t0, 3)}, steps
 
     def record(self, record: dict, new_iters: list) -> None:
         """Add the epoch to the history; rank 0 logs it to VisualDL and saves best weights, the
@@ -304,9 +311,10 @@ class _Training:
         improved = h["best_val_acc"] is None or record["val_acc"] > h["best_val_acc"]
         if improved:
             h["best_val_acc"], h["best_epoch"] = record["val_acc"], record["epoch"]
-        logger.info("%s epoch %d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f%s  %.1fs", self.label,
+        test = f"  test acc {record['test_acc']:.4f}" if "test_acc" in record else ""
+        logger.info("%s epoch %d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f%s%s  %.1fs", self.label,
                     record["epoch"], self.cfg["train"]["epochs"], record["train_loss"], record["train_acc"],
-                    record["val_loss"], record["val_acc"], " (best)" if improved else "", record["time_s"])
+                    record["val_loss"], record["val_acc"], test, " (best)" if improved else "", record["time_s"])
         if self.ctx.main:
             for it in new_iters:
                 dashboard.log_iter(self.writer, it)
@@ -367,9 +375,17 @@ def train_run(cfg: dict, model_name: str, seed: int, folder: RunFolder, splits: 
 # ------------------------------------------------------------------------------- the ablation
 
 def _read_splits(cfg: dict) -> dict:
+    """{'train', 'test'} (images, labels), and 'val' when data.val_split holds training images out."""
     path = D.locate_cifar10(cfg["data"]["data_file"], url=cfg["data"]["download_url"])
     splits = {s: D.read_cifar10(path, s) for s in ("train", "test")}
-    logger.info("CIFAR-10 from %s: %d train / %d test images", path, len(splits["train"][0]), len(splits["test"][0]))
+    if cfg["data"]["val_split"]:
+        images, labels = splits["train"]
+        kept, held = D.hold_out(labels, cfg["data"]["val_split"])
+        splits.update(train=(images[kept], labels[kept]), val=(images[held], labels[held]))
+    sizes = " / ".join(f"{len(v[0])} {k}" for k, v in splits.items())
+    logger.info("CIFAR-10 from %s: %s images%s", path, sizes,
+                " (val held out of train: it picks the best epoch)" if "val" in splits else
+                " (no data.val_split: the best epoch is picked on test, as the notebook does)")
     if len(splits["train"][0]) < cfg["train"]["batch_size"]:  # checked before any run folder is touched
         raise _too_few_images(cfg, len(splits["train"][0]))
     return splits

@@ -59,13 +59,37 @@ def _exclusion(run: Run) -> str:
     return f"{run.model} seed {run.seed}: running or stopped ({done})"
 
 
+METRICS = {"test_acc": "test accuracy at the epoch of best held-out validation accuracy (data.val_split)",
+           "val_acc_best": "best validation accuracy over the epochs, the validation split being the test split "
+                           "(the notebook's way: the epoch is picked on test, so the figure is optimistic)"}
+
+
+def metric(runs) -> str:
+    """What the statistics compare: ``test_acc`` when the runs held a validation set out of train
+    (``data.val_split``), else ``val_acc_best``. Runs of both kinds in one experiment are refused."""
+    kinds = {r.held_out for r in runs if r.epochs}
+    if len(kinds) > 1:
+        held = sorted({f"{r.model} seed {r.seed}" for r in runs if r.epochs and r.held_out})
+        raise RunStateError(f"some runs picked their best epoch on a held-out validation set ({', '.join(held[:3])}"
+                            f"{', ...' if len(held) > 3 else ''}) and others on the test split: their accuracies are "
+                            f"not comparable; rerun one group with --force and the other's data.val_split")
+    return "test_acc" if kinds == {True} else "val_acc_best"
+
+
+def _scores(model_runs, name: str) -> dict:
+    """{seed: the compared accuracy} of the finished runs."""
+    attr = "test_acc" if name == "test_acc" else "best_val_acc"
+    return {r.seed: getattr(r, attr) for r in model_runs if r.finished}
+
+
 def summarize(runs, baseline: str = "alexnet") -> dict:
     """One row per model from the histories alone (counts and speed left None; see
     :func:`add_complexity`, :func:`add_throughput`)."""
     groups = by_model(runs, baseline)
     if baseline not in groups:
         raise RunStateError(f"baseline {baseline!r} has no runs here; pass --baseline with one of {', '.join(groups)}")
-    base_values = {r.seed: r.best_val_acc for r in groups[baseline] if r.finished}
+    name = metric(runs)
+    base_values = _scores(groups[baseline], name)
     rows = []
     for model, model_runs in groups.items():
         done = [r for r in model_runs if r.finished]
@@ -74,15 +98,17 @@ def summarize(runs, baseline: str = "alexnet") -> dict:
                "runs": [{"seed": r.seed, "status": r.status, "reason": r.reason} for r in model_runs],
                "epochs": sorted({len(r.epochs) for r in done})}
         for key, attr in (("val_acc_best", "best_val_acc"), ("val_acc_final", "final_val_acc"),
-                          ("train_acc_final", "final_train_acc"), ("wall_time_s", "wall_time_s")):
-            row[f"{key}_mean"], row[f"{key}_std"] = mean_std(getattr(r, attr) for r in done)
+                          ("train_acc_final", "final_train_acc"), ("wall_time_s", "wall_time_s"),
+                          ("test_acc", "test_acc"), ("test_acc_best", "best_test_acc")):
+            values = [getattr(r, attr) for r in done]
+            row[f"{key}_mean"], row[f"{key}_std"] = mean_std(values) if None not in values else (None, None)
         row.update(params_total=None, params_trainable=None, input_size=None, macs=None, throughput_img_s=None,
                    throughput_notebook_img_s=None)
-        row.update(_versus_baseline(model, baseline, {r.seed: r.best_val_acc for r in done}, base_values))
+        row.update(_versus_baseline(model, baseline, _scores(done, name), base_values))
         rows.append(row)
     excluded = [_exclusion(r) for r in runs if not r.finished]
     devices = sorted({r.device for r in runs if r.device})
-    return {"experiment": _experiment_name(runs), "baseline": baseline, "metric": "val_acc_best",
+    return {"experiment": _experiment_name(runs), "baseline": baseline, "metric": name, "metric_doc": METRICS[name],
             "rows": rows, "runs": [r.describe() for r in runs], "excluded": excluded, "train_devices": devices,
             "reproducibility": reproducibility(runs, baseline), "aa": None, "complexity": None, "throughput": None,
             "predictions": None, "per_class": None, "notes": []}
@@ -106,7 +132,7 @@ def add_aa(summary: dict, runs, model: str) -> None:
     groups = by_model(runs, summary["baseline"])
     if model not in groups:
         raise RunStateError(f"--aa {model}: no runs of {model} here; pass one of {', '.join(groups)}")
-    ev = aa_control({r.seed: r.best_val_acc for r in groups[model] if r.finished}, model)
+    ev = aa_control(_scores(groups[model], summary["metric"]), model)
     halves = ev.n_seeds
     summary["aa"] = {**ev.as_dict(), "model": model, "welch_size": welch_power(0.0, 1.0, 1.0, *halves)}
     logger.info("%s", ev.sentence)

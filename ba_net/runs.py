@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 STATUSES = ("running", "finished", "failed")
 EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+HELD_OUT_KEYS = ("test_loss", "test_acc")  # epochs of a run with data.val_split: the test split, reported
 TRAIN_FIX = "rerun with --force to start the run over"  # what the engine's errors about a run folder advise
 COMPARE_FIX = "delete the run folder or rerun it with --force"  # and compare's
 # Keys that may differ between a run's saved config and the current one without changing what
@@ -106,9 +107,11 @@ def _history_problem(h: dict, model: str, seed: int) -> Optional[str]:
     if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
         return "'epochs' is not a list of records"
     for e in epochs:
-        bad = [k for k in EPOCH_KEYS if not _is_number(e.get(k))]
+        bad = [k for k in EPOCH_KEYS + HELD_OUT_KEYS if (k in EPOCH_KEYS or k in e) and not _is_number(e.get(k))]
         if bad:
             return f"epoch record {e.get('epoch')!r} lacks a finite {bad[0]}"
+    if len({"test_acc" in e for e in epochs}) > 1:
+        return "some epoch records have test_acc and some do not"
     if h["status"] == "finished" and not epochs:
         return "status finished but no epoch recorded"
     return None
@@ -353,6 +356,26 @@ class Run:
         return max((e["val_acc"] for e in self.epochs), default=None)
 
     @property
+    def held_out(self) -> bool:
+        """Whether the run picked its best epoch on a validation set held out of train
+        (``data.val_split``); its epochs then also carry ``test_acc``."""
+        return any("test_acc" in e for e in self.epochs)
+
+    @property
+    def test_acc(self) -> Optional[float]:
+        """The accuracy a held-out run reports: on the test split at its best validation epoch (the
+        first of equals, the epoch of best.pdparams); None without a hold-out."""
+        if not self.held_out:
+            return None
+        best = max(range(len(self.epochs)), key=lambda i: (self.epochs[i]["val_acc"], -i))
+        return self.epochs[best].get("test_acc")
+
+    @property
+    def best_test_acc(self) -> Optional[float]:
+        """The best test accuracy of any epoch (the notebook's figure: the epoch picked on test)."""
+        return max((e["test_acc"] for e in self.epochs if "test_acc" in e), default=None)
+
+    @property
     def final_val_acc(self) -> Optional[float]:
         return self.epochs[-1]["val_acc"] if self.epochs else None
 
@@ -376,6 +399,7 @@ class Run:
         return {"model": self.model, "seed": self.seed, "status": self.status, "reason": self.reason,
                 "included": self.finished, "epochs_done": len(self.epochs), "epochs_planned": self.epochs_planned,
                 "best_val_acc": self.best_val_acc, "final_val_acc": self.final_val_acc,
+                "test_acc": self.test_acc, "best_test_acc": self.best_test_acc,
                 "final_train_acc": self.final_train_acc, "wall_time_s": round(self.wall_time_s, 3),
                 "device": self.device, "folder": str(self.folder)}
 

@@ -140,7 +140,7 @@ def test_relative_data_file_is_anchored_at_the_config_file_or_the_working_direct
 
 def test_shipped_quick_configs_use_the_embedded_sample(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    for name in ("quick", "quick_attention_ablation", "quick_resnet"):
+    for name in ("quick", "quick_attention_ablation", "quick_resnet", "resnet20_study"):
         path = Path(load_config(REPO / "experiments" / f"{name}.yaml")["data"]["data_file"])
         assert path == REPO / "data" / "cifar-10-sample.tar.gz" and path.is_file()
 
@@ -184,5 +184,11 @@ def test_resnet_configs_are_the_cifar_recipe():
         assert quick[section] == full[section]
     assert quick["data"]["transforms"] == "cifar" and quick["schedule"]["name"] == "cosine"
     assert 0 < quick["schedule"]["warmup_epochs"] < quick["train"]["epochs"] <= 10
-    check_models_fit(full)
-    check_models_fit(quick)
+    assert full["data"]["val_split"] == 5000 and quick["data"]["val_split"] == 200  # pick epochs off test
+    study = load_config(REPO / "experiments" / "resnet20_study.yaml")
+    assert study["models"] == ["resnet20", "ba_resnet20", "resnet20_se"] and study["seeds"] == [0, 1, 2, 3, 4]
+    assert study["data"]["val_split"] == 200 and study["data"]["transforms"] == "cifar"
+    for section in ("optimizer", "loss"):
+        assert study[section] == full[section]
+    for cfg in (full, quick, study):
+        check_models_fit(cfg)
