@@ -6,9 +6,17 @@ the next one in the same process. The notebook's way needs a subprocess anyway: 
 (Paddle's defaults: one thread, no MKL CPU switch) must be set before Paddle loads. The GEMM rate
 is measured at the start and at the end; the higher is the yardstick.
 
+When PyTorch is importable, the PyTorch peer (:mod:`ba_net.torch_peer`, our AlexNet written again
+in PyTorch) is measured in the same run, in a subprocess that never loads Paddle: train step and
+eval forward, eager with contiguous and with channels-last tensors; each of our AlexNet rows of
+those sections gets "x PyTorch" (its rate / PyTorch's best of that section). Without PyTorch
+those rows are skipped with one log line.
+
 FLOPs count 2 per multiply-accumulate; a training step is taken as 3 x the forward
-(:func:`ba_net.complexity.count_macs`, at the model's input size), so % of GEMM = 6 x MACs x
-images/s / GEMM rate. ``--resnet`` (``Settings.suite == "resnet"``) measures ResNet-20 / BA-ResNet-20
+(:func:`ba_net.complexity.count_macs`, at the model's input size), so a row's rate is
+6 x MACs x images/s (training) or 2 x MACs x images/s (evaluation). The yardstick is the best
+rate measured in the run (:func:`yardstick`): the fp32 GEMM of Paddle, NumPy and PyTorch (if
+present) and every row's own rate, so "% of best" is at most 100 by construction. ``--resnet`` (``Settings.suite == "resnet"``) measures ResNet-20 / BA-ResNet-20
 (32 px) and ResNet-50 / BA-ResNet-50 (224 px, small batch) on the fast train step and the
 Paddle Inference forward, with BA's overhead over each plain model.
 """
@@ -31,6 +39,7 @@ from ba_net.benchmark_rows import (
     EVAL_PATHS, TRAIN_PATHS, Settings, ba_pairs, measure_gemm, measure_here, model_input_size, on_cpu,
 )
 from ba_net.runtime import cpu_model, load_average, usable_cpus
+from ba_net.torch_peer import measure_peer, torch_importable
 
 logger = logging.getLogger(__name__)
 
@@ -143,14 +152,14 @@ def run_benchmark(settings: Settings) -> dict:
     result["input"] = {m: {"image_size": settings.image_size(m), "batch_size": settings.batch_for(m)}
                        for m in settings.models}
     _measure_rows(result, settings)
-    # the GEMM rate again at the end; the higher of the two (the less disturbed) is the yardstick
+    # the GEMM rate again at the end; the higher of the two (the less disturbed) is kept
     gemm_end = measure_gemm(settings.gemm_size, settings.repeats)
     result["gemm"] = {"paddle": max(gemm_start["paddle"], gemm_end["paddle"]),
                       "numpy": max(gemm_start["numpy"], gemm_end["numpy"]), "start": gemm_start, "end": gemm_end}
-    for row in result["rows"]:
-        if row["section"] in ("train step", "train e2e"):
-            row["pct_gemm"] = (100.0 * 6 * result["macs_per_image"][row["model"]] * row["img_s"]
-                               / (result["gemm"]["paddle"] * 1e9))
+    if result.get("peer", {}).get("gemm"):
+        result["gemm"]["pytorch"] = result["peer"]["gemm"]
+    yardstick(result)
+    vs_pytorch(result)
     result["ba_overhead_interleaved"] = {ba: measure("ba_overhead", settings, ba, "fast" if on_cpu() else "dygraph")
                                          for _, ba in ba_pairs(settings.models)}
     _ratios(result)
@@ -178,14 +187,24 @@ def _measure_rows(result: dict, settings: Settings) -> None:
 
     e2e_path = "fast" if cpu else "dygraph"
     if settings.suite == "resnet":  # the paths training and tools/compare.py use
+        logger.info("PyTorch peer: not measured in the ResNet suite (the peer is AlexNet)")
         for model in settings.models:
             add("train step", model, e2e_path, measure("train_step", settings, model, e2e_path))
             add("eval fwd", model, "inference" if cpu else "dygraph",
                 measure("eval_fwd", settings, model, "inference" if cpu else "dygraph")["forward"])
         return
+    if PEER_MODEL not in settings.models:
+        logger.info("PyTorch peer: not measured (it is %s, which --models leaves out)", PEER_MODEL)
     for model in settings.models:
         for path in (p for p in TRAIN_PATHS if cpu or p not in ("notebook", "fast")):
             add("train step", model, path, measure("train_step", settings, model, path))
+        peer_eval = []
+        if model == PEER_MODEL:  # right after our train steps, so the two are measured close in time
+            for row in measure_torch_peer(result, settings):
+                if row["section"] == "train step":
+                    add(row["section"], model, row["path"], row)
+                else:
+                    peer_eval.append(row)  # printed beside our eval rows
         if cpu:
             add("train e2e", model, "notebook", measure("e2e", settings, model, "notebook", 0), workers=0)
         for w in sorted({0, workers}):
@@ -194,6 +213,71 @@ def _measure_rows(result: dict, settings: Settings) -> None:
             measured = measure("eval", settings, model, path)
             add("eval fwd", model, path, measured["forward"])
             add("eval pass", model, path, measured["pass"], workers=0)
+        for row in peer_eval:
+            add(row["section"], model, row["path"], row)
+
+
+# ------------------------------------------------------------------------- the PyTorch peer
+
+PEER_MODEL = "alexnet"  # the model ba_net.torch_peer defines in PyTorch
+
+
+def measure_torch_peer(result: dict, settings: Settings) -> list:
+    """The PyTorch peer's rows (train step and eval fwd, paths "pytorch eager" and "pytorch
+    channels_last") for AlexNet at its batch and input size, measured in a subprocess of their
+    own; result["peer"] gets the versions and PyTorch's GEMM rate. Returns [] with one log line
+    when PyTorch cannot be imported (or not on CPU)."""
+    if not on_cpu():
+        logger.info("PyTorch peer: skipped (measured on CPU only)")
+        return []
+    if not torch_importable():
+        logger.info("PyTorch peer: skipped (torch is not importable; `pip install torch` to measure it)")
+        return []
+    from ba_net.config import load_config
+
+    cfg = load_config(None)
+    spec = {"batch": settings.batch_for(PEER_MODEL), "image_size": settings.image_size(PEER_MODEL),
+            "steps": settings.steps_for(PEER_MODEL), "repeats": settings.repeats, "warmup": settings.warmup,
+            "gemm_size": settings.gemm_size, "threads": usable_cpus(), "lr": cfg["optimizer"]["lr"],
+            "weight_decay": cfg["optimizer"]["weight_decay"], "label_smoothing": cfg["loss"]["label_smoothing"]}
+    measured = measure_peer(spec, env=_child_env(False, settings.device))
+    if "unavailable" in measured:
+        logger.info("PyTorch peer: skipped (%s)", measured["unavailable"])
+        return []
+    result["peer"] = {k: measured[k] for k in ("torch", "threads", "onednn", "gemm")}
+    return [{**r, "path": f"pytorch {r['layout']}"} for r in measured["rows"]]
+
+
+def yardstick(result: dict) -> float:
+    """The best rate measured in this run (GFLOP/s), into result["yardstick"], and each row's
+    share of it (``pct_best``): the candidates are the fp32 GEMM rates in result["gemm"] (Paddle,
+    NumPy, PyTorch if measured) and every row's own rate, 6 x MACs x img/s for training rows and
+    2 x MACs x img/s for evaluation rows (MACs: the row model's forward multiply-accumulates per
+    image). A row's share is its rate over the yardstick, so it is at most 100."""
+    candidates = {f"fp32 GEMM ({name})": rate for name, rate in result["gemm"].items()
+                  if isinstance(rate, (int, float))}
+    for r in result["rows"]:
+        factor = 6 if r["section"].startswith("train") else 2
+        r["gflops"] = factor * result["macs_per_image"][r["model"]] * r["img_s"] / 1e9
+        candidates[f"{r['section']} {r['model']} {_label(r)}"] = r["gflops"]
+    source = max(candidates, key=candidates.get)
+    best = candidates[source]
+    result["yardstick"] = {"gflops": best, "source": source}
+    for r in result["rows"]:
+        r["pct_best"] = 100.0 * r["gflops"] / best
+    return best
+
+
+def vs_pytorch(result: dict) -> None:
+    """``vs_pytorch`` of each row of the peer's model in a section the peer measured: its img/s
+    over PyTorch's best (eager or channels_last) in that section."""
+    best = {}
+    for r in result["rows"]:
+        if r["path"].startswith("pytorch "):
+            best[r["section"]] = max(best.get(r["section"], 0.0), r["img_s"])
+    for r in result["rows"]:
+        if r["model"] == PEER_MODEL and best.get(r["section"]):
+            r["vs_pytorch"] = r["img_s"] / best[r["section"]]
 
 
 def _ratios(result: dict) -> None:
@@ -230,14 +314,19 @@ def format_table(result: dict) -> str:
              f"MKL_DEBUG_CPU_TYPE={m['env']['MKL_DEBUG_CPU_TYPE']}",
              f"fp32 GEMM {s['gemm_size']}^3, this run: Paddle {result['gemm']['paddle']:.1f} GFLOP/s (tuned env; "
              f"{result['gemm']['start']['paddle']:.1f} at the start, {result['gemm']['end']['paddle']:.1f} at the end, "
-             f"the higher is used), NumPy {result['gemm']['numpy']:.1f} GFLOP/s",
+             f"the higher is used), NumPy {result['gemm']['numpy']:.1f} GFLOP/s"
+             + (f", PyTorch {result['gemm']['pytorch']:.1f} GFLOP/s" if result["gemm"].get("pytorch") else ""),
+             _peer_line(result),
+             f"yardstick, the best rate measured in this run: {result['yardstick']['gflops']:.1f} GFLOP/s "
+             f"({result['yardstick']['source']})",
              "",
-             "| section | model | path | img/s | % of GEMM | x notebook |",
-             "|---|---|---|---:|---:|---:|"]
+             "| section | model | path | img/s | % of best | x notebook | x PyTorch |",
+             "|---|---|---|---:|---:|---:|---:|"]
     for r in result["rows"]:
-        pct = f"{r['pct_gemm']:.1f}" if r.get("pct_gemm") is not None else ""
+        pct = f"{r['pct_best']:.1f}" if r.get("pct_best") is not None else ""
         ratio = f"{r['vs_notebook']:.2f}" if r.get("vs_notebook") else ""
-        lines.append(f"| {r['section']} | {r['model']} | {_label(r)} | {r['img_s']:.1f} | {pct} | {ratio} |")
+        peer = f"{r['vs_pytorch']:.2f}" if r.get("vs_pytorch") else ""
+        lines.append(f"| {r['section']} | {r['model']} | {_label(r)} | {r['img_s']:.1f} | {pct} | {ratio} | {peer} |")
     lines += ["", *_model_table(result)]
     for ba, o in (result.get("ba_overhead_interleaved") or {}).items():
         lines += [f"{ba}'s overhead over {ba[3:]}, both models in one process, alternated step by step "
@@ -270,11 +359,25 @@ def format_table(result: dict) -> str:
         "Paddle Inference with oneDNN.",
         "MACs: forward multiply-accumulates per image at the model's input size (count_macs); params: "
         "trainable parameters (paddle.summary's total, BatchNorm statistics included, in the JSON).",
-        "% of GEMM = 6 x forward multiply-accumulates per image (count_macs) x img/s / the Paddle GEMM rate "
-        "(the higher of the measurements at the start and at the end of the run).",
+        "PyTorch peer (if torch is importable): our AlexNet written in PyTorch (ba_net/torch_peer.py), in a "
+        "subprocess without Paddle, torch threads = usable cores; train step = forward + label-smoothed cross "
+        "entropy + backward + Adam (same lr and weight decay) on the same batch and size, eval fwd under "
+        "torch.inference_mode(); eager NCHW (pytorch eager) and channels_last; x PyTorch = img/s / PyTorch's "
+        "best of the same section.",
+        "% of best = the row's rate (6 x forward MACs per image x img/s for training, 2 x for evaluation) / "
+        "the best rate measured in this run: the fp32 GEMM rates (Paddle at the start and end, the higher; "
+        "NumPy; PyTorch) and every row's own rate, so it never exceeds 100.",
         f"1-min load average {_fmt(load.get('before'))} before, {_fmt(load.get('after'))} after "
         f"({result.get('seconds')} s); other processes on these cores lower every figure."])]
     return "\n".join(lines)
+
+
+def _peer_line(result: dict) -> str:
+    peer = result.get("peer")
+    if not peer:
+        return "PyTorch peer: not measured (torch not importable, or not on CPU / not in this suite)"
+    return (f"PyTorch peer: torch {peer['torch']}, {peer['threads']} threads, oneDNN "
+            f"{'on' if peer['onednn'] else 'off'}")
 
 
 def _model_table(result: dict) -> list:
@@ -299,4 +402,5 @@ def _model_table(result: dict) -> list:
     return lines + [""]
 
 
-__all__ = ["Settings", "format_table", "measure_gemm", "measure_in_subprocess", "run_benchmark"]
+__all__ = ["PEER_MODEL", "Settings", "format_table", "measure_gemm", "measure_in_subprocess", "measure_torch_peer",
+           "run_benchmark", "vs_pytorch", "yardstick"]

@@ -250,13 +250,15 @@ def e2e_train_rate(model_name: str, path: str, settings: Settings, train_split, 
             raise ValueError(f"{settings.steps} steps of {settings.batch_size} images need more than the "
                              f"{len(train_split[0])} training images")
         epoch = [0]
+        # one process: the engine's context (named Distributed, or _Distributed before it moved)
+        ctx = (getattr(engine, "Distributed", None) or getattr(engine, "_Distributed"))()
 
         def run():
             epoch[0] += 1
             loader.batch_sampler.set_epoch(epoch[0])
             _, _, steps = engine.train_epoch(t["model"], loader, t["loss_fn"], t["optimizer"], t["scheduler"],
                                              epoch=epoch[0], seed=0, mixup_alpha=0.0, log_every=10 ** 9,
-                                             iter_offset=0, iters=[], ctx=engine._Distributed(), step_fn=t["fast"],
+                                             iter_offset=0, iters=[], ctx=ctx, step_fn=t["fast"],
                                              label=f"train e2e {model_name} {path} ({workers} workers) epoch {epoch[0]}")
             return steps * settings.batch_size
 

@@ -5,9 +5,12 @@
     python tools/benchmark.py --resnet [--large-batch-size 16]   # ResNet-20/50 and BA-ResNet-20/50
     python tools/benchmark.py --quick        # tiny settings: a smoke test, the numbers mean nothing
 
-Rows: the fp32 GEMM rate (this run), train-step images/s per path with % of that rate,
-end-to-end training with the real data pipeline, eval (forward on a batch, and the notebook's
-test-set pass), each against the notebook's way (dygraph, Paddle's default environment). The
+Rows: train-step images/s per path, end-to-end training with the real data pipeline, eval
+(forward on a batch, and the notebook's test-set pass), each against the notebook's way (dygraph,
+Paddle's default environment) and as % of the best rate measured in the run (fp32 GEMM of
+Paddle, NumPy and PyTorch, and the rows' own rates). When torch is importable, the same AlexNet
+written in PyTorch is measured too (train step and eval forward, eager and channels_last) and
+our AlexNet rows get "x PyTorch"; without torch those rows are skipped with one line. The
 --resnet measures the fast train step and the Paddle Inference forward of ResNet-20 and
 BA-ResNet-20 (32 px, batch --batch-size) and ResNet-50 and BA-ResNet-50 (224 px, batch
 --large-batch-size), with MACs, parameters and BA's overhead over each plain model. The
