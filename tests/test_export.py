@@ -139,6 +139,14 @@ def test_mismatch_fails_export_and_leaves_nothing(tiny_run, tmp_path, monkeypatc
     assert not (tmp_path / "exports").exists()
 
 
+def test_onnx_export_is_checked_with_onnx_runtime(tiny_run, tmp_path):
+    pytest.importorskip("paddle2onnx")
+    pytest.importorskip("onnxruntime")
+    spec = E.export_run(tiny_run, out=tmp_path / "onnx", onnx=True, parity_images=8)
+    assert (tmp_path / "onnx" / "model.onnx").is_file() and spec["files"]["onnx"] == "model.onnx"
+    assert spec["onnx_parity"]["passed"] and spec["onnx_parity"]["images"] == 8
+
+
 def test_tolerance_rule():
     ref = np.array([[2.0, -4.0], [1.0, 0.5]])
     assert E.compare_logits(ref, ref + 3.9e-4)["passed"]  # scale 4: tolerance 4e-4

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         spec = export_run(args.run_dir, args.weights, args.out, args.force, args.onnx, args.parity_images,
                           args.data_file)
     except ParityError as exc:
-        log.error("error: %s; nothing written", exc) if not args.verify else log.error("error: %s", exc)
+        log.error("error: %s%s", exc, "" if args.verify else "; nothing written")
         return 1
     except BaNetError as exc:
         log.error("error: %s", exc)
