@@ -25,6 +25,7 @@ from ba_net import accel, dashboard, runs
 from ba_net import data as D
 from ba_net.checkpoint import atomic_write_json, atomic_write_text, write_error
 from ba_net.config import dump_config
+from ba_net.distributed import Distributed, per_process_batch, sync_batch_norm, sync_bn_wanted
 from ba_net.errors import ConfigError, OutputError, RunStateError
 from ba_net.lock import RunLock
 from ba_net.lock import describe as describe_owner
@@ -47,39 +48,9 @@ def _derived_seed(*parts: int) -> int:
 
 # ------------------------------------------------------------------------------------- loops
 
-class _Distributed:
-    """Rank, world size and sum-reduction; a no-op on one process."""
-
-    def __init__(self):
-        self.world = dist.get_world_size()
-        self.rank = dist.get_rank()
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def sum(self, values: list) -> list:
-        t = paddle.to_tensor(np.asarray(values, dtype=np.float64))
-        if self.world > 1:
-            dist.all_reduce(t)
-        return [float(v) for v in t.numpy()]
-
-    def average_buffers(self, model) -> None:
-        """Make the BatchNorm running statistics (each rank's own, from its shard) the mean over
-        ranks on every rank, so that each rank evaluates, and rank 0 saves, the same weights."""
-        if self.world == 1:
-            return
-        frozen = [p for p in model.parameters() if p.stop_gradient]  # Paddle keeps BN statistics as such
-        with paddle.no_grad():
-            for buf in list(model.buffers()) + frozen:
-                if buf.dtype in (paddle.float32, paddle.float64, paddle.float16, paddle.bfloat16):
-                    dist.all_reduce(buf)
-                    buf.set_value(buf / self.world)
-
-
-def evaluate(model, loader, loss_fn, ctx: Optional[_Distributed] = None) -> tuple[float, float]:
+def evaluate(model, loader, loss_fn, ctx: Optional[Distributed] = None) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` over ``loader`` (summed over ranks)."""
-    ctx = ctx or _Distributed()
+    ctx = ctx or Distributed()
     model.eval()
     loss_sum = paddle.zeros([], dtype="float64")
     correct = paddle.zeros([], dtype="int64")
@@ -186,17 +157,6 @@ def _too_few_images(cfg: dict, n_train: int) -> ConfigError:
                        f"use a smaller batch")
 
 
-def per_process_batch(cfg: dict, world: int) -> int:
-    """train.batch_size is the recipe's global batch whatever the number of processes: each of
-    ``world`` processes takes an equal share (the union of the shards of a step is the serial
-    batch of that step, see data.SeededBatchSampler)."""
-    batch = cfg["train"]["batch_size"]
-    if batch % world:
-        raise ConfigError(f"train.batch_size: the global batch {batch} does not split evenly over {world} processes; "
-                          f"use a multiple of {world} (e.g. {batch // world * world or world}) or another process count")
-    return batch // world
-
-
 def _grad_scaler(amp: bool, device: str):
     """AMP's loss scaler on a GPU; None (float32) otherwise."""
     if amp and device.startswith("gpu"):
@@ -206,15 +166,35 @@ def _grad_scaler(amp: bool, device: str):
     return None
 
 
+def scaler_state(scaler) -> Optional[dict]:
+    """The loss scaler's state as JSON (its scale, growth counters and settings), or None."""
+    if scaler is None or not scaler.state_dict():
+        return None
+    return {k: float(np.asarray(v).reshape(-1)[0]) if k == "scale" else v for k, v in scaler.state_dict().items()}
+
+
+def load_scaler_state(scaler, state: Optional[dict], label: str) -> None:
+    """Restore :func:`scaler_state` into ``scaler``, so a resumed AMP run scales its loss as the
+    uninterrupted run would have."""
+    if scaler is None:
+        return
+    if not state:
+        logger.warning("%s: the checkpoint has no loss-scaler state (saved without AMP on a GPU); the scale "
+                       "starts again at its initial value", label)
+        return
+    scaler.load_state_dict({**state, "scale": np.array([state["scale"]], dtype=np.float32)})
+
+
 class _Training:
     """Everything one (model, seed) run trains with, and its history; rank 0 writes the run folder."""
 
     def __init__(self, cfg: dict, model_name: str, seed: int, folder: RunFolder, splits: dict, device: str,
                  label: str):
         self.cfg, self.model_name, self.seed, self.folder, self.label = cfg, model_name, seed, folder, label
-        self.ctx, t = _Distributed(), cfg["train"]
+        self.ctx, t = Distributed(), cfg["train"]
         paddle.seed(seed)
-        self.model = build_model(model_name, num_classes=len(D.CLASSES), **cfg["model_kwargs"])
+        self.model = sync_batch_norm(build_model(model_name, num_classes=len(D.CLASSES), **cfg["model_kwargs"]),
+                                     sync_bn_wanted(t["sync_bn"], self.ctx.world, device))
         batch, data = per_process_batch(cfg, self.ctx.world), cfg["data"]
         preset = D.preset(data["transforms"])
         self.train_loader = D.build_loader(*splits["train"], preset.train, batch, seed=seed, train=True,
@@ -248,6 +228,7 @@ class _Training:
                                 f"with --force")
         self.history = runs.load_resume_state(self.folder, state, self.model, self.optimizer,
                                               self.cfg["optimizer"]["name"])
+        load_scaler_state(self.scaler, state.get("scaler"), self.label)
         if saved_world != self.ctx.world:  # same global batch, sample order and iteration numbers
             logger.info("%s resuming on %d process(es) after %d: the global batch stays %d", self.label,
                         self.ctx.world, saved_world, self.cfg["train"]["batch_size"])
@@ -321,7 +302,8 @@ class _Training:
             dashboard.log_epoch(self.writer, record)
             if improved:
                 runs.save_weights(self.folder, "best", self.model, self.optimizer)
-            runs.save_resume_state(self.folder, record["epoch"], self.model, self.optimizer, h)
+            runs.save_resume_state(self.folder, record["epoch"], self.model, self.optimizer, h,
+                                   scaler_state(self.scaler))
             atomic_write_json(self.folder.history, h)
 
     def finish(self) -> dict:
@@ -397,7 +379,7 @@ def _locked(folder: RunFolder, owner: Optional[dict], label: str) -> dict:
     return {"status": "locked", "best_val_acc": None}
 
 
-def _run_one(cfg: dict, model: str, seed: int, plan: tuple, splits: dict, ctx: _Distributed, device: str,
+def _run_one(cfg: dict, model: str, seed: int, plan: tuple, splits: dict, ctx: Distributed, device: str,
              label: str, resume: bool, force: bool) -> dict:
     """Skip, start or resume one run as planned, holding its lock while it trains; returns its
     history (status 'locked' when another process trains it)."""
@@ -421,7 +403,7 @@ def _run_one(cfg: dict, model: str, seed: int, plan: tuple, splits: dict, ctx: _
         return _train_locked(cfg, model, seed, folder, action, state, splits, ctx, device, label)
 
 
-def _skip(folder: RunFolder, model: str, seed: int, ctx: _Distributed, label: str) -> dict:
+def _skip(folder: RunFolder, model: str, seed: int, ctx: Distributed, label: str) -> dict:
     history = runs.read_history(folder, model, seed, runs.TRAIN_FIX)
     logger.info("%s finished already (best val acc %.4f); skipped (--force reruns it)", label,
                 history.get("best_val_acc") or 0.0)
@@ -449,13 +431,14 @@ def _train_locked(cfg, model, seed, folder, action, state, splits, ctx, device, 
 
 def run_experiment(cfg: dict, resume: bool = False, force: bool = False) -> list[dict]:
     """Train every (model, seed) of ``cfg``; returns one summary per run."""
-    ctx = _Distributed()
+    ctx = Distributed()
     if ctx.world > 1:
         dist.init_parallel_env()
     device = select_device(cfg["device"])
     check_schedule(cfg)  # before any write
     D.check_models_fit(cfg)  # each model is built for the preset's image size (AlexNet 128 px, cifar 32 px)
     per_process_batch(cfg, ctx.world)
+    sync_bn_wanted(cfg["train"]["sync_bn"], ctx.world, device)  # refused before any write, or warned once
     plans = runs.plan_experiment(cfg, resume, force, check_locks=ctx.main)
     todo = [r for r, p in plans.items() if p[1] in ("start", "resume")]
     locked = sum(p[1] == "locked" for p in plans.values())

@@ -68,20 +68,34 @@ def config_differences(runs) -> list:
     return out
 
 
-def _recorded(run, key: str) -> Optional[str]:
+def _history(run) -> dict:
     try:
-        history = read_json(RunFolder(run.folder).history, "run history")
+        return read_json(RunFolder(run.folder).history, "run history")
     except RunStateError:  # collect_runs has read it already; a file gone since is not recorded
-        history = {}
-    value = history.get(key) or run.config.get(key)
+        return {}
+
+
+def _recorded(run, key: str) -> Optional[str]:
+    value = _history(run).get(key) or run.config.get(key)
     if key == "device" and value == "auto":
         value = None
     return None if value in (None, "") else str(value)
 
 
+def global_batch(run) -> Optional[int]:
+    """Images per optimizer step over all processes: history.json's ``global_batch``; for a run
+    from before train.batch_size meant the global batch, its batch_size times its world size."""
+    history = _history(run)
+    if history.get("global_batch"):
+        return int(history["global_batch"])
+    batch = (run.config.get("train") or {}).get("batch_size")
+    return int(batch) * int(history.get("world_size") or 1) if batch else None
+
+
 def environment(run) -> dict:
-    """{'paddle_version': ..., 'device': ...} of one run, "not recorded" where absent."""
-    return {key: _recorded(run, key) or NOT_RECORDED for key in ("paddle_version", "device")}
+    """{'paddle_version', 'device', 'processes'} of one run, "not recorded" where absent."""
+    env = {key: _recorded(run, key) or NOT_RECORDED for key in ("paddle_version", "device")}
+    return {**env, "processes": str(_history(run).get("world_size") or NOT_RECORDED)}
 
 
 def model_report(model: str, runs) -> dict:
@@ -91,11 +105,19 @@ def model_report(model: str, runs) -> dict:
     diffs = config_differences(done)
     versions = _by_value({s: e["paddle_version"] for s, e in envs.items()}) if done else NOT_RECORDED
     devices = _by_value({s: e["device"] for s, e in envs.items()}) if done else NOT_RECORDED
+    processes = _by_value({s: e["processes"] for s, e in envs.items()}) if done else NOT_RECORDED
+    batches = {r.seed: global_batch(r) for r in done}
+    if len(set(batches.values()) - {None}) > 1:
+        raise RunStateError(f"{model}: its seeds ran with different global batches ({_by_value(batches)}), so they "
+                            f"are not one recipe and are not pooled; rerun the odd ones with --force and the same "
+                            f"train.batch_size")
     differ = [f"config {'; '.join(diffs)}"] if diffs else []
     differ += [f"Paddle {versions}"] if len({e["paddle_version"] for e in envs.values()}) > 1 else []
     differ += [f"device {devices}"] if len({e["device"] for e in envs.values()}) > 1 else []
     return {"model": model, "seeds": [r.seed for r in done], "configs_identical": not diffs,
-            "config_differences": diffs, "paddle_version": versions, "device": devices,
+            "config_differences": diffs, "paddle_version": versions, "device": devices, "processes": processes,
+            "global_batch": _by_value({s: NOT_RECORDED if b is None else b for s, b in batches.items()})
+            if done else NOT_RECORDED,
             "warning": f"warning: {model}: its seeds' runs differ: {' | '.join(differ)}" if differ else None}
 
 
@@ -109,4 +131,5 @@ def reproducibility(runs, baseline: str) -> list:
     return reports
 
 
-__all__ = ["IGNORED_KEYS", "NOT_RECORDED", "config_differences", "environment", "model_report", "reproducibility"]
+__all__ = ["IGNORED_KEYS", "NOT_RECORDED", "config_differences", "environment", "global_batch", "model_report",
+           "reproducibility"]

@@ -277,15 +277,18 @@ def save_weights(folder: RunFolder, tag: str, model, optimizer) -> None:
     save_paddle(opt, optimizer.state_dict())
 
 
-def save_resume_state(folder: RunFolder, epoch: int, model, optimizer, history: dict) -> None:
+def save_resume_state(folder: RunFolder, epoch: int, model, optimizer, history: dict,
+                      scaler: Optional[dict] = None) -> None:
     """Checkpoint files named by epoch, then state.json pointing at them (atomically), then the
-    older checkpoints removed: at every instant state.json names a complete pair."""
+    older checkpoints removed: at every instant state.json names a complete pair. ``scaler`` (the
+    AMP loss scaler's state, JSON) goes into state.json with them."""
     params = folder.checkpoints / f"epoch{epoch:04d}.pdparams"
     opt = params.with_suffix(".pdopt")
     save_paddle(params, model.state_dict())
     save_paddle(opt, optimizer.state_dict())
     atomic_write_json(folder.state, {"epoch": epoch, "params": str(params.relative_to(folder.root)),
-                                     "opt": str(opt.relative_to(folder.root)), "history": history})
+                                     "opt": str(opt.relative_to(folder.root)), "history": history,
+                                     **({"scaler": scaler} if scaler else {})})
     for old in folder.checkpoints.glob("epoch*"):
         if old not in (params, opt):
             old.unlink(missing_ok=True)

@@ -130,11 +130,13 @@ def _conclusions(summary: dict) -> list:
 def _reproducibility(summary: dict) -> list:
     out = ["", "## Reproducibility", "", "Each model's finished runs, compared with each other (config.yaml apart "
            "from the seed, where the data lives and how it is loaded; Paddle version and device as the run recorded "
-           "them).", "", "| model | seeds | configs apart from the seed | Paddle | device |", "|---|---|---|---|---|"]
+           "them).", "", "| model | seeds | configs apart from the seed | Paddle | device | processes | global batch |",
+           "|---|---|---|---|---|---|---|"]
     for rep in summary.get("reproducibility") or []:
         configs = "identical" if rep["configs_identical"] else "differ: " + "; ".join(rep["config_differences"])
         out.append(f"| {rep['model']} | {', '.join(str(s) for s in rep['seeds']) or '–'} | {configs} | "
-                   f"{rep['paddle_version']} | {rep['device']} |")
+                   f"{rep['paddle_version']} | {rep['device']} | {rep.get('processes', '–')} | "
+                   f"{rep.get('global_batch', '–')} |")
     return out
 
 

@@ -99,6 +99,27 @@ def test_reproducibility_report_and_one_warning_per_model(tmp_path):
     assert se["paddle_version"] == "not recorded (seeds 0, 1, 3), 3.2.2 (seed 2)"
 
 
+def test_seeds_trained_under_different_global_batches_are_not_pooled(tmp_path):
+    """Seed 0 on 2 processes of 64 from before the global batch (128 in all), seed 1 on one process
+    of 128: one recipe, pooled, shown as 128 on 2 and 1 processes. Seed 2 with a global batch of
+    256: refused with one line naming the batches, by summarize and by tools/compare.py."""
+    root = TC.experiment(tmp_path, {"alexnet": {0: 0.7, 1: 0.71, 2: 0.72}, "ba_alexnet": {0: 0.7, 1: 0.72, 2: 0.71}})
+    for model in ("alexnet", "ba_alexnet"):
+        _edit(root / model / "seed0", {"train": {"batch_size": 64}}, {"world_size": 2})
+        for seed in (1, 2):
+            _edit(root / model / f"seed{seed}", {"train": {"batch_size": 128}}, {"global_batch": 128})
+    rep = {x["model"]: x for x in R.summarize(collect_runs(root), "alexnet")["reproducibility"]}
+    assert rep["ba_alexnet"]["global_batch"] == "128"
+    assert rep["ba_alexnet"]["processes"] == "2 (seed 0), 1 (seeds 1, 2)"
+    _edit(root / "ba_alexnet" / "seed2", {"train": {"batch_size": 256}}, {"global_batch": 256})
+    with pytest.raises(R.RunStateError, match=r"^ba_alexnet: its seeds ran with different global batches "
+                                              r"\(128 \(seeds 0, 1\), 256 \(seed 2\)\)"):
+        R.summarize(collect_runs(root), "alexnet")
+    r = run_tool(["tools/compare.py", str(root), "--no-throughput"], timeout=300)
+    assert r.returncode != 0 and "different global batches" in r.stderr.strip().splitlines()[-1]
+    assert not (root / "comparison.md").exists()
+
+
 # ------------------------------------------------------------------------------ per class
 
 def _confusion(correct, total=10):

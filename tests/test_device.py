@@ -61,3 +61,72 @@ def test_benchmark_subprocesses_see_no_gpu_under_device_cpu(monkeypatch):
                               env=benchmark._child_env(False, device), timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(out.read_text())["chosen"] == expected
+
+
+# ------------------------------------------------------------------ AMP's loss scaler, resumed
+
+class _GpuPlace:
+    def __getattr__(self, name):  # is_gpu_place() -> True; is_xpu_place(), is_custom_place() -> False
+        return lambda: name == "is_gpu_place"
+
+
+class _GpuTracer:
+    _expected_place = _GpuPlace()
+
+
+@pytest.fixture
+def gpu_scalers(monkeypatch, fake_cuda):
+    """train.amp on a faked GPU: GradScaler believes it is on CUDA (its state machine runs on the
+    CPU); every scaler the engine makes is kept, and grows its scale every 4 finite steps."""
+    import paddle.amp.grad_scaler as grad_scaler
+
+    from ba_net import engine
+
+    made = []
+
+    def scaler(amp, device):
+        assert amp and device.startswith("gpu")
+        with monkeypatch.context() as m:
+            m.setattr(grad_scaler, "_dygraph_tracer", lambda: _GpuTracer())
+            made.append(paddle.amp.GradScaler(init_loss_scaling=1024.0, incr_every_n_steps=4))
+        return made[-1]
+
+    monkeypatch.setattr(engine, "_grad_scaler", scaler)
+    return made
+
+
+def test_a_resumed_amp_run_continues_with_the_loss_scale_of_the_uninterrupted_one(tmp_path, cifar_subset,
+                                                                                  gpu_scalers, monkeypatch):
+    """3 steps per epoch, the scale doubles after every 4 finite steps: uninterrupted, 6 steps end
+    at scale 2048 with 2 steps counted since; a run stopped after epoch 1 and resumed must end the
+    same (without the restored state it would end at 1024 with 3 counted)."""
+    from ba_net import engine, runs
+    from ba_net.config import load_config
+    from helpers import small_cifar10, tiny_config
+
+    data = small_cifar10(cifar_subset, tmp_path / "small.tar.gz", n_train=100, n_test=16)
+
+    def cfg(name):
+        return load_config(None, base=tiny_config(tmp_path / name, data, device="gpu",
+                                                  train={"amp": True, "path": "dygraph"}))
+
+    engine.run_experiment(cfg("straight"))
+    straight = gpu_scalers[-1].state_dict()
+    assert (float(straight["scale"][0]), straight["incr_count"]) == (2048.0, 2)
+
+    save = runs.save_resume_state
+
+    def save_then_die(folder, epoch, *args):
+        save(folder, epoch, *args)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "save_resume_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run_experiment(cfg("stopped"))
+    monkeypatch.setattr(runs, "save_resume_state", save)
+    state = json.loads((runs.run_folder(cfg("stopped"), "alexnet", 0).state).read_text())
+    assert state["scaler"]["scale"] == 1024.0 and state["scaler"]["incr_count"] == 3
+    engine.run_experiment(cfg("stopped"), resume=True)
+    resumed = gpu_scalers[-1].state_dict()
+    assert (float(resumed["scale"][0]), resumed["incr_count"]) == (2048.0, 2)

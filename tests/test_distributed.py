@@ -6,6 +6,8 @@ import pytest
 from ba_net import build_model, engine, runs
 from ba_net import data as D
 from ba_net.config import load_config
+from ba_net.distributed import Distributed, per_process_batch, sync_batch_norm, sync_bn_wanted
+from ba_net.errors import ConfigError
 from ba_net.loss import LabelSmoothingCrossEntropy
 from helpers import read_history, run_tool, tiny_config, tree_snapshot
 
@@ -38,7 +40,7 @@ def test_two_process_cpu_launch_reduces_over_both_ranks(tmp_path, cifar_subset):
     assert record["val_acc"] == pytest.approx(val_acc, abs=1.5 / len(test_labels))
 
 
-class _Rank(engine._Distributed):
+class _Rank(Distributed):
     """One rank of a 2-process job, simulated in this process: the other rank is taken to have
     seen the same numbers (sums double), and the collective calls do nothing."""
 
@@ -48,9 +50,12 @@ class _Rank(engine._Distributed):
     def sum(self, values):
         return [2.0 * float(v) for v in values]
 
+    def average_buffers(self, model):
+        pass  # the other rank is taken to hold the same statistics
+
 
 def _as_rank(monkeypatch, rank):
-    monkeypatch.setattr(engine, "_Distributed", lambda: _Rank(rank))
+    monkeypatch.setattr(engine, "Distributed", lambda: _Rank(rank))
     monkeypatch.setattr(engine.dist, "init_parallel_env", lambda: None)
     monkeypatch.setattr(engine.dist, "barrier", lambda: None)
     monkeypatch.setattr(engine.paddle, "DataParallel", lambda model: model)
@@ -76,10 +81,10 @@ def test_only_rank_zero_writes(tmp_path, cifar_subset, monkeypatch, rank):
 
 def test_global_batch_is_split_over_processes_or_refused():
     cfg = load_config(None, ("train.batch_size=128",))
-    assert [engine.per_process_batch(cfg, w) for w in (1, 2, 4, 8)] == [128, 64, 32, 16]
-    with pytest.raises(engine.ConfigError, match="global batch 128 does not split evenly over 3 processes; "
+    assert [per_process_batch(cfg, w) for w in (1, 2, 4, 8)] == [128, 64, 32, 16]
+    with pytest.raises(ConfigError, match="global batch 128 does not split evenly over 3 processes; "
                                                  "use a multiple of 3 \\(e.g. 126\\)"):
-        engine.per_process_batch(cfg, 3)
+        per_process_batch(cfg, 3)
 
 
 def test_two_processes_train_exactly_as_one_with_the_same_global_batch(tmp_path, cifar_subset):
@@ -114,3 +119,59 @@ def test_two_processes_train_exactly_as_one_with_the_same_global_batch(tmp_path,
     for name in w["serial"]:
         np.testing.assert_allclose(w["parallel"][name].numpy(), w["serial"][name].numpy(), rtol=0, atol=1e-5,
                                    err_msg=name)
+
+
+# ------------------------------------------------------------------------------- train.sync_bn
+
+def _batch_norms(model, kind):
+    return [m for m in model.sublayers() if type(m) is kind]
+
+
+def test_sync_bn_replaces_every_batch_norm_and_keeps_the_weights():
+    """ResNet-20 by hand: the stem's BN, two per basic block (9 blocks), and one in each of the
+    two projection shortcuts = 21 BatchNorm layers, all SyncBatchNorm after the conversion, with
+    the same state-dict keys and values."""
+    model = build_model("resnet20")
+    before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    assert len(_batch_norms(model, paddle.nn.BatchNorm2D)) == 21
+    converted = sync_batch_norm(model, True)
+    assert len(_batch_norms(converted, paddle.nn.SyncBatchNorm)) == 21
+    assert not _batch_norms(converted, paddle.nn.BatchNorm2D)
+    after = converted.state_dict()
+    assert set(after) == set(before)
+    for k, v in before.items():
+        np.testing.assert_array_equal(after[k].numpy(), v, err_msg=k)
+    plain = build_model("resnet20")
+    assert sync_batch_norm(plain, False) is plain
+
+
+@pytest.mark.parametrize("setting,world,device,wanted", [
+    (None, 2, "gpu:0", True), (True, 8, "gpu:3", True), (False, 2, "gpu:0", False),
+    (None, 1, "gpu:0", False), (True, 1, "cpu", False), (None, 2, "cpu", False), (False, 2, "cpu", False)])
+def test_sync_bn_is_on_for_several_gpu_processes_unless_switched_off(setting, world, device, wanted, caplog):
+    assert sync_bn_wanted(setting, world, device) is wanted
+    warned = "SyncBatchNorm is GPU-only" in caplog.text
+    assert warned == (setting is None and world > 1 and device == "cpu")
+
+
+def test_sync_bn_true_on_cpu_processes_is_refused_before_anything_is_written(tmp_path, cifar_subset, monkeypatch):
+    _as_rank(monkeypatch, 0)
+    cfg = load_config(None, base=tiny_config(tmp_path, cifar_subset, models=["resnet20"], train={"sync_bn": True},
+                                             data={"transforms": "cifar"}))
+    before = tree_snapshot(tmp_path)
+    with pytest.raises(ConfigError, match=r"^train.sync_bn: Paddle's SyncBatchNorm runs only on GPUs.*"
+                                          r"set train.sync_bn=false"):
+        engine.run_experiment(cfg)
+    assert tree_snapshot(tmp_path) == before
+
+
+def test_runs_on_several_gpu_processes_train_with_sync_bn(tmp_path, cifar_subset, monkeypatch):
+    """Rank 1 of 2 on a faked GPU: the engine asks for the conversion of the model it trains."""
+    _as_rank(monkeypatch, 1)
+    monkeypatch.setattr(engine, "select_device", lambda name: "gpu:1")
+    asked = []
+    monkeypatch.setattr(engine, "sync_batch_norm", lambda model, wanted: asked.append(wanted) or model)
+    cfg = load_config(None, base=tiny_config(tmp_path, cifar_subset, models=["resnet20"], data={"transforms": "cifar"},
+                                             train={"epochs": 1, "max_steps_per_epoch": 1}))
+    engine.run_experiment(cfg)
+    assert asked == [True]
