@@ -9,7 +9,8 @@ import pytest
 
 from ba_net import build_model, count_macs, count_params, list_models
 from ba_net.data import read_cifar10
-from ba_net.models.resnet import BasicBlock, Bottleneck, CifarResNet, ResNet, conv1x1, stage_reduction
+from ba_net.models.cifar_resnet import CifarResNet
+from ba_net.models.resnet import BasicBlock, Bottleneck, ResNet, conv1x1, stage_reduction
 
 # Trainable parameters measured from the official BA-Net code and torchvision (1,000 classes),
 # and for He et al.'s CIFAR form with projection shortcuts (10 classes; BA r = 16, hidden >= 1).

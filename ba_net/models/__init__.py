@@ -5,6 +5,7 @@ from functools import partial
 
 from ba_net.models.alexnet import AlexNet
 from ba_net.models.multi_attention import MultiAttentionAlexNet
+from ba_net.models import cifar_resnet as _cifar
 from ba_net.models import resnet as _resnet
 from ba_net.models.signal import EcaCNN1D, SpatialAttentionNet
 
@@ -20,16 +21,16 @@ _REGISTRY = {
     "eca_cnn1d": EcaCNN1D,
     "sam_net": SpatialAttentionNet,
     # CIFAR-form ResNets (32 px, projection shortcuts), attention in every block
-    "resnet20": _resnet.resnet20,
-    "resnet56": _resnet.resnet56,
-    "ba_resnet20": _resnet.ba_resnet20,
-    "ba_resnet56": _resnet.ba_resnet56,
-    "resnet20_se": partial(_resnet.resnet20, attention="se"),
-    "resnet20_eca": partial(_resnet.resnet20, attention="eca"),
-    "resnet20_cbam": partial(_resnet.resnet20, attention="cbam"),
-    "resnet56_se": partial(_resnet.resnet56, attention="se"),
-    "resnet56_eca": partial(_resnet.resnet56, attention="eca"),
-    "resnet56_cbam": partial(_resnet.resnet56, attention="cbam"),
+    "resnet20": _cifar.resnet20,
+    "resnet56": _cifar.resnet56,
+    "ba_resnet20": _cifar.ba_resnet20,
+    "ba_resnet56": _cifar.ba_resnet56,
+    "resnet20_se": partial(_cifar.resnet20, attention="se"),
+    "resnet20_eca": partial(_cifar.resnet20, attention="eca"),
+    "resnet20_cbam": partial(_cifar.resnet20, attention="cbam"),
+    "resnet56_se": partial(_cifar.resnet56, attention="se"),
+    "resnet56_eca": partial(_cifar.resnet56, attention="eca"),
+    "resnet56_cbam": partial(_cifar.resnet56, attention="cbam"),
     # ImageNet-form ResNets (224 px)
     "resnet18": _resnet.resnet18,
     "resnet34": _resnet.resnet34,

@@ -13,7 +13,8 @@ ImageNet form, :class:`ResNet` (input 224 px)::
     depth 18: BasicBlock [2, 2, 2, 2]   34: BasicBlock [3, 4, 6, 3]
           50: Bottleneck [3, 4, 6, 3]   101: Bottleneck [3, 4, 23, 3]
 
-CIFAR form, :class:`CifarResNet` (He et al. 2016, section 4.2; input 32 px)::
+CIFAR form, :class:`ba_net.models.cifar_resnet.CifarResNet` (He et al. 2016, section 4.2; input
+32 px), built from the same blocks in ``cifar_resnet.py``::
 
     conv1 3x3 (16) - bn1 - relu                      (no max pool)
     layer1..layer3: 16 / 32 / 64 channels, n BasicBlocks each (depth 6n + 2),
@@ -231,7 +232,7 @@ def stage_reduction(channels: int, reduction: int = 16, min_hidden: int = 1) -> 
     return min(int(reduction), max(1, channels // int(min_hidden)))
 
 
-class _ResNetBase(nn.Layer):
+class ResNetBase(nn.Layer):
     """Stage building, attention arguments and initialisation shared by both forms."""
 
     input_size = 224
@@ -292,7 +293,7 @@ class _ResNetBase(nn.Layer):
         return self.fc(paddle.flatten(self.avgpool(x), 1))
 
 
-class ResNet(_ResNetBase):
+class ResNet(ResNetBase):
     """The ImageNet-form ResNet (7x7 stem, max pool, four stages), input 224 px.
 
     Args:
@@ -329,43 +330,6 @@ class ResNet(_ResNetBase):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self._head(x)
-
-
-class CifarResNet(_ResNetBase):
-    """The CIFAR-form ResNet of He et al. 2016 (section 4.2): 3x3 stem of 16 channels, three
-    stages of 16 / 32 / 64 channels with n BasicBlocks each (depth 6n + 2), input 32 px.
-
-    Args:
-        depth: 6n + 2 (20, 32, 44, 56, 110, ...).
-        num_classes: size of the last layer.
-        attention, min_hidden, zero_init_residual, **attn_kwargs: as :class:`ResNet`.
-    """
-
-    input_size = 32
-
-    def __init__(self, depth: int = 20, num_classes: int = 10, attention: Optional[str] = None,
-                 min_hidden: int = 1, zero_init_residual: bool = False, **attn_kwargs):
-        super().__init__()
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"the CIFAR-form ResNet's depth is 6n + 2 (20, 32, 44, 56, 110, ...), got {depth!r}")
-        self._setup_attention(attention, min_hidden, attn_kwargs)
-        n = (depth - 2) // 6
-        self.depth = depth
-        self.inplanes = 16
-        self.conv1 = conv3x3(3, 16)
-        self.bn1 = nn.BatchNorm2D(16)
-        self.relu = nn.ReLU()
-        self.layer1 = self._make_layer(BasicBlock, 16, n)
-        self.layer2 = self._make_layer(BasicBlock, 32, n, stride=2)
-        self.layer3 = self._make_layer(BasicBlock, 64, n, stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2D(1)
-        self.fc = nn.Linear(64, num_classes)
-        self._init_weights(zero_init_residual)
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
         return self._head(x)
 
 
@@ -411,64 +375,19 @@ def ba_resnet101(num_classes: int = 1000, **kwargs) -> ResNet:
     return resnet101(num_classes, attention="ba", **kwargs)
 
 
-# CIFAR form ---------------------------------------------------------------------------------
-
-def resnet20(num_classes: int = 10, **kwargs) -> CifarResNet:
-    """CIFAR ResNet-20 (n = 3)."""
-    return CifarResNet(20, num_classes, **kwargs)
-
-
-def resnet32(num_classes: int = 10, **kwargs) -> CifarResNet:
-    """CIFAR ResNet-32 (n = 5)."""
-    return CifarResNet(32, num_classes, **kwargs)
-
-
-def resnet44(num_classes: int = 10, **kwargs) -> CifarResNet:
-    """CIFAR ResNet-44 (n = 7)."""
-    return CifarResNet(44, num_classes, **kwargs)
-
-
-def resnet56(num_classes: int = 10, **kwargs) -> CifarResNet:
-    """CIFAR ResNet-56 (n = 9)."""
-    return CifarResNet(56, num_classes, **kwargs)
-
-
-def resnet110(num_classes: int = 10, **kwargs) -> CifarResNet:
-    """CIFAR ResNet-110 (n = 18)."""
-    return CifarResNet(110, num_classes, **kwargs)
-
-
-def ba_resnet20(num_classes: int = 10, **kwargs) -> CifarResNet:
-    """CIFAR BA-ResNet-20: Bridge Attention (r = 16, ``min_hidden`` 1 by default) in every block."""
-    return resnet20(num_classes, attention="ba", **kwargs)
-
-
-def ba_resnet56(num_classes: int = 10, **kwargs) -> CifarResNet:
-    """CIFAR BA-ResNet-56: Bridge Attention (r = 16, ``min_hidden`` 1 by default) in every block."""
-    return resnet56(num_classes, attention="ba", **kwargs)
-
-
 __all__ = [
     "BasicBlock",
     "Bottleneck",
-    "CifarResNet",
     "ResNet",
     "ba_resnet18",
-    "ba_resnet20",
     "ba_resnet34",
     "ba_resnet50",
-    "ba_resnet56",
     "ba_resnet101",
     "conv1x1",
     "conv3x3",
     "resnet18",
-    "resnet20",
-    "resnet32",
     "resnet34",
-    "resnet44",
     "resnet50",
-    "resnet56",
     "resnet101",
-    "resnet110",
     "stage_reduction",
 ]
