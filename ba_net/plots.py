@@ -9,7 +9,7 @@ import io
 import numpy as np
 
 from ba_net.checkpoint import atomic_write_bytes
-from ba_net.runs import by_model
+from ba_net.results import by_model
 
 
 def _figure(width: float, height: float):

@@ -2,8 +2,8 @@
 
 :func:`compare_experiment` runs these steps (each usable on its own):
 
-1. :func:`ba_net.runs.collect_runs` reads every ``<experiment>/<model>/seed<N>/history.json`` (and
-   the run's ``config.yaml``) into :class:`ba_net.runs.Run` objects; nothing else is needed for
+1. :func:`ba_net.results.collect_runs` reads every ``<experiment>/<model>/seed<N>/history.json`` (and
+   the run's ``config.yaml``) into :class:`ba_net.results.Run` objects; nothing else is needed for
    steps 2-4.
 2. :func:`summarize` turns them into one row per model: mean and sample std (ddof = 1) over the
    *finished* seeds, and the difference to the baseline with a 95 % t interval and a two-sided
@@ -41,7 +41,7 @@ from ba_net.plots import plot_confusion, plot_curves, plot_per_class, plot_predi
 from ba_net.power import welch_power
 from ba_net.predict import confusion_matrix, predict_runs, prediction_run
 from ba_net.repro import reproducibility
-from ba_net.runs import Run, by_model, collect_runs
+from ba_net.results import Run, by_model, collect_runs
 from ba_net.runtime import describe_device, load_average
 from ba_net.speed import ThroughputSettings, eval_pass_rate, forward_rate
 from ba_net.stats import TTest, mean_std

@@ -14,7 +14,8 @@ from typing import Optional
 
 from ba_net.checkpoint import read_json
 from ba_net.errors import RunStateError
-from ba_net.runs import RunFolder, by_model
+from ba_net.results import by_model
+from ba_net.runs import RunFolder
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from ba_net import plots, predict, tables
 from ba_net import report as R
 from ba_net import stats as S
 from ba_net.errors import ConfigError, RunStateError
-from ba_net.runs import collect_runs
+from ba_net.results import collect_runs
 from ba_net.speed import ThroughputSettings, forward_rate
 from helpers import read_history, run_tool, small_cifar10, tiny_config
 

@@ -13,7 +13,7 @@ from ba_net import per_class as PC
 from ba_net import plots, tables
 from ba_net import report as R
 from ba_net.data import CLASSES
-from ba_net.runs import collect_runs
+from ba_net.results import collect_runs
 from helpers import run_tool
 from test_stats_power import one_sample_power, smallest_n
 

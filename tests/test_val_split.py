@@ -10,10 +10,11 @@ from ba_net import data as D
 from ba_net import engine, runs, tables
 from ba_net import report as R
 from ba_net.config import load_config
+from ba_net.loading import build_loader
 from ba_net.errors import ConfigError, RunStateError
 from ba_net.loss import LabelSmoothingCrossEntropy
 from ba_net.models import build_model
-from ba_net.runs import collect_runs
+from ba_net.results import collect_runs
 from helpers import read_history, tiny_config
 from test_compare import write_run
 
@@ -81,7 +82,7 @@ def test_the_best_epoch_is_picked_on_the_held_out_images_and_test_is_reported(he
     preset = D.preset("cifar")
     loss_fn = LabelSmoothingCrossEntropy(cfg["loss"]["label_smoothing"])
     for split, key in (((images[held], labels[held]), "val_acc"), (D.read_cifar10(cifar_subset, "test"), "test_acc")):
-        loader = D.build_loader(*split, preset.eval, 50, train=False, image_size=32)
+        loader = build_loader(*split, preset.eval, 50, train=False, image_size=32)
         _, acc = engine.evaluate(model, loader, loss_fn)
         assert acc == pytest.approx(h["epochs"][h["best_epoch"] - 1][key], abs=1e-9), key
 
