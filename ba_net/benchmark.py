@@ -345,7 +345,7 @@ def format_table(result: dict) -> str:
         "train step: forward + backward + optimizer update (Adam, the config's defaults) on one synthetic batch.",
         *(["Models built with a 10-class head (as trained here; the ImageNet-form counts are those of a "
            "1000-class model minus the head's difference)."] if s.get("suite") == "resnet" else [
-            "train e2e: the engine's train_epoch over the CIFAR-10 training split, data.build_loader with the "
+            "train e2e: the engine's train_epoch over the CIFAR-10 training split, loading.build_loader with the "
             "per-image augmentation of the model's preset (notebook for 128 px, cifar for 32 px; 0 loader workers "
             "unless the row says otherwise; the config default data.num_workers is measured too).",
             "eval fwd: eval-mode forward on one synthetic batch; eval pass: the notebook's throughput cell, an "

@@ -8,7 +8,7 @@
   ``dygraph`` (tuned environment), ``to_static`` (``paddle.jit.to_static``, PIR) and ``fast``
   (:mod:`ba_net.accel`);
 * end-to-end training images/s: the engine's ``train_epoch`` over the CIFAR-10 data through
-  ``data.build_loader`` with the notebook's per-image augmentation;
+  ``loading.build_loader`` with the notebook's per-image augmentation;
 * evaluation images/s: a forward pass on a synthetic batch, and the notebook's throughput cell
   (an eval pass over the test split, loading and resizing included), in dygraph and with the
   exported model in Paddle Inference;
@@ -237,14 +237,13 @@ def e2e_train_rate(model_name: str, path: str, settings: Settings, train_split, 
     after an untimed epoch)."""
     import paddle
 
-    from ba_net import data as D
-    from ba_net import engine
+    from ba_net import engine, loading
 
     cfg = _config(settings, "fast" if path == "fast" else "dygraph", workers)
     preset = preset_for(model_name, settings)
     with paddle.utils.unique_name.guard():
         t = _trainer(model_name, "fast" if path == "fast" else "dygraph", cfg)
-        loader = D.build_loader(*train_split, preset.train, settings.batch_size, seed=0, train=True,
+        loader = loading.build_loader(*train_split, preset.train, settings.batch_size, seed=0, train=True,
                                 num_workers=workers, max_steps=settings.steps, image_size=preset.image_size)
         if len(loader) < settings.steps:
             raise ValueError(f"{settings.steps} steps of {settings.batch_size} images need more than the "

@@ -1,23 +1,21 @@
-"""CIFAR-10: finding the file (downloading it through :mod:`ba_net.download`), reading it safely, the data presets, seeded loading.
+"""CIFAR-10: where the tarball is (downloaded through :mod:`ba_net.download` when it is nowhere
+local), reading it safely, the hold-out of a validation set, and the data presets.
 
 One path for the data: :func:`locate_cifar10` finds the standard python tarball,
 :func:`read_cifar10` reads one split into memory (no extraction, a restricted unpickler),
-:func:`build_loader` serves it in batches. What is done to each image is a *preset*
-(``data.transforms``), and :func:`preset` is the one place that says what a preset means: its
-train transform, its eval transform, the image size they produce and the normalization
-(:data:`PRESETS`: ``notebook`` and ``plain`` at 128 px with ImageNet statistics, for AlexNet;
-``cifar`` at 32 px with CIFAR-10's own, for the CIFAR ResNets). Randomness never comes from global state: the batch
-sampler draws the epoch's order from ``(seed, epoch)`` and each image's augmentation from its
-own generator seeded by ``(seed, epoch, index)``, so a run is reproduced exactly whatever the
-number of loader workers, and a resumed run sees the same images as an uninterrupted one.
-"""
+:func:`hold_out` sets aside ``data.val_split`` training images, and :mod:`ba_net.loading` serves
+them in seeded batches. What is done to each image is a *preset* (``data.transforms``), and
+:func:`preset` is the one place that says what a preset means: its train transform, its eval
+transform, the image size they produce and the normalization (:data:`PRESETS`: ``notebook`` and
+``plain`` at 128 px with ImageNet statistics, for AlexNet; ``cifar`` at 32 px with CIFAR-10's
+own, for the CIFAR ResNets). A transform takes the image and a generator; it never draws from
+global state."""
 from __future__ import annotations
 
 import io
 import logging
 import os
 import pickle
-import shutil
 import tarfile
 import zlib
 from dataclasses import dataclass
@@ -161,6 +159,22 @@ def hold_out(labels: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.
     rng = np.random.default_rng(seed)
     held = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, share)])
     return np.setdiff1d(np.arange(len(labels)), held), np.sort(held)
+
+
+def load_splits(data: dict) -> dict:
+    """The config's data (its ``data`` section) in memory: {'train', 'test'} (images, labels), and
+    'val' when ``val_split`` holds training images out (:func:`hold_out`)."""
+    path = locate_cifar10(data["data_file"], url=data["download_url"])
+    splits = {s: read_cifar10(path, s) for s in ("train", "test")}
+    if data["val_split"]:
+        images, labels = splits["train"]
+        kept, held = hold_out(labels, data["val_split"])
+        splits.update(train=(images[kept], labels[kept]), val=(images[held], labels[held]))
+    sizes = " / ".join(f"{len(v[0])} {k}" for k, v in splits.items())
+    logger.info("CIFAR-10 from %s: %s images%s", path, sizes,
+                " (val held out of train: it picks the best epoch)" if "val" in splits else
+                " (no data.val_split: the best epoch is picked on test, as the notebook does)")
+    return splits
 
 
 # ----------------------------------------------------------------------------------- transforms
@@ -319,103 +333,3 @@ def check_models_fit(cfg: dict) -> None:
         raise ConfigError(f"models: {', '.join(names)} {'is' if len(names) == 1 else 'are'} built for {size} px "
                           f"images, but data.transforms: {p.name} gives {p.image_size} px; {fix}, or train models "
                           f"built for {p.image_size} px in a config of their own")
-
-
-# --------------------------------------------------------------------------------- loading
-
-class SeededImages(paddle.io.Dataset):
-    """In-memory images whose transform gets a generator seeded by the key ``(index, seed, epoch)``."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable):
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, key):
-        index, seed, epoch = key
-        rng = np.random.default_rng([seed, epoch, index])
-        return self.transform(self.images[index], rng).astype(np.float32), self.labels[index]
-
-
-class SeededBatchSampler(paddle.io.BatchSampler):
-    """Batches of ``(index, seed, epoch)`` keys for :class:`SeededImages` (the key seeds the
-    image's augmentation). The order of an epoch depends only on ``(seed, epoch)``: a permutation
-    when ``shuffle``, else 0..n-1. With ``drop_last`` the order is first cut to a whole number of
-    ``batch_size x world`` images. Under data parallel every rank draws the same order and takes
-    every ``world``-th image from position ``rank`` on, so ranks never share an image, and every
-    rank gets the same number of full batches when ``drop_last`` (evaluation, without it, covers
-    every image once across the ranks). ``max_steps`` caps the batches per epoch."""
-
-    def __init__(self, n, batch_size, seed=0, shuffle=True, drop_last=True, rank=0, world=1, max_steps=None):
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.shuffle, self.drop_last, self.rank, self.world = shuffle, drop_last, rank, world
-        self.max_steps = max_steps
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _indices(self) -> np.ndarray:
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
-        if self.drop_last:
-            order = order[: (self.n // (self.batch_size * self.world)) * self.batch_size * self.world]
-        return order[self.rank::self.world]
-
-    def __iter__(self):
-        idx = self._indices()
-        for step, start in enumerate(range(0, len(idx), self.batch_size)):
-            if self.max_steps is not None and step >= self.max_steps:
-                return
-            yield [(int(i), self.seed, self.epoch) for i in idx[start:start + self.batch_size]]
-
-    def __len__(self):
-        n = len(self._indices())
-        steps = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-        return steps if self.max_steps is None else min(steps, self.max_steps)
-
-
-SHM = Path("/dev/shm")
-
-
-def shared_memory_fits(num_workers: int, batch_bytes: int, shm: Path = SHM) -> bool:
-    """Whether the batches in flight (2 per worker, twice for safety) fit in free ``/dev/shm``
-    (Docker's default is 64 MB, where a loader with shared memory dies)."""
-    try:
-        free = shutil.disk_usage(shm).free
-    except OSError:
-        return False
-    return free >= 4 * num_workers * batch_bytes
-
-
-def build_loader(images, labels, transform, batch_size, seed=0, train=True, num_workers=0,
-                 rank=0, world=1, max_steps=None, image_size=128) -> paddle.io.DataLoader:
-    """A DataLoader over in-memory images; train: shuffled, drop_last; eval: in order, all images.
-    Workers use shared memory when /dev/shm has room for it (else one warning line, and pipes),
-    and one OpenCV thread each: they run in parallel already, and a pool per worker would
-    oversubscribe the cores. That is set here, before the workers fork, not in each worker:
-    resizing OpenCV's pool in a child forked while the parent's pool was alive deadlocks."""
-    sampler = SeededBatchSampler(len(images), batch_size, seed, shuffle=train, drop_last=train,
-                                 rank=rank, world=world, max_steps=max_steps)
-    if num_workers > 0:
-        cv2.setNumThreads(1)  # inherited by the forked workers; the main process only collates batches
-    shared = num_workers > 0 and shared_memory_fits(num_workers, batch_size * 3 * image_size * image_size * 4)
-    if num_workers > 0 and not shared:
-        logger.warning("/dev/shm has too little free space for %d loader workers' batches: passing them without "
-                       "shared memory (slower; enlarge it, e.g. docker run --shm-size=2g)", num_workers)
-    return paddle.io.DataLoader(
-        SeededImages(images, labels, transform), batch_sampler=sampler, num_workers=num_workers,
-        persistent_workers=num_workers > 0, use_shared_memory=shared,
-    )
-
-
-def mixup(x: paddle.Tensor, y: paddle.Tensor, alpha: float, rng: np.random.Generator, num_classes: int = 10):
-    """Batch mixup: x' = lam x + (1 - lam) x[perm], soft targets mixed alike; also returns the
-    dominant label of each mixed image (for train accuracy)."""
-    lam = float(rng.beta(alpha, alpha))
-    perm = paddle.to_tensor(rng.permutation(int(x.shape[0])))
-    onehot = paddle.nn.functional.one_hot(y.reshape([-1]), num_classes)
-    x = lam * x + (1.0 - lam) * paddle.gather(x, perm)
-    soft = lam * onehot + (1.0 - lam) * paddle.gather(onehot, perm)
-    dominant = y.reshape([-1]) if lam >= 0.5 else paddle.gather(y.reshape([-1]), perm)
-    return x, soft, dominant

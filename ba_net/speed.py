@@ -73,7 +73,9 @@ def eval_pass_rate(model, images, labels, batch_size: int, *, warmup_passes: int
     from ba_net import data as D
 
     transform = transform or D.eval_transform
-    loader = D.build_loader(images, labels, transform, batch_size, train=False, num_workers=num_workers)
+    from ba_net.loading import build_loader
+
+    loader = build_loader(images, labels, transform, batch_size, train=False, num_workers=num_workers)
     model.eval()
     counts = []
 

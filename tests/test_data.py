@@ -8,6 +8,7 @@ import paddle.vision.transforms.functional as TF
 import pytest
 
 from ba_net import data as D
+from ba_net import loading as L
 from helpers import REPO
 
 
@@ -83,7 +84,7 @@ def test_loader_batches_are_independent_of_worker_count(train_split):
     images, labels = train_split[0][:64], train_split[1][:64]
 
     def batches(workers):
-        loader = D.build_loader(images, labels, D.notebook_transform, 16, seed=4, num_workers=workers)
+        loader = L.build_loader(images, labels, D.notebook_transform, 16, seed=4, num_workers=workers)
         loader.batch_sampler.set_epoch(2)
         return [(x.numpy(), y.numpy()) for x, y in loader]
 
@@ -98,7 +99,7 @@ def test_mixup_mixes_images_and_targets_alike():
     rng = np.random.default_rng(3)
     x = paddle.to_tensor(np.arange(4 * 2, dtype="float32").reshape(4, 2))
     y = paddle.to_tensor(np.array([0, 1, 2, 3]))
-    xm, soft, dominant = D.mixup(x, y, 0.4, np.random.default_rng(3))
+    xm, soft, dominant = L.mixup(x, y, 0.4, np.random.default_rng(3))
     lam = rng.beta(0.4, 0.4)
     perm = rng.permutation(4)
     np.testing.assert_allclose(xm.numpy(), lam * x.numpy() + (1 - lam) * x.numpy()[perm], rtol=1e-6)
@@ -210,15 +211,15 @@ def test_loader_workers_use_one_opencv_thread_and_fall_back_from_a_small_shm(mon
     cv2.setNumThreads(4)
     big = np.random.default_rng(0).integers(0, 255, (1500, 1500, 3), dtype=np.uint8)
     cv2.GaussianBlur(big, (7, 7), 0)  # the parent's pool is alive when the workers fork (a deadlock once)
-    loader = D.build_loader(np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, np.int64), _opencv_threads, 2,
+    loader = L.build_loader(np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, np.int64), _opencv_threads, 2,
                             train=False, num_workers=1, image_size=32)
     seen = {int(v) for x, _ in loader for v in x.numpy().ravel()}
     assert seen == {1}  # each worker: one OpenCV thread
     # a /dev/shm with 64 MB free (Docker's default) cannot hold 4 workers' 128 x 3 x 128 x 128 batches
     monkeypatch.setattr(D.shutil, "disk_usage", lambda p: type("U", (), {"free": 64 << 20})())
-    assert not D.shared_memory_fits(4, 128 * 3 * 128 * 128 * 4)
-    assert D.shared_memory_fits(1, 32 * 3 * 32 * 32 * 4)
-    loader = D.build_loader(np.zeros((8, 32, 32, 3), np.uint8), np.zeros(8, np.int64), lambda im, rng: im, 128,
+    assert not L.shared_memory_fits(4, 128 * 3 * 128 * 128 * 4)
+    assert L.shared_memory_fits(1, 32 * 3 * 32 * 32 * 4)
+    loader = L.build_loader(np.zeros((8, 32, 32, 3), np.uint8), np.zeros(8, np.int64), lambda im, rng: im, 128,
                             train=False, num_workers=4, image_size=128)
     assert loader.use_shared_memory is False
     assert "/dev/shm has too little free space for 4 loader workers" in caplog.text

@@ -6,9 +6,9 @@ import numpy as np
 import paddle
 import pytest
 
-from ba_net import engine, runs
+from ba_net import engine, loading, runs
 from ba_net.config import load_config
-from ba_net.data import SeededBatchSampler
+from ba_net.loading import SeededBatchSampler
 from ba_net.errors import RunStateError
 from helpers import read_history, run_tool, strip_times, tiny_config, unreachable_url
 
@@ -74,7 +74,7 @@ def test_final_weights_reproduce_the_logged_val_accuracy(finished_run, cifar_sub
 
     model = build_model("alexnet")
     model.set_state_dict(paddle.load(str(folder / "final.pdparams")))
-    loader = D.build_loader(*D.read_cifar10(cifar_subset, "test"), D.eval_transform, 64, train=False)
+    loader = loading.build_loader(*D.read_cifar10(cifar_subset, "test"), D.eval_transform, 64, train=False)
     loss, acc = engine.evaluate(model, loader, LabelSmoothingCrossEntropy(0.1))
     last = read_history(folder)["epochs"][-1]
     assert acc == pytest.approx(last["val_acc"]) and loss == pytest.approx(last["val_loss"], rel=1e-5)
@@ -147,10 +147,8 @@ def test_resumed_run_equals_uninterrupted(tmp_path, cifar_subset, finished_run, 
 def test_mixup_trains_with_soft_targets(tmp_path, cifar_subset, monkeypatch):
     """With data.mixup_alpha every training step gets mixup's images and its soft targets (rows
     of two classes weighted lam, 1 - lam), whichever path trains."""
-    from ba_net import data as D
-
     mixed, stepped = [], []
-    real_mixup, real_step = D.mixup, engine._step
+    real_mixup, real_step = loading.mixup, engine._step
 
     def mixup(x, y, alpha, rng):
         out = real_mixup(x, y, alpha, rng)
@@ -161,7 +159,7 @@ def test_mixup_trains_with_soft_targets(tmp_path, cifar_subset, monkeypatch):
         stepped.append((images.numpy(), target.numpy()))
         return real_step(model, images, target, *args)
 
-    monkeypatch.setattr(D, "mixup", mixup)
+    monkeypatch.setattr(loading, "mixup", mixup)
     monkeypatch.setattr(engine, "_step", step)
     cfg, summaries = _run(tmp_path, cifar_subset, data={"mixup_alpha": 0.4, "transforms": "plain"},
                           train={"epochs": 1})
