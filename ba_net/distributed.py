@@ -51,7 +51,7 @@ class Distributed:
 def per_process_batch(cfg: dict, world: int) -> int:
     """train.batch_size is the recipe's global batch whatever the number of processes: each of
     ``world`` processes takes an equal share (the union of the shards of a step is the serial
-    batch of that step, see data.SeededBatchSampler)."""
+    batch of that step, see loading.SeededBatchSampler)."""
     batch = cfg["train"]["batch_size"]
     if batch % world:
         raise ConfigError(f"train.batch_size: the global batch {batch} does not split evenly over {world} processes; "

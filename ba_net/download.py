@@ -15,6 +15,7 @@ from typing import Optional
 
 from ba_net.checkpoint import atomic_file, write_error
 from ba_net.errors import DataError
+from ba_net.progress import hms
 
 logger = logging.getLogger("ba_net.data")
 
@@ -34,9 +35,8 @@ def _reason(exc: BaseException) -> str:
 def _log_progress(name: str, done: int, total: Optional[int], elapsed: float) -> None:
     rate = done / max(elapsed, 1e-6)
     if total:
-        eta = int((total - done) / max(rate, 1.0))
-        logger.info("%s: %3d%% (%.1f of %.1f MB), %.1f MB/s, ETA %d:%02d", name, 100 * done // total,
-                    done / 1e6, total / 1e6, rate / 1e6, eta // 60, eta % 60)
+        logger.info("%s: %3d%% (%.1f of %.1f MB), %.1f MB/s, ETA %s", name, 100 * done // total,
+                    done / 1e6, total / 1e6, rate / 1e6, hms((total - done) / max(rate, 1.0)))
     else:
         logger.info("%s: %.1f MB, %.1f MB/s (size unknown)", name, done / 1e6, rate / 1e6)
 

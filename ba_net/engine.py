@@ -21,7 +21,7 @@ import numpy as np
 import paddle
 import paddle.distributed as dist
 
-from ba_net import accel, dashboard, runs
+from ba_net import accel, amp, dashboard, loading, runs
 from ba_net import data as D
 from ba_net.checkpoint import atomic_write_json, atomic_write_text, write_error
 from ba_net.config import dump_config
@@ -32,6 +32,7 @@ from ba_net.lock import describe as describe_owner
 from ba_net.loss import LabelSmoothingCrossEntropy
 from ba_net.models import build_model
 from ba_net.optim import build_optimizer, build_scheduler, check_schedule
+from ba_net.progress import Progress, hms
 from ba_net.runtime import select_device
 from ba_net.runs import RunFolder, run_config
 
@@ -66,29 +67,6 @@ def evaluate(model, loader, loss_fn, ctx: Optional[Distributed] = None) -> tuple
     return loss_sum / max(count, 1), correct / max(count, 1)
 
 
-class _Progress:
-    """Periodic progress lines with ETA for one epoch (time-based, so long epochs stay visible)."""
-
-    def __init__(self, label: str, total: int, enabled: bool):
-        self.label, self.total, self.enabled = label, total, enabled
-        self.start = self.last = time.time()
-
-    def update(self, step: int, images: int, loss: float, lr: float) -> None:
-        now = time.time()
-        if not self.enabled or (now - self.last < PROGRESS_SECONDS and step < self.total):
-            return
-        self.last = now
-        elapsed = now - self.start
-        eta = elapsed / step * (self.total - step)
-        logger.info("%s step %d/%d  loss %.4f  lr %.3g  %.1f img/s  eta %s",
-                    self.label, step, self.total, loss, lr, images / max(elapsed, 1e-9), _hms(eta))
-
-
-def _hms(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 def _step(model, images, target, loss_fn, optimizer, scaler, step_fn):
     """One optimizer step: ``step_fn`` (the fast path), AMP with ``scaler``, or plain dygraph."""
     if step_fn is not None:
@@ -120,14 +98,14 @@ def train_epoch(model, loader, loss_fn, optimizer, scheduler, *, epoch, seed, mi
     correct = paddle.zeros([], dtype="int64")
     count = 0
     steps = len(loader)
-    progress = _Progress(label, steps, ctx.main)
+    progress = Progress(steps, PROGRESS_SECONDS, ctx.main)
     step = 0
     for step, (images, labels) in enumerate(loader, start=1):
         labels = labels.reshape([-1])
         target, truth = labels, labels
         if mixup_alpha > 0:
             rng = np.random.default_rng([seed, epoch, step, ctx.rank])
-            images, target, truth = D.mixup(images, labels, mixup_alpha, rng)
+            images, target, truth = loading.mixup(images, labels, mixup_alpha, rng)
         lr = optimizer.get_lr()
         logits, loss = _step(model, images, target, loss_fn, optimizer, scaler, step_fn)
         scheduler.step()
@@ -142,7 +120,9 @@ def train_epoch(model, loader, loss_fn, optimizer, scheduler, *, epoch, seed, mi
                 raise FloatingPointError(f"non-finite loss {batch_loss} at epoch {epoch} iteration {global_iter}")
             if global_iter % log_every == 0:
                 iters.append({"iter": global_iter, "loss": batch_loss, "lr": lr})
-            progress.update(step, count * ctx.world, batch_loss, lr)
+            if progress.due(step):
+                logger.info("%s step %d/%d  loss %.4f  lr %.3g  %.1f img/s  eta %s", label, step, steps, batch_loss,
+                            lr, progress.rate(count * ctx.world), progress.eta(step))
     loss_sum, correct, count = ctx.sum([float(loss_sum), float(correct), count])
     mean_loss = loss_sum / max(count, 1)
     if not math.isfinite(mean_loss):
@@ -157,34 +137,6 @@ def _too_few_images(cfg: dict, n_train: int) -> ConfigError:
                        f"use a smaller batch")
 
 
-def _grad_scaler(amp: bool, device: str):
-    """AMP's loss scaler on a GPU; None (float32) otherwise."""
-    if amp and device.startswith("gpu"):
-        return paddle.amp.GradScaler(init_loss_scaling=2.0**15)
-    if amp:
-        logger.warning("train.amp needs a GPU; training in float32 on %s", device)
-    return None
-
-
-def scaler_state(scaler) -> Optional[dict]:
-    """The loss scaler's state as JSON (its scale, growth counters and settings), or None."""
-    if scaler is None or not scaler.state_dict():
-        return None
-    return {k: float(np.asarray(v).reshape(-1)[0]) if k == "scale" else v for k, v in scaler.state_dict().items()}
-
-
-def load_scaler_state(scaler, state: Optional[dict], label: str) -> None:
-    """Restore :func:`scaler_state` into ``scaler``, so a resumed AMP run scales its loss as the
-    uninterrupted run would have."""
-    if scaler is None:
-        return
-    if not state:
-        logger.warning("%s: the checkpoint has no loss-scaler state (saved without AMP on a GPU); the scale "
-                       "starts again at its initial value", label)
-        return
-    scaler.load_state_dict({**state, "scale": np.array([state["scale"]], dtype=np.float32)})
-
-
 class _Training:
     """Everything one (model, seed) run trains with, and its history; rank 0 writes the run folder."""
 
@@ -197,12 +149,12 @@ class _Training:
                                      sync_bn_wanted(t["sync_bn"], self.ctx.world, device))
         batch, data = per_process_batch(cfg, self.ctx.world), cfg["data"]
         preset = D.preset(data["transforms"])
-        self.train_loader = D.build_loader(*splits["train"], preset.train, batch, seed=seed, train=True,
+        self.train_loader = loading.build_loader(*splits["train"], preset.train, batch, seed=seed, train=True,
                                            num_workers=data["num_workers"], rank=self.ctx.rank, world=self.ctx.world,
                                            max_steps=t["max_steps_per_epoch"], image_size=preset.image_size)
         eval_workers = data["num_workers"] if data["eval_num_workers"] is None else data["eval_num_workers"]
         self.val_loader, self.test_loader = (
-            D.build_loader(*splits[s], preset.eval, batch, train=False, num_workers=eval_workers, rank=self.ctx.rank,
+            loading.build_loader(*splits[s], preset.eval, batch, train=False, num_workers=eval_workers, rank=self.ctx.rank,
                            world=self.ctx.world, image_size=preset.image_size) if s in splits else None
             for s in ("val", "test"))
         if self.val_loader is None:  # no hold-out: the best epoch is picked on the test split (the notebook's way)
@@ -212,7 +164,7 @@ class _Training:
         self.scheduler = build_scheduler(cfg, len(self.train_loader))
         self.optimizer = build_optimizer(cfg, self.model.parameters(), self.scheduler)
         self.loss_fn = LabelSmoothingCrossEntropy(cfg["loss"]["label_smoothing"])
-        self.scaler = _grad_scaler(t["amp"], device)
+        self.scaler = amp.grad_scaler(t["amp"], device)
         self.history = runs.new_history(cfg, model_name, seed, self.ctx.world, device)
         self.writer = self.fast = None
         self.train_model = self.model
@@ -228,7 +180,7 @@ class _Training:
                                 f"with --force")
         self.history = runs.load_resume_state(self.folder, state, self.model, self.optimizer,
                                               self.cfg["optimizer"]["name"])
-        load_scaler_state(self.scaler, state.get("scaler"), self.label)
+        amp.load_scaler_state(self.scaler, state.get("scaler"), self.label)
         if saved_world != self.ctx.world:  # same global batch, sample order and iteration numbers
             logger.info("%s resuming on %d process(es) after %d: the global batch stays %d", self.label,
                         self.ctx.world, saved_world, self.cfg["train"]["batch_size"])
@@ -303,7 +255,7 @@ class _Training:
             if improved:
                 runs.save_weights(self.folder, "best", self.model, self.optimizer)
             runs.save_resume_state(self.folder, record["epoch"], self.model, self.optimizer, h,
-                                   scaler_state(self.scaler))
+                                   amp.scaler_state(self.scaler))
             atomic_write_json(self.folder.history, h)
 
     def finish(self) -> dict:
@@ -357,17 +309,7 @@ def train_run(cfg: dict, model_name: str, seed: int, folder: RunFolder, splits: 
 # ------------------------------------------------------------------------------- the ablation
 
 def _read_splits(cfg: dict) -> dict:
-    """{'train', 'test'} (images, labels), and 'val' when data.val_split holds training images out."""
-    path = D.locate_cifar10(cfg["data"]["data_file"], url=cfg["data"]["download_url"])
-    splits = {s: D.read_cifar10(path, s) for s in ("train", "test")}
-    if cfg["data"]["val_split"]:
-        images, labels = splits["train"]
-        kept, held = D.hold_out(labels, cfg["data"]["val_split"])
-        splits.update(train=(images[kept], labels[kept]), val=(images[held], labels[held]))
-    sizes = " / ".join(f"{len(v[0])} {k}" for k, v in splits.items())
-    logger.info("CIFAR-10 from %s: %s images%s", path, sizes,
-                " (val held out of train: it picks the best epoch)" if "val" in splits else
-                " (no data.val_split: the best epoch is picked on test, as the notebook does)")
+    splits = D.load_splits(cfg["data"])
     if len(splits["train"][0]) < cfg["train"]["batch_size"]:  # checked before any run folder is touched
         raise _too_few_images(cfg, len(splits["train"][0]))
     return splits
@@ -453,7 +395,7 @@ def run_experiment(cfg: dict, resume: bool = False, force: bool = False) -> list
         history = _run_one(cfg, model, seed, plan, splits, ctx, device, label, resume, force)
         summaries.append({"model": model, "seed": seed, "status": history["status"],
                           "best_val_acc": history.get("best_val_acc"), "folder": str(plan[0].root)})
-    logger.info("experiment %s done in %s", cfg["experiment"], _hms(time.time() - start))
+    logger.info("experiment %s done in %s", cfg["experiment"], hms(time.time() - start))
     return summaries
 
 

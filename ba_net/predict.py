@@ -13,7 +13,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ba_net.runs import Run
+from ba_net.progress import hms
+from ba_net.results import Run
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,9 @@ def predict(model, images, batch_size: int = 128, transform=None) -> np.ndarray:
 
     from ba_net import data as D
 
-    loader = D.build_loader(images, np.zeros(len(images), dtype=np.int64), transform or D.eval_transform, batch_size,
+    from ba_net.loading import build_loader
+
+    loader = build_loader(images, np.zeros(len(images), dtype=np.int64), transform or D.eval_transform, batch_size,
                             train=False)
     model.eval()
     out = []
@@ -165,9 +168,9 @@ def file_items(inputs) -> list:
 
 def split_items(data_file: Optional[str], fallback: Optional[str], limit: Optional[int] = None):
     """(items, path): the test split of ``data_file``, else of ``fallback`` (the model's run's
-    data file), else of the embedded sample (:func:`ba_net.export.split_images`); its first
+    data file), else of the embedded sample (:func:`ba_net.parity.split_images`); its first
     ``limit`` images."""
-    from ba_net.export import split_images
+    from ba_net.parity import split_images
 
     images, labels, path = split_images(data_file, fallback)
     n = len(images) if limit is None else min(limit, len(images))
@@ -195,11 +198,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     z = np.exp(z - z.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
-
-
-def _eta(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def predict_items(classifier: Classifier, items, batch_size: int = 64, k: int = 5) -> dict:
@@ -250,7 +248,7 @@ def predict_items(classifier: Classifier, items, batch_size: int = 64, k: int = 
             tenth, last_log = 10 * b // len(batches), now
             rate = done / max(now - start, 1e-9)
             logger.info("predict: %d/%d images (%d %%), %.0f img/s, ETA %s", done, len(items), 100 * done // len(items),
-                        rate, _eta((len(items) - done) / max(rate, 1e-9)))
+                        rate, hms((len(items) - done) / max(rate, 1e-9)))
     seconds = time.monotonic() - start
     if not rows:
         raise DataError(f"none of the {len(items)} files could be read as an image; nothing written")

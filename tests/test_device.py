@@ -80,7 +80,7 @@ def gpu_scalers(monkeypatch, fake_cuda):
     CPU); every scaler the engine makes is kept, and grows its scale every 4 finite steps."""
     import paddle.amp.grad_scaler as grad_scaler
 
-    from ba_net import engine
+    from ba_net import amp
 
     made = []
 
@@ -91,7 +91,7 @@ def gpu_scalers(monkeypatch, fake_cuda):
             made.append(paddle.amp.GradScaler(init_loss_scaling=1024.0, incr_every_n_steps=4))
         return made[-1]
 
-    monkeypatch.setattr(engine, "_grad_scaler", scaler)
+    monkeypatch.setattr(amp, "grad_scaler", scaler)
     return made
 
 
