@@ -13,15 +13,7 @@ written into a hidden temporary folder beside the destination and renamed into p
 so the destination holds a complete, checked export or nothing. :func:`verify_export` repeats the
 check on an existing export folder (e.g. after copying it).
 
-**The tolerance**, :data:`PARITY_RTOL` = 1e-4 relative to the logit scale (the largest |logit| of
-the dygraph model on the batch, at least 1): the two sides compute the same float32 function with
-different kernels (dygraph's own CPU kernels against oneDNN, with batch norm folded into the
-convolutions and ops fused), so the accumulation order differs and with it the rounding; float32
-rounds at 6e-8 relative, and a sum of K products in another order differs by up to about
-sqrt(K) x 6e-8 of the magnitude of its terms (K = 9,216 in AlexNet's first linear layer: 6e-6).
-Measured on this machine: 1.5e-6 of the logit scale for AlexNet, 4e-7 for BA-ResNet-20. 1e-4
-leaves more than 10x headroom over that, while a wrong export (batch norm in train mode, a
-missing attention, a changed weight) moves logits by 1e-2 of their scale or more.
+The tolerance and why: :mod:`ba_net.parity`.
 
 :func:`spec_transform` turns a spec's transform parameters back into the function that
 prepares an image: it reproduces each preset's eval transform exactly on 32 x 32 images and first
@@ -44,7 +36,8 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-from ba_net.errors import BaNetError, DataError, OutputError, RunStateError
+from ba_net.errors import BaNetError, OutputError, RunStateError
+from ba_net.parity import PARITY_IMAGES, PARITY_RTOL, inference_forward, parity_batch, parity_check
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +47,8 @@ MODEL_PREFIX = "model"  # export_for_inference writes <folder>/model.json and mo
 ONNX_FILE = "model.onnx"
 ONNX_OPSET = 11
 WEIGHT_TAGS = ("best", "final")
-PARITY_IMAGES = 64
-PARITY_RTOL = 1e-4  # of the logit scale; see the module docstring
 SOURCE_SIZE = 32  # CIFAR-10's image side: any other image is first resized to it
-EMBEDDED_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "cifar-10-sample.tar.gz"
 RUN_FIX = "pass a run folder <output_dir>/<experiment>/<model>/seed<N> written by tools/train.py"
-
-
-class ParityError(BaNetError):
-    """The exported model's logits differ from the dygraph model's beyond the tolerance (or the
-    export cannot be loaded by Paddle Inference at all)."""
 
 
 # ------------------------------------------------------------------------------- the run
@@ -222,88 +207,6 @@ def read_spec(export_dir) -> dict:
     return spec
 
 
-# ---------------------------------------------------------------------------- parity
-
-def split_images(data_file: Optional[str] = None, fallback: Optional[str] = None):
-    """(images, labels, path) of the test split of ``data_file`` when it is a file, else of
-    ``fallback`` (a run's data file), else of the embedded sample, else of CIFAR-10 where
-    :func:`ba_net.data.locate_cifar10` finds it without downloading."""
-    from ba_net import data as D
-
-    for candidate in (data_file, fallback, EMBEDDED_SAMPLE):
-        if candidate and Path(candidate).is_file():
-            path = Path(candidate)
-            break
-    else:
-        path = D.locate_cifar10(None, download=False)
-    images, labels = D.read_cifar10(path, "test")
-    return images, labels, path
-
-
-def compare_logits(reference: np.ndarray, candidate: np.ndarray, rtol: float = PARITY_RTOL) -> dict:
-    """max |reference - candidate| against ``rtol`` x the logit scale (max |reference|, at least
-    1); NaN or Inf anywhere fails."""
-    reference = np.asarray(reference, dtype=np.float64)
-    candidate = np.asarray(candidate, dtype=np.float64)
-    if reference.shape != candidate.shape:
-        return {"passed": False, "max_abs_diff": float("inf"), "logit_scale": None, "tolerance": None,
-                "top1_agree": 0, "images": len(reference),
-                "reason": f"output shape {list(candidate.shape)} is not {list(reference.shape)}"}
-    diff = np.abs(reference - candidate)
-    max_diff = float(diff.max()) if np.all(np.isfinite(diff)) else float("nan")
-    scale = max(1.0, float(np.abs(reference).max()))
-    tol = rtol * scale
-    return {"passed": bool(max_diff <= tol), "max_abs_diff": max_diff, "logit_scale": float(np.abs(reference).max()),
-            "rtol": rtol, "tolerance": tol, "images": len(reference),
-            "top1_agree": int((reference.argmax(1) == candidate.argmax(1)).sum())}
-
-
-def parity_batch(spec: dict, n: int = PARITY_IMAGES, data_file: Optional[str] = None):
-    """The fixed parity batch: the first ``n`` test images of ``data_file`` (default: the run's
-    data file, else the embedded sample) through the spec's transform; returns (NCHW float32, path)."""
-    images, _, path = split_images(data_file, spec.get("data_file"))
-    prepare = spec_transform(spec)
-    return np.stack([prepare(img) for img in images[:n]]).astype(np.float32), path
-
-
-def parity_check(model, forward: Callable, batch: np.ndarray, what: str, rtol: float = PARITY_RTOL) -> dict:
-    """Logits of the dygraph ``model`` and of ``forward`` (numpy in, numpy out) on ``batch``,
-    compared (:func:`compare_logits`); ParityError when they differ beyond the tolerance."""
-    import paddle
-
-    with paddle.no_grad():
-        reference = model(paddle.to_tensor(batch)).numpy()
-    try:
-        candidate = np.asarray(forward(batch))
-    except Exception as exc:
-        raise ParityError(f"parity check failed: {what} cannot run ({exc.__class__.__name__}: "
-                          f"{' '.join(str(exc).split())[:200]})") from None
-    result = compare_logits(reference, candidate, rtol)
-    if not result["passed"]:
-        reason = result.get("reason") or (f"max |logit diff| {result['max_abs_diff']:.3g} > tolerance "
-                                          f"{result['tolerance']:.3g} ({rtol:g} x logit scale "
-                                          f"{result['logit_scale']:.3g}), top-1 agrees on {result['top1_agree']} "
-                                          f"of {result['images']} images")
-        raise ParityError(f"parity check failed: {what} against the dygraph model: {reason}")
-    return result
-
-
-def _inference_forward(export_dir: Path, what: str) -> Callable:
-    from ba_net.inference import InferenceRunner
-
-    try:
-        return InferenceRunner(export_dir / MODEL_PREFIX).run_numpy
-    except Exception as exc:  # a corrupt or truncated model file: Paddle raises from C++
-        raise ParityError(f"parity check failed: Paddle Inference cannot load {what} ({exc.__class__.__name__}: "
-                          f"{' '.join(str(exc).split())[:200]})") from None
-
-
-def describe_parity(result: dict, label: str = "Paddle Inference") -> str:
-    return (f"parity ({label} vs dygraph) on {result['images']} test images of {result.get('data_file', '?')}: "
-            f"max |logit diff| {result['max_abs_diff']:.2e} (logit scale {result['logit_scale']:.3g}, tolerance "
-            f"{result['tolerance']:.2e}): pass; top-1 agrees on {result['top1_agree']}/{result['images']}")
-
-
 # ------------------------------------------------------------------------------ ONNX
 
 def onnx_available() -> None:
@@ -388,7 +291,7 @@ def export_run(run_dir, weights: str = "best", out=None, force: bool = False, on
     start = time.monotonic()
     model, weights_file = build_run_model(run, weights)
     spec = run_spec(run, weights, model, weights_file)
-    batch, batch_source = parity_batch(spec, parity_images, data_file)
+    batch, batch_source = parity_batch(spec_transform(spec), parity_images, data_file, spec.get("data_file"))
     created = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -401,7 +304,7 @@ def export_run(run_dir, weights: str = "best", out=None, force: bool = False, on
         size = spec["input"]["shape"][-1]
         export_for_inference(model, tmp, (3, size, size))
         logger.info("parity check on %d test images of %s ...", len(batch), _relative(batch_source))
-        result = parity_check(model, _inference_forward(tmp, "the exported model"), batch, "Paddle Inference", rtol)
+        result = parity_check(model, inference_forward(tmp / MODEL_PREFIX, "the exported model"), batch, "Paddle Inference", rtol)
         spec["parity"] = {**result, "data_file": str(batch_source), "split": "test", "first_images": len(batch)}
         spec["files"] = {"model": f"{MODEL_PREFIX}.json", "params": f"{MODEL_PREFIX}.pdiparams", "onnx": None}
         if onnx:
@@ -467,9 +370,9 @@ def verify_export(export_dir, parity_images: Optional[int] = None, data_file: Op
         raise RunStateError(f"{weights} changed since {folder} was exported (sha256 differs): the run was "
                             f"retrained; export it again (tools/export.py {run.root} --force)")
     n = parity_images or (spec.get("parity") or {}).get("first_images") or PARITY_IMAGES
-    batch, source = parity_batch(spec, n, data_file)
+    batch, source = parity_batch(spec_transform(spec), n, data_file, spec.get("data_file"))
     logger.info("parity check of %s on %d test images of %s ...", _relative(folder), len(batch), _relative(source))
-    result = {**parity_check(model, _inference_forward(folder, str(folder)), batch, "Paddle Inference", rtol),
+    result = {**parity_check(model, inference_forward(folder / MODEL_PREFIX, str(folder)), batch, "Paddle Inference", rtol),
               "data_file": str(source)}
     onnx = (spec.get("files") or {}).get("onnx")
     if onnx and (folder / onnx).is_file():
@@ -479,6 +382,5 @@ def verify_export(export_dir, parity_images: Optional[int] = None, data_file: Op
     return result
 
 
-__all__ = ["PARITY_RTOL", "ParityError", "SourceRun", "build_run_model", "compare_logits", "default_export_dir",
-           "export_run", "open_run", "parity_check", "read_spec", "run_spec", "spec_transform", "split_images",
-           "verify_export"]
+__all__ = ["SourceRun", "build_run_model", "default_export_dir", "export_run", "open_run", "read_spec", "run_spec",
+           "spec_transform", "verify_export"]

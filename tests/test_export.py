@@ -14,6 +14,7 @@ import pytest
 from ba_net import data as D
 from ba_net import engine
 from ba_net import export as E
+from ba_net import parity as P
 from ba_net.config import load_config
 from ba_net.models import build_model
 from helpers import REPO, read_history, run_tool, tiny_config
@@ -125,13 +126,13 @@ def test_corrupted_params_fail_the_check(exported, tmp_path):
 
 def test_mismatch_fails_export_and_leaves_nothing(tiny_run, tmp_path, monkeypatch, capsys):
     """Paddle Inference answering 1 % of the logit scale off: exit 1, one line, no folder."""
-    real = E._inference_forward
+    real = E.inference_forward
 
     def shifted(folder, what):
         forward = real(folder, what)
         return lambda batch: forward(batch) + 0.01 * max(1.0, float(np.abs(forward(batch)).max()))
 
-    monkeypatch.setattr(E, "_inference_forward", shifted)
+    monkeypatch.setattr(E, "inference_forward", shifted)
     out = tmp_path / "exports" / "x"
     assert _tool_main()([str(tiny_run), "--out", str(out)]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # + progress lines
@@ -149,13 +150,13 @@ def test_onnx_export_is_checked_with_onnx_runtime(tiny_run, tmp_path):
 
 def test_tolerance_rule():
     ref = np.array([[2.0, -4.0], [1.0, 0.5]])
-    assert E.compare_logits(ref, ref + 3.9e-4)["passed"]  # scale 4: tolerance 4e-4
-    assert not E.compare_logits(ref, ref + 4.1e-4)["passed"]
+    assert P.compare_logits(ref, ref + 3.9e-4)["passed"]  # scale 4: tolerance 4e-4
+    assert not P.compare_logits(ref, ref + 4.1e-4)["passed"]
     small = np.array([[0.1, 0.2]])
-    assert E.compare_logits(small, small + 0.9e-4)["passed"]  # scale floored at 1
-    assert not E.compare_logits(small, small + 1.1e-4)["passed"]
-    assert not E.compare_logits(ref, np.where(ref > 1.5, np.nan, ref))["passed"]  # NaN fails
-    assert not E.compare_logits(ref, ref[:1])["passed"]
+    assert P.compare_logits(small, small + 0.9e-4)["passed"]  # scale floored at 1
+    assert not P.compare_logits(small, small + 1.1e-4)["passed"]
+    assert not P.compare_logits(ref, np.where(ref > 1.5, np.nan, ref))["passed"]  # NaN fails
+    assert not P.compare_logits(ref, ref[:1])["passed"]
 
 
 @pytest.mark.parametrize("name", sorted(D.PRESETS))

@@ -24,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _tool_setup  # noqa: E402,F401  (the checkout on sys.path, then ba_net, or a one-line error)
 from ba_net.errors import BaNetError  # noqa: E402
-from ba_net.export import PARITY_IMAGES, ParityError, describe_parity, export_run, verify_export  # noqa: E402
+from ba_net.export import export_run, verify_export  # noqa: E402
+from ba_net.parity import PARITY_IMAGES, ParityError, describe_parity  # noqa: E402
 from ba_net.runtime import setup_logging  # noqa: E402
 
 
