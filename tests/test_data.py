@@ -216,7 +216,7 @@ def test_loader_workers_use_one_opencv_thread_and_fall_back_from_a_small_shm(mon
     seen = {int(v) for x, _ in loader for v in x.numpy().ravel()}
     assert seen == {1}  # each worker: one OpenCV thread
     # a /dev/shm with 64 MB free (Docker's default) cannot hold 4 workers' 128 x 3 x 128 x 128 batches
-    monkeypatch.setattr(D.shutil, "disk_usage", lambda p: type("U", (), {"free": 64 << 20})())
+    monkeypatch.setattr(L.shutil, "disk_usage", lambda p: type("U", (), {"free": 64 << 20})())
     assert not L.shared_memory_fits(4, 128 * 3 * 128 * 128 * 4)
     assert L.shared_memory_fits(1, 32 * 3 * 32 * 32 * 4)
     loader = L.build_loader(np.zeros((8, 32, 32, 3), np.uint8), np.zeros(8, np.int64), lambda im, rng: im, 128,
