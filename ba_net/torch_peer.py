@@ -177,9 +177,164 @@ def measure_peer(spec: dict, env: Optional[dict] = None, timeout: float = 1800) 
         return json.loads(out.read_text())
 
 
+# ------------------------------------------------------------------ taking turns (interleaved)
+
+TASKS = ("train", "eval")
+
+
+def _torch_tasks(spec: dict) -> dict:
+    """task -> zero-argument callable for the PyTorch peer: a train step in ``spec['train_layout']``
+    and an eval forward in ``spec['eval_layout']`` (as in :func:`measure_torch`)."""
+    import torch
+
+    torch.set_num_threads(int(spec["threads"]))
+    torch.manual_seed(0)
+    batch, size = int(spec["batch"]), int(spec["image_size"])
+    images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
+
+    def prepare(task):
+        fmt = torch.channels_last if spec[f"{task}_layout"] == "channels_last" else torch.contiguous_format
+        model = build_torch_alexnet().to(memory_format=fmt)
+        x = images.contiguous(memory_format=fmt)
+        if task == "eval":
+            model.eval()
+
+            def forward():
+                with torch.inference_mode():
+                    model(x).numpy()
+            return forward
+        optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"], weight_decay=spec["weight_decay"])
+        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=spec["label_smoothing"])
+        model.train()
+
+        def step():
+            loss = loss_fn(model(x), labels)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            float(loss.detach())
+        return step
+
+    return prepare
+
+
+def _paddle_tasks(spec: dict) -> Callable:
+    """task -> callable for our AlexNet: the fast path's train step and the Paddle Inference
+    forward (the predictor is made only when the eval turns start, after every train turn: a
+    predictor in the process slows the training program down)."""
+    from ba_net.benchmark_rows import Settings, _batch, _config, _eval_callable, _trainer
+
+    settings = Settings(batch_size=int(spec["batch"]), image_sizes={"alexnet": int(spec["image_size"])})
+    x, y = _batch(settings, "alexnet")
+    held = {}
+
+    def prepare(task):
+        import paddle
+
+        held.clear()  # the trainer goes before the predictor comes
+        if task == "eval":
+            runner = _eval_callable("alexnet", "inference", Path(tempfile.mkdtemp(prefix="ba_net_turns_")))
+            held["runner"] = runner
+            return lambda: runner(x).numpy()
+        with paddle.utils.unique_name.guard():
+            step = _trainer("alexnet", "fast", _config(settings, "fast", model="alexnet"))["step"]
+        held["step"] = step
+        return lambda: float(step(x, y))
+
+    return prepare
+
+
+def serve(kind: str, arg: str) -> None:
+    """A worker of :func:`take_turns`: prints ``ready``, then for each stdin line ``<task> <k>``
+    runs ``k`` units of ``task`` and prints the seconds they took. A task is prepared and warmed
+    up (``spec['warmup']`` untimed units) the first time it is asked for, outside the timing."""
+    spec = json.loads(arg)
+    prepare = _torch_tasks(spec) if kind == "pytorch" else _paddle_tasks(spec)
+    ready, current = {}, [None]
+    print("ready", flush=True)
+    for line in sys.stdin:
+        task, k = line.split()
+        if current[0] != task:
+            ready.clear()
+            ready[task] = prepare(task)
+            for _ in range(max(1, int(spec["warmup"]))):
+                ready[task]()
+            current[0] = task
+        t0 = time.perf_counter()
+        for _ in range(int(k)):
+            ready[task]()
+        print(time.perf_counter() - t0, flush=True)
+
+
+def worker_commands(spec: dict) -> dict:
+    """The two workers of the interleaved comparison: ours (imports ba_net) and the PyTorch peer
+    (this file loaded by path, no Paddle)."""
+    arg = json.dumps(spec)
+    by_path = ("import importlib.util, sys\n"
+               "spec = importlib.util.spec_from_file_location('ba_net_torch_peer', sys.argv[1])\n"
+               "module = importlib.util.module_from_spec(spec)\n"
+               "spec.loader.exec_module(module)\n"
+               "module.serve('pytorch', sys.argv[2])\n")
+    return {"ours": [sys.executable, "-c", "import sys, ba_net.torch_peer as t; t.serve('paddle', sys.argv[1])", arg],
+            "pytorch": [sys.executable, "-c", by_path, str(Path(__file__).resolve()), arg]}
+
+
+def take_turns(commands: dict, tasks, turns: int, units: int, images_per_unit: int, env: Optional[dict] = None,
+               timeout: float = 1800, pause: float = 0.5) -> dict:
+    """Two persistent worker processes (``commands``: "ours" and "pytorch" -> argv of a
+    :func:`serve` loop) take turns, one idle while the other runs: for each task, ``turns`` turns
+    each of ``units`` units, in ABBA order so a drift of the load hits both alike. Returns per
+    task each worker's images/s (median turn) and ``ours_over_pytorch``, the median over the
+    paired turns of (PyTorch's time / ours): above 1, ours is faster. ``pause`` seconds pass
+    between turns: an OpenMP runtime keeps its threads spinning for a while after its work
+    (Intel's 200 ms by default), which would otherwise eat into the next worker's turn."""
+    names = ("ours", "pytorch")
+    logs = {n: tempfile.TemporaryFile(mode="w+") for n in names}  # a pipe could fill up and block the worker
+    procs = {n: subprocess.Popen(commands[n], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[n],
+                                 text=True, env=env, cwd=tempfile.gettempdir()) for n in names}
+    deadline = time.time() + timeout
+
+    def read(name):
+        line = procs[name].stdout.readline()
+        if not line or time.time() > deadline:
+            logs[name].seek(0)
+            err = "\n".join(logs[name].read().strip().splitlines()[-10:])
+            raise RuntimeError(f"interleaved worker {name} stopped (exit {procs[name].poll()}):\n{err}")
+        return line.strip()
+
+    try:
+        for name in names:
+            while read(name) != "ready":
+                pass
+        out = {}
+        for task in tasks:
+            seconds = {n: [] for n in names}
+            for i in range(turns):
+                for name in (names if i % 2 == 0 else names[::-1]):
+                    time.sleep(pause)
+                    procs[name].stdin.write(f"{task} {units}\n")
+                    procs[name].stdin.flush()
+                    seconds[name].append(float(read(name)))
+            out[task] = {**{f"{n}_img_s": units * images_per_unit / statistics.median(seconds[n]) for n in names},
+                         "ours_over_pytorch": statistics.median(
+                             [b / a for a, b in zip(seconds["ours"], seconds["pytorch"])]),
+                         "turns": turns, "units_per_turn": units}
+        return out
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.stdin.close()
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        for log in logs.values():
+            log.close()
+
+
 def count_torch_params(model) -> int:
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
-__all__ = ["LAYOUTS", "build_torch_alexnet", "count_torch_params", "measure_peer", "measure_torch",
-           "torch_importable", "worker_main"]
+__all__ = ["LAYOUTS", "TASKS", "build_torch_alexnet", "count_torch_params", "measure_peer", "measure_torch",
+           "serve", "take_turns", "torch_importable", "worker_commands", "worker_main"]

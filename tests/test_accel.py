@@ -208,6 +208,9 @@ def test_benchmark_quick_writes_every_row(tmp_path, cifar_subset):
     if torch_importable():  # the PyTorch peer in the same run, and our AlexNet rows against it
         assert peer == {(s, f"pytorch {lay}") for s in ("train step", "eval fwd") for lay in ("eager", "channels_last")}
         assert result["gemm"]["pytorch"] > 0 and "| x PyTorch |" in proc.stdout
+        turns = result["peer_interleaved"]  # the two taking turns under the same load
+        assert all(turns[t]["ours_img_s"] > 0 and turns[t]["pytorch_img_s"] > 0 for t in ("train", "eval"))
+        assert "taking turns with it" in proc.stdout
         assert all(r["vs_pytorch"] > 0 for r in result["rows"]
                    if r["model"] == "alexnet" and r["section"] in ("train step", "eval fwd"))
     else:

@@ -144,3 +144,39 @@ def test_x_pytorch_is_against_the_best_layout_of_the_section():
     assert got[("eval fwd", "alexnet", "inference")] == pytest.approx(2.0)
     assert got[("train step", "ba_alexnet", "fast")] is None  # the peer is AlexNet only
     assert got[("eval pass", "alexnet", "inference")] is None  # no peer row in that section
+
+
+FAKE_WORKER = """
+import sys
+name, per_unit, log = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+print("ready", flush=True)
+for line in sys.stdin:
+    task, k = line.split()
+    with open(log, "a") as f:
+        f.write(f"{name} {task} {k}\\n")
+    print(per_unit * int(k) * (2 if task == "eval" else 1), flush=True)
+"""
+
+
+def test_take_turns_alternates_abba_and_pairs_the_times(tmp_path):
+    """Fake workers report their seconds (ours 0.1 s per batch, PyTorch 0.3 s; eval twice that):
+    the turns go ABBA, each worker runs `units` batches per turn, and ours / PyTorch is 3."""
+    log = tmp_path / "turns.log"
+    commands = {name: [sys.executable, "-c", FAKE_WORKER, name, str(per_unit), str(log)]
+                for name, per_unit in (("ours", 0.1), ("pytorch", 0.3))}
+    out = torch_peer.take_turns(commands, ("train", "eval"), turns=4, units=2, images_per_unit=8, pause=0.0)
+    calls = log.read_text().split("\n")[:-1]
+    names = [c.split()[0] for c in calls]
+    assert names == ["ours", "pytorch", "pytorch", "ours"] * 4  # 4 turns per task, 2 tasks
+    assert [c.split()[1] for c in calls] == ["train"] * 8 + ["eval"] * 8 and all(c.endswith(" 2") for c in calls)
+    assert out["train"]["ours_over_pytorch"] == pytest.approx(3.0)
+    assert out["train"]["ours_img_s"] == pytest.approx(2 * 8 / 0.2)
+    assert out["eval"]["pytorch_img_s"] == pytest.approx(2 * 8 / 1.2)
+    assert out["eval"]["turns"] == 4
+
+
+def test_take_turns_reports_a_dead_worker(tmp_path):
+    commands = {"ours": [sys.executable, "-c", FAKE_WORKER, "ours", "0.1", str(tmp_path / "log")],
+                "pytorch": [sys.executable, "-c", "import sys; sys.exit('no torch (fake)')"]}
+    with pytest.raises(RuntimeError, match="worker pytorch stopped.*\n.*no torch"):
+        torch_peer.take_turns(commands, ("train",), turns=2, units=1, images_per_unit=1, pause=0.0)
