@@ -7,11 +7,30 @@ Scalars (step: the iteration for the first two, the epoch for the others):
   ``loss/test``, ``acc/test`` when ``data.val_split`` holds a validation set out of train;
 * ``hparam/best_val_acc``, ``hparam/final_val_acc``, ``hparam/final_train_acc``: once, when the
   run finishes; with the hyperparameters of :func:`run_hparams` they make the HYPERPARAMETERS tab.
+
+Attention and predictions (step: the epoch), by :func:`log_probe` from one forward, in eval mode
+and without gradients, of a fixed validation batch -- the first 32 images of the split the run
+validates on (:func:`ba_net.attention_stats.fixed_batch`), the same every epoch:
+
+* ``attention/<module>``: a histogram (:data:`HIST_BUCKETS` buckets) of the gate values of each
+  attention module, named as in ``model.named_sublayers()`` (``attention/attention`` for
+  BA-AlexNet, ``attention/layer1.0.attention`` ... for the CIFAR ResNets,
+  ``attention/attention.channel_gate`` and ``.spatial_gate`` for CBAM): 32 x C values for a
+  channel gate, 32 x H x W for a spatial one. Models without attention log none.
+* ``predictions/val``: an image, the first 16 of those images with their true (T) and
+  predicted (P, green right, red wrong) class.
+
+Only the epochs trained by this process get these two: a resumed run's log is rebuilt from
+history.json, which holds the scalars alone.
 """
 from __future__ import annotations
 
 import shutil
 
+from ba_net import attention_stats
+
+HIST_BUCKETS = 20
+PREDICTION_TAG = "predictions/val"
 METRICS = ("hparam/best_val_acc", "hparam/final_val_acc", "hparam/final_train_acc")
 EPOCH_TAGS = (("loss/train", "train_loss"), ("loss/val", "val_loss"), ("acc/train", "train_acc"),
               ("acc/val", "val_acc"), ("lr/epoch", "lr"), ("loss/test", "test_loss"), ("acc/test", "test_acc"))
@@ -59,4 +78,12 @@ def log_final(writer, history: dict) -> None:
         writer.add_scalar(tag, value, last["epoch"])
 
 
-__all__ = ["run_hparams", "log_epoch", "log_final", "log_iter", "open_writer"]
+def log_probe(writer, model, batch: attention_stats.FixedBatch, epoch: int) -> None:
+    """The ``attention/*`` histograms and the ``predictions/val`` grid of ``model`` on ``batch``."""
+    predicted, gates = attention_stats.probe(model, batch.inputs)
+    for name, values in gates.items():
+        writer.add_histogram(f"attention/{name}", values.reshape(-1), epoch, buckets=HIST_BUCKETS)
+    writer.add_image(PREDICTION_TAG, attention_stats.prediction_grid(batch, predicted), epoch)
+
+
+__all__ = ["run_hparams", "log_epoch", "log_final", "log_iter", "log_probe", "open_writer"]

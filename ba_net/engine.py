@@ -21,7 +21,7 @@ import numpy as np
 import paddle
 import paddle.distributed as dist
 
-from ba_net import accel, amp, dashboard, loading, runs
+from ba_net import accel, amp, attention_stats, dashboard, loading, runs
 from ba_net import data as D
 from ba_net.checkpoint import atomic_write_json, atomic_write_text, write_error
 from ba_net.config import dump_config
@@ -207,6 +207,7 @@ class _Training:
                                                     dashboard.run_hparams(cfg, self.model_name, self.seed))
             except OSError as exc:
                 raise write_error(exc.filename or self.folder.vdl, exc, fix=_WRITE_FIX) from None
+            self.probe_batch = attention_stats.fixed_batch(self.val_loader, D.CLASSES)  # dashboard's
 
     def epoch(self, epoch: int, iter_offset: int):
         """Train and validate one epoch: (its record, iterations), or (None, why it failed)."""
@@ -252,6 +253,7 @@ class _Training:
             for it in new_iters:
                 dashboard.log_iter(self.writer, it)
             dashboard.log_epoch(self.writer, record)
+            dashboard.log_probe(self.writer, self.model, self.probe_batch, record["epoch"])
             if improved:
                 runs.save_weights(self.folder, "best", self.model, self.optimizer)
             runs.save_resume_state(self.folder, record["epoch"], self.model, self.optimizer, h,

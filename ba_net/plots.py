@@ -1,6 +1,6 @@
 """The comparison's figures, each a matplotlib Figure on the Agg canvas (no display, no pyplot
 state): learning curves per model, a grid of test images with predictions, confusion matrices,
-per-class accuracy.
+per-class accuracy, the mean attention gate per channel of BA and SE.
 :func:`save_figure` writes one as PNG, atomically."""
 from __future__ import annotations
 
@@ -140,4 +140,26 @@ def plot_per_class(per_class: dict):
     return fig
 
 
-__all__ = ["denormalize", "plot_confusion", "plot_curves", "plot_per_class", "plot_predictions", "save_figure"]
+def plot_attention_channels(curves: dict):
+    """attention_ba_vs_se.png: one panel per class, the mean gate per channel (x: channel index)
+    of each model. ``curves``: {model label: {class name: [C] mean gates}}."""
+    classes = list(dict.fromkeys(c for per_class in curves.values() for c in per_class))
+    fig = _figure(4.2 * max(1, len(classes)), 3.8)
+    axes = np.atleast_1d(fig.subplots(1, max(1, len(classes)), sharey=True, squeeze=False)[0])
+    for ax, cls in zip(axes, classes):
+        for i, (label, per_class) in enumerate(curves.items()):
+            if cls in per_class:
+                ax.plot(np.arange(len(per_class[cls])), per_class[cls], color=f"C{i}", linewidth=1, label=label)
+        ax.set_title(f"class {cls}", fontsize=10)
+        ax.set_xlabel("channel")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean attention weight")
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("mean attention weight per channel over each class's test images (last attention module)",
+                 fontsize=10)
+    return fig
+
+
+__all__ = ["denormalize", "plot_attention_channels", "plot_confusion", "plot_curves", "plot_per_class",
+           "plot_predictions", "save_figure"]
