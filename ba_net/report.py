@@ -290,6 +290,15 @@ def add_predictions(summary: dict, runs, test_split, out_dir, n_images: int = 8)
     return figs
 
 
+def add_attention_figure(runs, baseline: str, test_split, out_dir) -> bool:
+    """attention_ba_vs_se.png, BA's and SE's mean attention per channel for a few classes
+    (:func:`ba_net.attention_stats.write_ba_vs_se`); one log line and False without both."""
+    from ba_net.attention_stats import write_ba_vs_se
+    from ba_net.data import CLASSES
+
+    return write_ba_vs_se(by_model(runs, baseline), test_split, out_dir, _model_kwargs, _preset, CLASSES)
+
+
 # ================================================================================ pipeline
 
 def _test_split(runs):
@@ -335,6 +344,7 @@ def compare_experiment(experiment_dir, out_dir=None, baseline: Optional[str] = N
                                     "and per_class.csv not written.")
         else:
             add_predictions(summary, runs, test_split, out_dir)
+        add_attention_figure(runs, baseline, test_split, out_dir)
     write_tables(summary, out_dir)
     logger.info("wrote comparison.{json,md,csv} and figures to %s", out_dir)
     return summary
