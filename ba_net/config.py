@@ -74,6 +74,9 @@ SCHEMA = {
         "max_steps_per_epoch": Field(None, "int", "cap on iterations per epoch; null = the whole epoch", nullable=True, minimum=1),
         "log_every": Field(10, "int", "record the train loss every N iterations", minimum=1),
         "amp": Field(False, "bool", "mixed precision (GPU only; refused with a warning on CPU)"),
+        "ema_decay": Field(None, "float", "exponential moving average of the weights after every step, evaluated "
+                           "and saved beside them (best_ema.pdparams, final_ema.pdparams); e.g. 0.999; null: off "
+                           "(trains on the dygraph path)", nullable=True, minimum=0.0, below=1.0),
         "sync_bn": Field(None, "bool", "synchronize BatchNorm statistics across processes (SyncBatchNorm, GPU only); "
                          "null: on when several GPU processes train; false: per-process statistics, averaged "
                          "over the processes before each evaluation", nullable=True),

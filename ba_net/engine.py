@@ -22,9 +22,11 @@ import paddle
 import paddle.distributed as dist
 
 from ba_net import accel, amp, attention_stats, dashboard, loading, runs
+from ba_net.loops import evaluate, train_epoch
 from ba_net import data as D
-from ba_net.checkpoint import atomic_write_json, atomic_write_text, write_error
+from ba_net.checkpoint import atomic_write_json, atomic_write_text, save_paddle, write_error
 from ba_net.config import dump_config
+from ba_net.ema import WeightEMA
 from ba_net.distributed import Distributed, per_process_batch, sync_batch_norm, sync_bn_wanted
 from ba_net.errors import ConfigError, OutputError, RunStateError
 from ba_net.lock import RunLock
@@ -32,102 +34,18 @@ from ba_net.lock import describe as describe_owner
 from ba_net.loss import LabelSmoothingCrossEntropy
 from ba_net.models import build_model
 from ba_net.optim import build_optimizer, build_scheduler, check_schedule
-from ba_net.progress import Progress, hms
+from ba_net.progress import hms
 from ba_net.runtime import select_device
 from ba_net.runs import RunFolder, run_config
 
 logger = logging.getLogger(__name__)
 
-PROGRESS_SECONDS = 15.0
 _WRITE_FIX = ("free disk space or make the folder writable, or choose another output_dir; a run stopped this way "
               "continues with --resume")
 
 
 def _derived_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] % (2**31 - 1))
-
-
-# ------------------------------------------------------------------------------------- loops
-
-def evaluate(model, loader, loss_fn, ctx: Optional[Distributed] = None) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` over ``loader`` (summed over ranks)."""
-    ctx = ctx or Distributed()
-    model.eval()
-    loss_sum = paddle.zeros([], dtype="float64")
-    correct = paddle.zeros([], dtype="int64")
-    count = 0
-    with paddle.no_grad():
-        for images, labels in loader:
-            logits = model(images)
-            n = int(labels.shape[0])
-            loss_sum += loss_fn(logits, labels).astype("float64") * n
-            correct += (logits.argmax(axis=1) == labels.reshape([-1])).astype("int64").sum()
-            count += n
-    loss_sum, correct, count = ctx.sum([float(loss_sum), float(correct), count])
-    return loss_sum / max(count, 1), correct / max(count, 1)
-
-
-def _step(model, images, target, loss_fn, optimizer, scaler, step_fn):
-    """One optimizer step: ``step_fn`` (the fast path), AMP with ``scaler``, or plain dygraph."""
-    if step_fn is not None:
-        logits, loss = step_fn(images, target)
-    elif scaler is not None:
-        with paddle.amp.auto_cast():
-            logits = model(images)
-            loss = loss_fn(logits, target)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        logits = model(images)
-        loss = loss_fn(logits, target)
-        loss.backward()
-        optimizer.step()
-    optimizer.clear_grad()
-    return logits, loss
-
-
-def train_epoch(model, loader, loss_fn, optimizer, scheduler, *, epoch, seed, mixup_alpha, log_every,
-                iter_offset, iters, ctx, scaler=None, label="", step_fn=None) -> tuple[float, float, int]:
-    """One pass over ``loader``; returns (mean loss, accuracy, iterations) and appends
-    ``{"iter", "loss", "lr"}`` to ``iters`` every ``log_every`` iterations. Raises
-    FloatingPointError at the first non-finite loss it sees. ``step_fn(images, target) ->
-    (logits, loss)``, when given, does the forward, backward and update (ba_net.accel)."""
-    model.train()
-    loss_sum = paddle.zeros([], dtype="float64")
-    correct = paddle.zeros([], dtype="int64")
-    count = 0
-    steps = len(loader)
-    progress = Progress(steps, PROGRESS_SECONDS, ctx.main)
-    step = 0
-    for step, (images, labels) in enumerate(loader, start=1):
-        labels = labels.reshape([-1])
-        target, truth = labels, labels
-        if mixup_alpha > 0:
-            rng = np.random.default_rng([seed, epoch, step, ctx.rank])
-            images, target, truth = loading.mixup(images, labels, mixup_alpha, rng)
-        lr = optimizer.get_lr()
-        logits, loss = _step(model, images, target, loss_fn, optimizer, scaler, step_fn)
-        scheduler.step()
-        n = int(labels.shape[0])
-        loss_sum += loss.detach().astype("float64") * n
-        correct += (logits.detach().argmax(axis=1) == truth).astype("int64").sum()
-        count += n
-        global_iter = iter_offset + step
-        if global_iter % log_every == 0 or step == steps:
-            batch_loss = ctx.sum([float(loss)])[0] / ctx.world
-            if not math.isfinite(batch_loss):
-                raise FloatingPointError(f"non-finite loss {batch_loss} at epoch {epoch} iteration {global_iter}")
-            if global_iter % log_every == 0:
-                iters.append({"iter": global_iter, "loss": batch_loss, "lr": lr})
-            if progress.due(step):
-                logger.info("%s step %d/%d  loss %.4f  lr %.3g  %.1f img/s  eta %s", label, step, steps, batch_loss,
-                            lr, progress.rate(count * ctx.world), progress.eta(step))
-    loss_sum, correct, count = ctx.sum([float(loss_sum), float(correct), count])
-    mean_loss = loss_sum / max(count, 1)
-    if not math.isfinite(mean_loss):
-        raise FloatingPointError(f"non-finite mean loss at epoch {epoch}")
-    return mean_loss, correct / max(count, 1), step
 
 
 # ------------------------------------------------------------------------------------ one run
@@ -165,6 +83,7 @@ class _Training:
         self.optimizer = build_optimizer(cfg, self.model.parameters(), self.scheduler)
         self.loss_fn = LabelSmoothingCrossEntropy(cfg["loss"]["label_smoothing"])
         self.scaler = amp.grad_scaler(t["amp"], device)
+        self.ema = WeightEMA(self.model, t["ema_decay"]) if t["ema_decay"] else None
         self.history = runs.new_history(cfg, model_name, seed, self.ctx.world, device)
         self.writer = self.fast = None
         self.train_model = self.model
@@ -181,6 +100,8 @@ class _Training:
         self.history = runs.load_resume_state(self.folder, state, self.model, self.optimizer,
                                               self.cfg["optimizer"]["name"])
         amp.load_scaler_state(self.scaler, state.get("scaler"), self.label)
+        if self.ema is not None:
+            self.ema.set_state_dict(runs.load_resume_ema(self.folder, state))
         if saved_world != self.ctx.world:  # same global batch, sample order and iteration numbers
             logger.info("%s resuming on %d process(es) after %d: the global batch stays %d", self.label,
                         self.ctx.world, saved_world, self.cfg["train"]["batch_size"])
@@ -196,9 +117,12 @@ class _Training:
         cfg = self.cfg
         if self.ctx.world > 1:
             self.train_model = paddle.DataParallel(self.model)
-        self.fast = accel.prepare_training(cfg, self.model_name, self.model, self.optimizer,
-                                           lambda p: build_optimizer(cfg, p, self.scheduler), self.loss_fn,
-                                           device=self.history["device"], world=self.ctx.world)  # None: dygraph
+        if self.ema is not None:  # the static program's weights reach the model once per epoch, not per step
+            logger.info("training path: dygraph (train.ema_decay averages the weights after every step)")
+        else:
+            self.fast = accel.prepare_training(cfg, self.model_name, self.model, self.optimizer,
+                                               lambda p: build_optimizer(cfg, p, self.scheduler), self.loss_fn,
+                                               device=self.history["device"], world=self.ctx.world)  # None: dygraph
         if self.ctx.main:
             atomic_write_text(self.folder.config, dump_config(run_config(cfg, self.model_name, self.seed)))
             atomic_write_json(self.folder.history, self.history)
@@ -221,21 +145,30 @@ class _Training:
                 self.train_model, self.train_loader, self.loss_fn, self.optimizer, self.scheduler, epoch=epoch,
                 seed=self.seed, mixup_alpha=self.cfg["data"]["mixup_alpha"], log_every=t["log_every"],
                 iter_offset=iter_offset, iters=self.history["iters"], ctx=self.ctx, scaler=self.scaler,
-                label=f"{self.label} epoch {epoch}/{t['epochs']}", step_fn=self.fast)
+                label=f"{self.label} epoch {epoch}/{t['epochs']}", step_fn=self.fast, ema=self.ema)
         except FloatingPointError as exc:
             return None, str(exc)
         if self.fast is not None:
             self.fast.sync()  # trained state -> model and optimizer, for evaluation and checkpoints
-        val_model = self.fast.eval_model if self.fast else self.train_model
         self.ctx.average_buffers(self.model)
-        val_loss, val_acc = evaluate(val_model, self.val_loader, self.loss_fn, self.ctx)
-        if not math.isfinite(val_loss):
-            return None, f"non-finite validation loss {val_loss} at epoch {epoch}"
-        record = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-                  "val_acc": val_acc, "lr": lr}
-        if self.test_loader is not None:  # held-out selection: the test split is reported, never selected on
-            record["test_loss"], record["test_acc"] = evaluate(val_model, self.test_loader, self.loss_fn, self.ctx)
+        record = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "lr": lr,
+                  **self._validate(self.fast.eval_model if self.fast else self.train_model)}
+        if not math.isfinite(record["val_loss"]):
+            return None, f"non-finite validation loss {record['val_loss']} at epoch {epoch}"
+        if self.ema is not None:
+            with self.ema.applied() as averaged:
+                record.update(self._validate(averaged, "ema_"))
         return {**record, "time_s": round(time.time() - t0, 3)}, steps
+
+    def _validate(self, model, prefix: str = "") -> dict:
+        """``<prefix>val_loss`` / ``_acc`` and, with a hold-out, ``<prefix>test_loss`` / ``_acc``
+        (the test split is then reported, never selected on)."""
+        out = {}
+        for split, loader in (("val", self.val_loader), ("test", self.test_loader)):
+            if loader is not None:
+                out[f"{prefix}{split}_loss"], out[f"{prefix}{split}_acc"] = evaluate(model, loader, self.loss_fn,
+                                                                                      self.ctx)
+        return out
 
     def record(self, record: dict, new_iters: list) -> None:
         """Add the epoch to the history; rank 0 logs it to VisualDL and saves best weights, the
@@ -246,6 +179,10 @@ class _Training:
         if improved:
             h["best_val_acc"], h["best_epoch"] = record["val_acc"], record["epoch"]
         test = f"  test acc {record['test_acc']:.4f}" if "test_acc" in record else ""
+        ema_improved = "ema_val_acc" in record and record["ema_val_acc"] > (h.get("best_ema_val_acc") or -1.0)
+        if ema_improved:
+            h["best_ema_val_acc"], h["best_ema_epoch"] = record["ema_val_acc"], record["epoch"]
+        test += f"  ema val acc {record['ema_val_acc']:.4f}" if "ema_val_acc" in record else ""
         logger.info("%s epoch %d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f%s%s  %.1fs", self.label,
                     record["epoch"], self.cfg["train"]["epochs"], record["train_loss"], record["train_acc"],
                     record["val_loss"], record["val_acc"], test, " (best)" if improved else "", record["time_s"])
@@ -256,8 +193,10 @@ class _Training:
             dashboard.log_probe(self.writer, self.model, self.probe_batch, record["epoch"])
             if improved:
                 runs.save_weights(self.folder, "best", self.model, self.optimizer)
+            if ema_improved:
+                save_paddle(self.folder.root / "best_ema.pdparams", self.ema.weights())
             runs.save_resume_state(self.folder, record["epoch"], self.model, self.optimizer, h,
-                                   amp.scaler_state(self.scaler))
+                                   amp.scaler_state(self.scaler), self.ema.state_dict() if self.ema else None)
             atomic_write_json(self.folder.history, h)
 
     def finish(self) -> dict:
@@ -266,6 +205,8 @@ class _Training:
         self.history["status"] = "finished"
         if self.ctx.main:
             runs.save_weights(self.folder, "final", self.model, self.optimizer)
+            if self.ema is not None:
+                save_paddle(self.folder.root / "final_ema.pdparams", self.ema.weights())
             dashboard.log_final(self.writer, self.history)
             atomic_write_json(self.folder.history, self.history)
             runs.drop_resume_state(self.folder)  # final.* supersede the resume checkpoint
@@ -401,4 +342,4 @@ def run_experiment(cfg: dict, resume: bool = False, force: bool = False) -> list
     return summaries
 
 
-__all__ = ["evaluate", "run_experiment", "train_epoch", "train_run"]
+__all__ = ["run_experiment", "train_run"]

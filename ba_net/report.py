@@ -99,7 +99,7 @@ def summarize(runs, baseline: str = "alexnet") -> dict:
                "epochs": sorted({len(r.epochs) for r in done})}
         for key, attr in (("val_acc_best", "best_val_acc"), ("val_acc_final", "final_val_acc"),
                           ("train_acc_final", "final_train_acc"), ("wall_time_s", "wall_time_s"),
-                          ("test_acc", "test_acc"), ("test_acc_best", "best_test_acc")):
+                          ("test_acc", "test_acc"), ("test_acc_best", "best_test_acc"), ("ema_acc", "ema_acc")):
             values = [getattr(r, attr) for r in done]
             row[f"{key}_mean"], row[f"{key}_std"] = mean_std(values) if None not in values else (None, None)
         row.update(params_total=None, params_trainable=None, input_size=None, macs=None, throughput_img_s=None,

@@ -51,6 +51,17 @@ class Run:
         return self.epochs[best].get("test_acc")
 
     @property
+    def ema_acc(self) -> Optional[float]:
+        """The weight average's accuracy (``train.ema_decay``) by the rule of :attr:`test_acc`:
+        test accuracy at the average's best held-out epoch, else its best validation accuracy;
+        None without an average."""
+        epochs = [e for e in self.epochs if "ema_val_acc" in e]
+        if not epochs:
+            return None
+        best = max(range(len(epochs)), key=lambda i: (epochs[i]["ema_val_acc"], -i))
+        return epochs[best].get("ema_test_acc", epochs[best]["ema_val_acc"])
+
+    @property
     def best_test_acc(self) -> Optional[float]:
         """The best test accuracy of any epoch (the notebook's figure: the epoch picked on test)."""
         return max((e["test_acc"] for e in self.epochs if "test_acc" in e), default=None)
@@ -79,7 +90,7 @@ class Run:
         return {"model": self.model, "seed": self.seed, "status": self.status, "reason": self.reason,
                 "included": self.finished, "epochs_done": len(self.epochs), "epochs_planned": self.epochs_planned,
                 "best_val_acc": self.best_val_acc, "final_val_acc": self.final_val_acc,
-                "test_acc": self.test_acc, "best_test_acc": self.best_test_acc,
+                "test_acc": self.test_acc, "best_test_acc": self.best_test_acc, "ema_acc": self.ema_acc,
                 "final_train_acc": self.final_train_acc, "wall_time_s": round(self.wall_time_s, 3),
                 "device": self.device, "folder": str(self.folder)}
 

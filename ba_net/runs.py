@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 STATUSES = ("running", "finished", "failed")
 EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
 HELD_OUT_KEYS = ("test_loss", "test_acc")  # epochs of a run with data.val_split: the test split, reported
+OPTIONAL_KEYS = HELD_OUT_KEYS + ("ema_val_loss", "ema_val_acc", "ema_test_loss", "ema_test_acc")  # and train.ema_decay
 TRAIN_FIX = "rerun with --force to start the run over"  # what the engine's errors about a run folder advise
 COMPARE_FIX = "delete the run folder or rerun it with --force"  # and compare's
 # Keys that may differ between a run's saved config and the current one without changing what
@@ -106,7 +107,7 @@ def _history_problem(h: dict, model: str, seed: int) -> Optional[str]:
     if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
         return "'epochs' is not a list of records"
     for e in epochs:
-        bad = [k for k in EPOCH_KEYS + HELD_OUT_KEYS if (k in EPOCH_KEYS or k in e) and not _is_number(e.get(k))]
+        bad = [k for k in EPOCH_KEYS + OPTIONAL_KEYS if (k in EPOCH_KEYS or k in e) and not _is_number(e.get(k))]
         if bad:
             return f"epoch record {e.get('epoch')!r} lacks a finite {bad[0]}"
     if len({"test_acc" in e for e in epochs}) > 1:
@@ -277,20 +278,33 @@ def save_weights(folder: RunFolder, tag: str, model, optimizer) -> None:
 
 
 def save_resume_state(folder: RunFolder, epoch: int, model, optimizer, history: dict,
-                      scaler: Optional[dict] = None) -> None:
+                      scaler: Optional[dict] = None, ema: Optional[dict] = None) -> None:
     """Checkpoint files named by epoch, then state.json pointing at them (atomically), then the
-    older checkpoints removed: at every instant state.json names a complete pair. ``scaler`` (the
-    AMP loss scaler's state, JSON) goes into state.json with them."""
+    older checkpoints removed: at every instant state.json names a complete set. ``scaler`` (the
+    AMP loss scaler's state, JSON) goes into state.json; ``ema`` (the weight average's state) into
+    ``epoch<N>.ema.pdparams`` beside the weights."""
     params = folder.checkpoints / f"epoch{epoch:04d}.pdparams"
     opt = params.with_suffix(".pdopt")
+    average = params.with_suffix(".ema.pdparams")
     save_paddle(params, model.state_dict())
     save_paddle(opt, optimizer.state_dict())
+    if ema is not None:
+        save_paddle(average, ema)
     atomic_write_json(folder.state, {"epoch": epoch, "params": str(params.relative_to(folder.root)),
                                      "opt": str(opt.relative_to(folder.root)), "history": history,
-                                     **({"scaler": scaler} if scaler else {})})
+                                     **({"scaler": scaler} if scaler else {}),
+                                     **({"ema": str(average.relative_to(folder.root))} if ema is not None else {})})
     for old in folder.checkpoints.glob("epoch*"):
-        if old not in (params, opt):
+        if old not in (params, opt, average):
             old.unlink(missing_ok=True)
+
+
+def load_resume_ema(folder: RunFolder, state: dict) -> dict:
+    """The weight average saved with the checkpoint ``state``; a RunStateError when it has none."""
+    if not state.get("ema"):
+        raise RunStateError(f"{folder.root}: its checkpoint has no weight average (train.ema_decay was off when it "
+                            f"was saved); {TRAIN_FIX}")
+    return load_paddle(folder.root / state["ema"], "resume weight average")
 
 
 def load_resume_state(folder: RunFolder, state: dict, model, optimizer, optimizer_name: str) -> dict:

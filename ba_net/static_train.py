@@ -207,7 +207,7 @@ class StaticTrainer:
 
     @property
     def eval_model(self):
-        """A model-like object for ``engine.evaluate``: the traced eval-mode forward."""
+        """A model-like object for ``loops.evaluate``: the traced eval-mode forward."""
         return _EvalModel(self.predict)
 
     # ---------------------------------------------------------------- checking

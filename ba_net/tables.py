@@ -20,7 +20,7 @@ CSV_COLUMNS = ("model", "n_seeds", "n_runs", "n_excluded", "seeds", "val_acc_bes
                "delta_vs_baseline", "delta_ci95_low", "delta_ci95_high", "p_value", "test", "params_total",
                "params_trainable", "macs", "throughput_img_s", "throughput_notebook_img_s", "wall_time_s_mean",
                "wall_time_s_std", "mde", "seeds_needed", "conclusion", "test_acc_mean", "test_acc_std",
-               "test_acc_best_mean", "test_acc_best_std")
+               "test_acc_best_mean", "test_acc_best_std", "ema_acc_mean", "ema_acc_std")
 
 # The accuracy columns of the table, by what the statistics compare (summary["metric"]): (header, row key).
 ACC_COLUMNS = {
@@ -92,7 +92,9 @@ def markdown(summary: dict) -> str:
     """comparison.md: the table, the conclusions, the reproducibility of the seeds, the runs, and how every
     number was obtained."""
     rows, base, metric = summary["rows"], summary["baseline"], summary.get("metric", "val_acc_best")
-    heads = ["model", "seeds", *(h for h, _ in ACC_COLUMNS[metric]), f"Δ {DELTA_OF[metric]} vs {base} (pp) [95 % CI]",
+    acc_columns = ACC_COLUMNS[metric] + ((("EMA weights: " + ACC_COLUMNS[metric][0][0], "ema_acc"),)
+                                         if any(r.get("ema_acc_mean") is not None for r in rows) else ())
+    heads = ["model", "seeds", *(h for h, _ in acc_columns), f"Δ {DELTA_OF[metric]} vs {base} (pp) [95 % CI]",
              "p", "min. detectable Δ (pp)", "seeds to detect Δ", "params total (trainable)", "MACs / image",
              "img/s benchmark", "img/s test-set pass"]
     out = [f"# Comparison: experiment `{summary['experiment']}`", "", "| " + " | ".join(heads) + " |",
@@ -100,7 +102,7 @@ def markdown(summary: dict) -> str:
     for r in rows:
         seeds = f"{r['n_seeds']} of {r['n_runs']}"
         params = "–" if r["params_total"] is None else f"{_count(r['params_total'])} ({_count(r['params_trainable'])})"
-        accs = " | ".join(_mean_pm_std(r, key) for _, key in ACC_COLUMNS[metric])
+        accs = " | ".join(_mean_pm_std(r, key) for _, key in acc_columns)
         out.append(f"| {r['model']} | {seeds} | {accs} | {_delta_cell(r)} | {_p_cell(r)} | {_mde_cell(r)} | "
                    f"{_needed_cell(r)} | {params} | "
                    f"{_count(r['macs'])} | {_speed(r['throughput_img_s'], summary)} | "
@@ -183,6 +185,10 @@ def _method_notes(summary: dict) -> list:
         "p-values from scipy.stats.t). With one seed on a side no interval is possible "
         "and CI and p are left empty.",
     ] + _power_notes(summary)
+    if any(r.get("ema_acc_mean") is not None for r in rows):
+        notes.append("EMA weights: the exponential moving average of each run's weights (train.ema_decay), "
+                     "evaluated every epoch beside them; its column applies the first column's rule to the "
+                     "average's own validation accuracy. Δ, CI and p compare the raw weights.")
     if any(r["n_seeds"] == 1 for r in rows):
         notes.append("Some models have a single finished seed: their std, CI and p are not defined.")
     if summary["excluded"]:

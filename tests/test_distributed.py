@@ -7,6 +7,7 @@ from ba_net import build_model, engine, runs
 from ba_net import data as D
 from ba_net.config import load_config
 from ba_net.loading import build_loader
+from ba_net.loops import evaluate
 from ba_net.distributed import Distributed, per_process_batch, sync_batch_norm, sync_bn_wanted
 from ba_net.errors import ConfigError
 from ba_net.loss import LabelSmoothingCrossEntropy
@@ -35,7 +36,7 @@ def test_two_process_cpu_launch_reduces_over_both_ranks(tmp_path, cifar_subset):
     runs.load_weights(model, folder / "final.pdparams")  # one epoch: final = the weights validated
     test_images, test_labels = D.read_cifar10(cifar_subset, "test")
     loader = build_loader(test_images, test_labels, D.eval_transform, 8, train=False)
-    val_loss, val_acc = engine.evaluate(model, loader, LabelSmoothingCrossEntropy(0.1))
+    val_loss, val_acc = evaluate(model, loader, LabelSmoothingCrossEntropy(0.1))
     record = h["epochs"][0]
     assert record["val_loss"] == pytest.approx(val_loss, rel=1e-4)
     assert record["val_acc"] == pytest.approx(val_acc, abs=1.5 / len(test_labels))

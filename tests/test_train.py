@@ -6,7 +6,7 @@ import numpy as np
 import paddle
 import pytest
 
-from ba_net import engine, loading, runs
+from ba_net import engine, loading, loops, runs
 from ba_net.config import load_config
 from ba_net.loading import SeededBatchSampler
 from ba_net.errors import RunStateError
@@ -75,7 +75,7 @@ def test_final_weights_reproduce_the_logged_val_accuracy(finished_run, cifar_sub
     model = build_model("alexnet")
     model.set_state_dict(paddle.load(str(folder / "final.pdparams")))
     loader = loading.build_loader(*D.read_cifar10(cifar_subset, "test"), D.eval_transform, 64, train=False)
-    loss, acc = engine.evaluate(model, loader, LabelSmoothingCrossEntropy(0.1))
+    loss, acc = loops.evaluate(model, loader, LabelSmoothingCrossEntropy(0.1))
     last = read_history(folder)["epochs"][-1]
     assert acc == pytest.approx(last["val_acc"]) and loss == pytest.approx(last["val_loss"], rel=1e-5)
 
@@ -148,7 +148,7 @@ def test_mixup_trains_with_soft_targets(tmp_path, cifar_subset, monkeypatch):
     """With data.mixup_alpha every training step gets mixup's images and its soft targets (rows
     of two classes weighted lam, 1 - lam), whichever path trains."""
     mixed, stepped = [], []
-    real_mixup, real_step = loading.mixup, engine._step
+    real_mixup, real_step = loading.mixup, loops._step
 
     def mixup(x, y, alpha, rng):
         out = real_mixup(x, y, alpha, rng)
@@ -160,7 +160,7 @@ def test_mixup_trains_with_soft_targets(tmp_path, cifar_subset, monkeypatch):
         return real_step(model, images, target, *args)
 
     monkeypatch.setattr(loading, "mixup", mixup)
-    monkeypatch.setattr(engine, "_step", step)
+    monkeypatch.setattr(loops, "_step", step)
     cfg, summaries = _run(tmp_path, cifar_subset, data={"mixup_alpha": 0.4, "transforms": "plain"},
                           train={"epochs": 1})
     h = read_history(_folder(cfg))

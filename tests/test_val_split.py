@@ -11,6 +11,7 @@ from ba_net import engine, runs, tables
 from ba_net import report as R
 from ba_net.config import load_config
 from ba_net.loading import build_loader
+from ba_net.loops import evaluate
 from ba_net.errors import ConfigError, RunStateError
 from ba_net.loss import LabelSmoothingCrossEntropy
 from ba_net.models import build_model
@@ -83,7 +84,7 @@ def test_the_best_epoch_is_picked_on_the_held_out_images_and_test_is_reported(he
     loss_fn = LabelSmoothingCrossEntropy(cfg["loss"]["label_smoothing"])
     for split, key in (((images[held], labels[held]), "val_acc"), (D.read_cifar10(cifar_subset, "test"), "test_acc")):
         loader = build_loader(*split, preset.eval, 50, train=False, image_size=32)
-        _, acc = engine.evaluate(model, loader, loss_fn)
+        _, acc = evaluate(model, loader, loss_fn)
         assert acc == pytest.approx(h["epochs"][h["best_epoch"] - 1][key], abs=1e-9), key
 
 
