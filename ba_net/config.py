@@ -35,6 +35,12 @@ def _model_names():
     return list_models(images_only=True)
 
 
+def _datasets():
+    from ba_net.datasets import DATASETS
+
+    return list(DATASETS)
+
+
 def _presets():
     from ba_net.data import PRESETS
 
@@ -49,10 +55,15 @@ SCHEMA = {
     "output_dir": Field("output", "str", "runs go to <output_dir>/<experiment>/<model>/seed<seed>/"),
     "device": Field("auto", "str", "auto (GPU when Paddle has CUDA), cpu or gpu", choices=lambda: ["auto", "cpu", "gpu"]),
     "data": {
-        "data_file": Field(None, "str", "CIFAR-10 python tarball; relative paths start at the config file's folder "
-                           "(at the working directory in -o); null: $BA_NET_CIFAR10, Paddle's cache, download",
+        "dataset": Field("cifar10", "str", "cifar10 or cifar100 (the 100 fine labels); the models get as many "
+                         "outputs as it has classes (ba_net/datasets.py DATASETS)", choices=_datasets),
+        "data_file": Field(None, "str", "the data set's python tarball (cifar-10-python.tar.gz, "
+                           "cifar-100-python.tar.gz); relative paths start at the config file's folder "
+                           "(at the working directory in -o); null: $BA_NET_CIFAR10 (or $BA_NET_CIFAR100), Paddle's cache, "
+                           "download",
                            nullable=True),
-        "download_url": Field(None, "str", "where CIFAR-10 is downloaded from when no local copy is found (a mirror, "
+        "download_url": Field(None, "str", "where the data set is downloaded from when no local copy is found (a "
+                              "mirror, "
                               "or the original https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz); "
                               "null: Paddle's mirror", nullable=True),
         "num_workers": Field(2, "int", "DataLoader worker processes (0 = load in the main process)", minimum=0),

@@ -1,24 +1,21 @@
-"""CIFAR-10: where the tarball is (downloaded through :mod:`ba_net.download` when it is nowhere
+"""The data: where the tarball is (downloaded through :mod:`ba_net.download` when it is nowhere
 local), reading it safely, the hold-out of a validation set, and the data presets.
 
-One path for the data: :func:`locate_cifar10` finds the standard python tarball,
-:func:`read_cifar10` reads one split into memory (no extraction, a restricted unpickler),
+One path for the data: ``data.dataset`` names a :class:`ba_net.datasets.Dataset` (CIFAR-10 or
+CIFAR-100), :func:`locate` finds its python tarball (:func:`locate_cifar10` for CIFAR-10),
+:func:`read_split` reads one split into memory (no extraction, a restricted unpickler),
 :func:`hold_out` sets aside ``data.val_split`` training images, and :mod:`ba_net.loading` serves
 them in seeded batches. What is done to each image is a *preset* (``data.transforms``), and
 :func:`preset` is the one place that says what a preset means: its train transform, its eval
 transform, the image size they produce and the normalization (:data:`PRESETS`: ``notebook`` and
 ``plain`` at 128 px with ImageNet statistics, for AlexNet; ``cifar`` at 32 px with CIFAR-10's
-own, for the CIFAR ResNets). A transform takes the image and a generator; it never draws from
-global state."""
+own, for the CIFAR ResNets, on CIFAR-100 too). A transform takes the image and a generator; it
+never draws from global state."""
 from __future__ import annotations
 
-import io
 import logging
 import os
-import pickle
-import tarfile
-import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -27,14 +24,16 @@ import numpy as np
 import paddle
 import paddle.vision.transforms.functional as TF
 
+from ba_net.datasets import (CIFAR10_CLASSES, DATASETS, Dataset, _ArrayUnpickler, dataset,  # noqa: F401
+                             read_class_names, read_split)
 from ba_net.download import download_file
 from ba_net.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
-CIFAR10_URL = "https://dataset.bj.bcebos.com/cifar/cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_URL = DATASETS["cifar10"].url  # read at each call: point them elsewhere (tests) and locate_cifar10 follows
+CIFAR10_MD5 = DATASETS["cifar10"].md5
+CLASSES = CIFAR10_CLASSES  # CIFAR-10's; a run's own are in its history.json (ba_net.datasets.run_classes)
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # ImageNet statistics, as the notebook
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 IMAGE_SIZE = 128  # the notebook's presets (notebook, plain); each preset states its own size
@@ -46,7 +45,6 @@ IMAGE_SIZE = 128  # the notebook's presets (notebook, plain); each preset states
 CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
 CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32)
 CIFAR_PAD = 4  # the zero padding of the cifar preset's random crop
-_SPLIT_MEMBERS = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 
 
 def paddle_cache_path() -> Path:
@@ -56,90 +54,54 @@ def paddle_cache_path() -> Path:
     return Path(DATA_HOME) / "cifar" / "cifar-10-python.tar.gz"
 
 
-def _how_to_supply(cached: Path) -> str:
-    return (f"-o data.data_file=PATH, export BA_NET_CIFAR10=PATH, or place cifar-10-python.tar.gz at {cached} "
-            f"(fetch it elsewhere from {CIFAR10_URL})")
+def cache_path(ds: Dataset) -> Path:
+    """Where Paddle keeps the tarball of ``ds``: beside CIFAR-10's, in the same folder."""
+    return paddle_cache_path().with_name(ds.tarball)
 
 
-def locate_cifar10(data_file: Optional[str] = None, download: bool = True, url: Optional[str] = None) -> Path:
-    """The CIFAR-10 tarball: ``data_file``, else $BA_NET_CIFAR10, else Paddle's cache, else
-    downloaded into that cache from ``url`` (default :data:`CIFAR10_URL`, Paddle's mirror) by
-    :func:`download_file` (md5-checked). The file is not read here:
-    :func:`read_cifar10` refuses a truncated or corrupt one with a one-line error."""
-    for value, origin in ((data_file, "data.data_file"), (os.environ.get("BA_NET_CIFAR10"), "BA_NET_CIFAR10")):
+def _how_to_supply(ds: Dataset, cached: Path) -> str:
+    return (f"-o data.data_file=PATH, export {ds.env}=PATH, or place {ds.tarball} at {cached} "
+            f"(fetch it elsewhere from {ds.url})")
+
+
+def locate(ds: Dataset, data_file: Optional[str] = None, download: bool = True, url: Optional[str] = None) -> Path:
+    """The tarball of ``ds``: ``data_file``, else $``ds.env`` (BA_NET_CIFAR10, BA_NET_CIFAR100),
+    else Paddle's cache (:func:`cache_path`), else downloaded into that cache from ``url``
+    (default ``ds.url``, Paddle's mirror) by :func:`download_file`, checked against ``ds.md5``.
+    The file is not read here: :func:`read_split` refuses a truncated or corrupt one."""
+    for value, origin in ((data_file, "data.data_file"), (os.environ.get(ds.env), ds.env)):
         if value:
             path = Path(value).expanduser()
             if not path.is_file():
                 raise DataError(f"{origin} points to {path}, which is not a file; fix the path or unset it")
             return path
-    cached = paddle_cache_path()
+    cached = cache_path(ds)
     if cached.is_file():
         return cached
     if not download:
-        raise DataError(f"CIFAR-10 not found (download disabled); fix one of: {_how_to_supply(cached)}")
-    url = url or CIFAR10_URL
-    logger.info("CIFAR-10 not found locally; downloading %s into %s", url, cached.parent)
+        raise DataError(f"{ds.title} not found (download disabled); fix one of: {_how_to_supply(ds, cached)}")
+    url = url or ds.url
+    logger.info("%s not found locally; downloading %s into %s", ds.title, url, cached.parent)
     try:
-        return download_file(url, cached, CIFAR10_MD5)
+        return download_file(url, cached, ds.md5)
     except DataError as exc:
-        raise DataError(f"CIFAR-10 not found locally, and {exc}; or supply the file: "
-                        f"{_how_to_supply(cached)}") from None
+        raise DataError(f"{ds.title} not found locally, and {exc}; or supply the file: "
+                        f"{_how_to_supply(ds, cached)}") from None
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles CIFAR batches (dicts of bytes, lists and numpy arrays) and nothing else, so a
-    hostile file cannot run code."""
+def _cifar10() -> Dataset:
+    """CIFAR-10 with the module's :data:`CIFAR10_URL` and :data:`CIFAR10_MD5` as they are now."""
+    return replace(DATASETS["cifar10"], url=CIFAR10_URL, md5=CIFAR10_MD5)
 
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"), ("_codecs", "encode"),
-    }
 
-    def find_class(self, module, name):
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"forbidden object {module}.{name}")
+def locate_cifar10(data_file: Optional[str] = None, download: bool = True, url: Optional[str] = None) -> Path:
+    """:func:`locate` for CIFAR-10."""
+    return locate(_cifar10(), data_file, download, url)
 
 
 def read_cifar10(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Images [N, 32, 32, 3] uint8 RGB and labels [N] int64 of ``split`` ('train' or 'test')."""
-    wanted = _SPLIT_MEMBERS[split]
-    found = {}
-    try:
-        with tarfile.open(path, "r:*") as tar:
-            for member in tar:
-                if member.name.startswith(("/", "\\")) or ".." in member.name.replace("\\", "/").split("/"):
-                    raise DataError(f"{path} has a member with an unsafe path {member.name!r} (absolute or with "
-                                    f"'..'): not the CIFAR-10 tarball; download it again or point data.data_file "
-                                    f"at a good copy")
-                base = member.name.rsplit("/", 1)[-1]
-                if base in wanted and member.isfile():
-                    found[base] = tar.extractfile(member).read()  # read in memory, never extracted
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise DataError(
-            f"{path} is not a readable CIFAR-10 tarball ({exc.__class__.__name__}: truncated or not a "
-            f"tar.gz); delete it and download again, or point data.data_file at a good copy"
-        ) from None
-    missing = [m for m in wanted if m not in found]
-    if missing:
-        raise DataError(f"{path} lacks the CIFAR-10 members {', '.join(missing)}: it is not the python version of "
-                        f"CIFAR-10; point data.data_file at cifar-10-python.tar.gz ({CIFAR10_URL})")
-    images, labels = [], []
-    for name in wanted:
-        try:
-            batch = _ArrayUnpickler(io.BytesIO(found[name]), encoding="bytes").load()
-            data = np.asarray(batch[b"data"], dtype=np.uint8)
-            lab = np.asarray(batch[b"labels"], dtype=np.int64)
-        except Exception as exc:
-            raise DataError(f"{path}: member {name} is not a CIFAR-10 batch ({exc.__class__.__name__}); "
-                            f"download CIFAR-10 again or point data.data_file at a good copy") from None
-        if data.ndim != 2 or data.shape[1] != 3072 or len(lab) != len(data) or lab.min() < 0 or lab.max() > 9:
-            raise DataError(f"{path}: member {name} has unexpected shape or labels, not CIFAR-10; download "
-                            f"CIFAR-10 again or point data.data_file at a good copy")
-        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.append(lab)
-    return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
+    return read_split(_cifar10(), path, split)
 
 
 def hold_out(labels: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -162,16 +124,19 @@ def hold_out(labels: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.
 
 
 def load_splits(data: dict) -> dict:
-    """The config's data (its ``data`` section) in memory: {'train', 'test'} (images, labels), and
-    'val' when ``val_split`` holds training images out (:func:`hold_out`)."""
-    path = locate_cifar10(data["data_file"], url=data["download_url"])
-    splits = {s: read_cifar10(path, s) for s in ("train", "test")}
+    """The config's data (its ``data`` section) in memory: {'train', 'test'} (images, labels),
+    'val' when ``val_split`` holds training images out (:func:`hold_out`), and 'classes' (the
+    class names of ``data.dataset``, in label order)."""
+    ds = dataset(data.get("dataset") or "cifar10")
+    path = locate(ds, data["data_file"], url=data["download_url"])
+    splits = {s: read_split(ds, path, s) for s in ("train", "test")}
     if data["val_split"]:
         images, labels = splits["train"]
         kept, held = hold_out(labels, data["val_split"])
         splits.update(train=(images[kept], labels[kept]), val=(images[held], labels[held]))
     sizes = " / ".join(f"{len(v[0])} {k}" for k, v in splits.items())
-    logger.info("CIFAR-10 from %s: %s images%s", path, sizes,
+    splits["classes"] = read_class_names(ds, path)
+    logger.info("%s from %s: %s images, %d classes%s", ds.title, path, sizes, len(splits["classes"]),
                 " (val held out of train: it picks the best epoch)" if "val" in splits else
                 " (no data.val_split: the best epoch is picked on test, as the notebook does)")
     return splits
@@ -319,10 +284,11 @@ def check_models_fit(cfg: dict) -> None:
     from ba_net.models import build_model
 
     p = preset(cfg["data"]["transforms"])
+    num_classes = dataset(cfg["data"].get("dataset") or "cifar10").num_classes
     misfits = {}
     for name in cfg["models"]:
         with paddle.utils.unique_name.guard():
-            size = model_input_size(build_model(name, num_classes=len(CLASSES), **cfg["model_kwargs"]))
+            size = model_input_size(build_model(name, num_classes=num_classes, **cfg["model_kwargs"]))
         if size is not None and size != p.image_size:
             misfits.setdefault(size, []).append(name)
     if misfits:
