@@ -63,7 +63,8 @@ class _Training:
         self.cfg, self.model_name, self.seed, self.folder, self.label = cfg, model_name, seed, folder, label
         self.ctx, t = Distributed(), cfg["train"]
         paddle.seed(seed)
-        self.model = sync_batch_norm(build_model(model_name, num_classes=len(D.CLASSES), **cfg["model_kwargs"]),
+        self.classes = tuple(splits.get("classes") or D.CLASSES)  # data.dataset's, in label order
+        self.model = sync_batch_norm(build_model(model_name, num_classes=len(self.classes), **cfg["model_kwargs"]),
                                      sync_bn_wanted(t["sync_bn"], self.ctx.world, device))
         batch, data = per_process_batch(cfg, self.ctx.world), cfg["data"]
         preset = D.preset(data["transforms"])
@@ -85,6 +86,7 @@ class _Training:
         self.scaler = amp.grad_scaler(t["amp"], device)
         self.ema = WeightEMA(self.model, t["ema_decay"]) if t["ema_decay"] else None
         self.history = runs.new_history(cfg, model_name, seed, self.ctx.world, device)
+        self.history["classes"] = list(self.classes)  # so compare, export and predict name them without the data
         self.writer = self.fast = None
         self.train_model = self.model
 
@@ -131,7 +133,7 @@ class _Training:
                                                     dashboard.run_hparams(cfg, self.model_name, self.seed))
             except OSError as exc:
                 raise write_error(exc.filename or self.folder.vdl, exc, fix=_WRITE_FIX) from None
-            self.probe_batch = attention_stats.fixed_batch(self.val_loader, D.CLASSES)  # dashboard's
+            self.probe_batch = attention_stats.fixed_batch(self.val_loader, self.classes)  # dashboard's
 
     def epoch(self, epoch: int, iter_offset: int):
         """Train and validate one epoch: (its record, iterations), or (None, why it failed)."""
