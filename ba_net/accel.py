@@ -63,13 +63,13 @@ def prepare_training(cfg: dict, model_name: str, model, optimizer, make_optimize
     if path == "dygraph":
         logger.info("training path: dygraph (%s)", reason)
         return None
-    from ba_net.data import CLASSES, preset
+    from ba_net.data import dataset, preset
 
     if image_shape is None:  # the images of the run's preset (data.transforms)
         size = preset(cfg["data"]["transforms"]).image_size
         image_shape = (cfg["train"]["batch_size"], 3, size, size)
 
-    num_classes = len(CLASSES)
+    num_classes = dataset(cfg["data"].get("dataset") or "cifar10").num_classes  # as the engine builds the model
     try:
         trainer = StaticTrainer(model_name, cfg["model_kwargs"], num_classes, model, optimizer, make_optimizer, loss_fn)
         diff = trainer.check(tuple(image_shape), soft_targets=cfg["data"]["mixup_alpha"] > 0)
