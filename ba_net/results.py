@@ -26,6 +26,7 @@ class Run:
     epochs_planned: Optional[int]
     device: Optional[str]
     config: dict = field(default_factory=dict)
+    classes: tuple = ()  # the class names history.json records (empty for runs from before the record)
 
     @property
     def finished(self) -> bool:
@@ -100,7 +101,7 @@ def read_run(root: Path, model: str, seed: int) -> Run:
     folder = RunFolder(root)
     h = read_history(folder, model, seed, COMPARE_FIX)
     return Run(model, seed, root, h["status"], h.get("reason"), h["epochs"], h.get("epochs_planned"),
-               h.get("device"), read_run_config(folder, COMPARE_FIX))
+               h.get("device"), read_run_config(folder, COMPARE_FIX), tuple(h.get("classes") or ()))
 
 
 def collect_runs(experiment_dir) -> list:
