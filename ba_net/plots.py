@@ -75,11 +75,12 @@ def denormalize(chw) -> np.ndarray:
     return np.clip(np.asarray(chw, dtype=np.float32).transpose(1, 2, 0) * STD + MEAN, 0.0, 1.0)
 
 
-def plot_predictions(results: dict, images, labels, n_images: int = 8):
+def plot_predictions(results: dict, images, labels, n_images: int = 8, classes=None):
     """The first ``n_images`` test images, one row per model, titled predicted / true
-    (green when right, red when wrong)."""
+    (green when right, red when wrong) with the names ``classes`` (default CIFAR-10's)."""
     from ba_net import data as D
 
+    classes = D.CLASSES if classes is None else classes
     n = min(n_images, len(images))
     fig = _figure(1.6 * n, 2.0 * len(results) + 0.4)
     axes = np.atleast_2d(fig.subplots(len(results), n, squeeze=False))
@@ -87,7 +88,7 @@ def plot_predictions(results: dict, images, labels, n_images: int = 8):
         for i, ax in enumerate(row):
             ax.imshow(denormalize(D.eval_transform(images[i])))
             pred, true = int(res["predicted"][i]), int(labels[i])
-            ax.set_title(f"pred {D.CLASSES[pred]}\ntrue {D.CLASSES[true]}", fontsize=8,
+            ax.set_title(f"pred {classes[pred]}\ntrue {classes[true]}", fontsize=8,
                          color="green" if pred == true else "red")
             ax.set_xticks([])
             ax.set_yticks([])
@@ -96,21 +97,24 @@ def plot_predictions(results: dict, images, labels, n_images: int = 8):
     return fig
 
 
-def plot_confusion(results: dict):
-    """One confusion matrix per model (counts; rows true, columns predicted)."""
+def plot_confusion(results: dict, classes=None):
+    """One confusion matrix per model (counts; rows true, columns predicted), labelled with
+    ``classes`` (default CIFAR-10's); the counts are written in the cells up to 20 classes."""
     from ba_net.data import CLASSES
 
-    fig = _figure(5.2 * len(results), 5.0)
+    classes = CLASSES if classes is None else classes
+    side = 5.0 if len(classes) <= 20 else 0.12 * len(classes) + 2
+    fig = _figure((side + 0.2) * len(results), side)
     axes = np.atleast_1d(fig.subplots(1, len(results), squeeze=False)[0])
     for ax, (model, res) in zip(axes, results.items()):
         m = res["confusion"]
         ax.imshow(m, cmap="Blues")
-        for (i, j), v in np.ndenumerate(m):
+        for (i, j), v in np.ndenumerate(m if len(classes) <= 20 else np.zeros((0, 0))):
             ax.text(j, i, str(v), ha="center", va="center", fontsize=6,
                     color="white" if v > m.max() / 2 else "black")
-        ticks = range(len(CLASSES))
-        ax.set_xticks(ticks, CLASSES, rotation=90, fontsize=7)
-        ax.set_yticks(ticks, CLASSES, fontsize=7)
+        ticks, size = range(len(classes)), 7 if len(classes) <= 20 else 4
+        ax.set_xticks(ticks, classes, rotation=90, fontsize=size)
+        ax.set_yticks(ticks, classes, fontsize=size)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"{model} seed {res['seed']} ({res['weights']}): acc {res['accuracy']:.4f}", fontsize=9)
@@ -121,7 +125,7 @@ def plot_per_class(per_class: dict):
     """Per-class test accuracy: a group of bars per class, one bar per model (the mean over its
     seeds), with the min-max over seeds as an error bar when a model has more than one."""
     classes, models = per_class["classes"], per_class["models"]
-    fig = _figure(max(8.0, 0.9 * len(classes) * max(1, len(models)) / 2 + 3), 4.5)
+    fig = _figure(min(max(8.0, 0.9 * len(classes) * max(1, len(models)) / 2 + 3), 60.0), 4.5)
     ax = fig.subplots()
     width = 0.8 / max(1, len(models))
     x = np.arange(len(classes))

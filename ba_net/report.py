@@ -144,7 +144,17 @@ def _experiment_name(runs) -> str:
 
 
 def _model_kwargs(runs) -> dict:
-    return next((r.config.get("model_kwargs") or {} for r in runs if r.config), {})
+    """The runs' model_kwargs, with as many outputs as their data set has classes."""
+    return {**next((r.config.get("model_kwargs") or {} for r in runs if r.config), {}),
+            "num_classes": len(_classes(runs))}
+
+
+def _classes(runs) -> tuple:
+    """The class names the runs trained with (their history.json; CIFAR-10's for older runs)."""
+    from ba_net.datasets import run_classes
+
+    run = next((r for r in runs if r.classes), None) or next((r for r in runs if r.config), None)
+    return run_classes({"classes": list(run.classes)}, run.config) if run else run_classes({}, {})
 
 
 def _preset(runs):
@@ -255,7 +265,8 @@ def _seed_results(model_name: str, model_runs, test_split) -> dict:
     for seed, (weights, predicted) in predict_runs(model_name, model_runs, images, _model_kwargs(model_runs),
                                                    _eval_path(model_runs), _preset(model_runs).eval).items():
         out[seed] = {"seed": seed, "weights": weights, "predicted": predicted,
-                     "accuracy": float(np.mean(predicted == labels)), "confusion": confusion_matrix(labels, predicted)}
+                     "accuracy": float(np.mean(predicted == labels)),
+                     "confusion": confusion_matrix(labels, predicted, len(_classes(model_runs)))}
         logger.info("%s seed %d (%s): test accuracy %.4f", model_name, seed, weights, out[seed]["accuracy"])
     return out
 
@@ -264,8 +275,7 @@ def add_predictions(summary: dict, runs, test_split, out_dir, n_images: int = 8)
     """Evaluate every finished seed's saved weights (best.pdparams, else final) on the test split;
     write predictions.png and confusion.png (each model's lowest seed), per_class.png and
     per_class.csv (all its seeds). Returns the figures."""
-    from ba_net.data import CLASSES
-
+    classes = _classes(runs)
     images, labels = test_split
     results, confusions = {}, {}
     for model_name, model_runs in by_model(runs, summary["baseline"]).items():
@@ -280,11 +290,11 @@ def add_predictions(summary: dict, runs, test_split, out_dir, n_images: int = 8)
                               for m, r in results.items()}
     if not results:
         return {}
-    summary["per_class"] = summarize_per_class(confusions, summary["baseline"], CLASSES)
+    summary["per_class"] = summarize_per_class(confusions, summary["baseline"], classes)
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / "per_class.csv", per_class_csv(summary["per_class"]))
-    figs = {"predictions.png": plot_predictions(results, images, labels, n_images),
-            "confusion.png": plot_confusion(results), "per_class.png": plot_per_class(summary["per_class"])}
+    figs = {"predictions.png": plot_predictions(results, images, labels, n_images, classes),
+            "confusion.png": plot_confusion(results, classes), "per_class.png": plot_per_class(summary["per_class"])}
     for name, fig in figs.items():
         save_figure(fig, out_dir / name)
     return figs
@@ -294,21 +304,22 @@ def add_attention_figure(runs, baseline: str, test_split, out_dir) -> bool:
     """attention_ba_vs_se.png, BA's and SE's mean attention per channel for a few classes
     (:func:`ba_net.attention_stats.write_ba_vs_se`); one log line and False without both."""
     from ba_net.attention_stats import write_ba_vs_se
-    from ba_net.data import CLASSES
-
-    return write_ba_vs_se(by_model(runs, baseline), test_split, out_dir, _model_kwargs, _preset, CLASSES)
+    return write_ba_vs_se(by_model(runs, baseline), test_split, out_dir, _model_kwargs, _preset, _classes(runs))
 
 
 # ================================================================================ pipeline
 
 def _test_split(runs):
-    """The test split the runs were evaluated on: their data.data_file if it exists from here,
-    else the usual search (BA_NET_CIFAR10, Paddle's cache, download)."""
+    """The test split the runs were evaluated on (their data.dataset): their data.data_file if it
+    exists from here, else the usual search (BA_NET_CIFAR10 or BA_NET_CIFAR100, Paddle's cache,
+    download)."""
     from ba_net import data as D
 
-    data_file = next((r.config.get("data", {}).get("data_file") for r in runs if r.config), None)
-    path = Path(data_file) if data_file and Path(data_file).is_file() else D.locate_cifar10(None)
-    return D.read_cifar10(path, "test")
+    data = next((r.config.get("data") or {} for r in runs if r.config), {})
+    ds = D.dataset(data.get("dataset") or "cifar10")
+    data_file = data.get("data_file")
+    path = Path(data_file) if data_file and Path(data_file).is_file() else D.locate(ds)
+    return D.read_split(ds, path, "test")
 
 
 def compare_experiment(experiment_dir, out_dir=None, baseline: Optional[str] = None,
