@@ -76,6 +76,13 @@ class SourceRun:
     def data_file(self) -> Optional[str]:
         return (self.config.get("data") or {}).get("data_file")
 
+    @property
+    def classes(self) -> tuple:
+        """The class names the run trained with (:func:`ba_net.datasets.run_classes`)."""
+        from ba_net.datasets import run_classes
+
+        return run_classes(self.history, self.config)
+
     def weights(self, tag: str) -> Path:
         """``<tag>.pdparams`` of the run; a one-line error for an unknown tag or a missing file."""
         from ba_net.runs import RunFolder
@@ -121,13 +128,12 @@ def open_run(run_dir) -> SourceRun:
 
 def build_run_model(run: SourceRun, tag: str):
     """The run's model (eval mode) with its ``tag`` weights, and the weights file."""
-    from ba_net.data import CLASSES
     from ba_net.models import build_model
     from ba_net.runs import load_weights
 
     path = run.weights(tag)
     try:
-        model = build_model(run.model, num_classes=len(CLASSES), **run.model_kwargs)
+        model = build_model(run.model, num_classes=len(run.classes), **run.model_kwargs)
     except (ValueError, TypeError) as exc:
         raise RunStateError(f"run {run.root}: cannot build model {run.model!r} ({exc})") from None
     load_weights(model, path, f"{run.model} seed {run.seed} {tag} weights")
@@ -158,7 +164,7 @@ def run_spec(run: SourceRun, tag: str, model, weights: Path) -> dict:
                             f"{p.name} gives {p.image_size} px; the run cannot have trained like this")
     return {
         "format": SPEC_FORMAT, "model": run.model, "model_kwargs": run.model_kwargs,
-        "num_classes": len(D.CLASSES), "classes": list(D.CLASSES),
+        "num_classes": len(run.classes), "classes": list(run.classes),
         "experiment": run.experiment, "seed": run.seed, "source_run": str(run.root.resolve()),
         "weights": tag, "weights_file": str(weights.resolve()), "weights_sha256": _sha256(weights),
         "best_val_acc": run.history.get("best_val_acc"), "epochs": len(run.history["epochs"]),
