@@ -131,3 +131,35 @@ def unreachable_url():
     sock.bind(("127.0.0.1", 0))
     _HELD_SOCKETS.append(sock)
     return f"http://127.0.0.1:{sock.getsockname()[1]}/cifar-10-python.tar.gz"
+
+
+def write_cifar100_tarball(path, train, test, names=None, meta=True):
+    """A tar.gz laid out like cifar-100-python.tar.gz: members cifar-100-python/train and /test
+    (pickled dicts, protocol 2 as the originals, with b'data' [N, 3072] uint8, b'fine_labels' and
+    b'coarse_labels') from ``train`` and ``test`` = (images [N, 32, 32, 3] uint8, fine labels), and
+    cifar-100-python/meta with b'fine_label_names' (``names``, default 'class_00'..'class_99',
+    as bytes like the original) and b'coarse_label_names' (left out when ``meta`` is False)."""
+    import io
+    import pickle
+    import tarfile
+
+    import numpy as np
+
+    names = names or [f"class_{i:02d}" for i in range(100)]
+    members = {}
+    for split, (images, labels) in (("train", train), ("test", test)):
+        flat = np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2)).reshape(len(images), -1)
+        members[split] = {b"filenames": [f"{split}_{i}.png".encode() for i in range(len(images))],
+                          b"batch_label": f"{split} batch".encode(), b"data": flat,
+                          b"fine_labels": [int(v) for v in labels],
+                          b"coarse_labels": [int(v) // 5 for v in labels]}
+    if meta:
+        members["meta"] = {b"fine_label_names": [n.encode() for n in names],
+                           b"coarse_label_names": [f"super_{i:02d}".encode() for i in range(20)]}
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in members.items():
+            raw = pickle.dumps(content, protocol=2)
+            info = tarfile.TarInfo(f"cifar-100-python/{name}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return Path(path)
