@@ -16,7 +16,7 @@ from ba_net.config import load_config
 from ba_net.models import build_model
 from helpers import read_history, strip_times, tiny_config
 
-MODELS = ["resnet20", "ba_resnet20", "resnet20_se"]
+MODELS = ["ba_resnet20", "resnet20_se"]
 BA_TAGS = {f"attention/layer{s}.{b}.attention" for s in (1, 2, 3) for b in (0, 1, 2)}
 CHANNELS = {1: 16, 2: 32, 3: 64}  # ResNet-20's stages
 
@@ -52,7 +52,6 @@ def test_histograms_per_epoch_per_module(trained):
             hist, edges = list(r.histogram.hist), list(r.histogram.bin_edges)
             assert len(hist) == dashboard.HIST_BUCKETS and sum(hist) == attention_stats.FIXED_IMAGES * channels
             assert 0.0 <= edges[0] <= edges[-1] <= 1.0  # sigmoid gates
-    assert "histogram" not in _reader(trained, "resnet20").get_tags()  # no attention, no histogram
 
 
 def test_prediction_grid_in_every_log(trained):
@@ -113,7 +112,7 @@ def test_training_is_unchanged_by_the_logging(trained, tmp_path, cifar_subset, m
 def test_compare_writes_the_ba_vs_se_figure(trained, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="ba_net")
     experiment = Path(trained["output_dir"]) / trained["experiment"]
-    report.compare_experiment(experiment, tmp_path, baseline="resnet20", throughput=None, complexity=False)
+    report.compare_experiment(experiment, tmp_path, baseline="resnet20_se", throughput=None, complexity=False)
     figure = tmp_path / attention_stats.FIGURE_NAME
     assert figure.is_file() and Image.open(figure).size[0] > 600
     assert any("wrote attention_ba_vs_se.png (ba_resnet20 vs resnet20_se)" in r.getMessage() for r in caplog.records)
@@ -122,17 +121,18 @@ def test_compare_writes_the_ba_vs_se_figure(trained, tmp_path, caplog):
 def test_compare_skips_the_figure_without_se(trained, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="ba_net")
     groups = {m: rs for m, rs in report.by_model(report.collect_runs(Path(trained["output_dir"]) / "tiny"),
-                                                   "resnet20").items() if m != "resnet20_se"}
+                                                   "ba_resnet20").items() if m != "resnet20_se"}
     test_split = D.read_cifar10(trained["data"]["data_file"], "test")
     written = attention_stats.write_ba_vs_se(groups, test_split, tmp_path, report._model_kwargs, report._preset,
                                              D.CLASSES)
     lines = [r.getMessage() for r in caplog.records if attention_stats.FIGURE_NAME in r.getMessage()]
     assert not written and not (tmp_path / attention_stats.FIGURE_NAME).exists()
-    assert len(lines) == 1 and "not written" in lines[0] and "ba_resnet20, resnet20" in lines[0]
+    assert len(lines) == 1 and "not written" in lines[0] and "has ba_resnet20" in lines[0]
 
 
-def test_per_module_gates_of_cbam_and_models_without_attention():
-    """Every attention module is found (CBAM's two gates), the probe leaves train mode as it was."""
+def test_per_module_gates_of_cbam_and_models_without_attention(tmp_path):
+    """Every attention module is found (CBAM's two gates), the probe leaves train mode as it was;
+    a model without attention logs the prediction grid and no histogram."""
     model = build_model("resnet20_cbam", num_classes=10)
     model.train()
     x = np.random.default_rng(0).random((4, 3, 32, 32), dtype=np.float32)
@@ -141,3 +141,10 @@ def test_per_module_gates_of_cbam_and_models_without_attention():
     assert predicted.shape == (4,)
     assert {k.rsplit(".", 1)[1] for k in gates} == {"channel_gate", "spatial_gate"} and len(gates) == 18
     assert attention_stats.probe(build_model("resnet20", num_classes=10), x)[1] == {}
+    from visualdl import LogReader, LogWriter
+
+    batch = attention_stats.FixedBatch(np.zeros((4, 32, 32, 3), np.uint8), x, np.arange(4), tuple(D.CLASSES))
+    with LogWriter(logdir=str(tmp_path), file_name="vdlrecords.run.log") as writer:
+        dashboard.log_probe(writer, build_model("resnet20", num_classes=10), batch, 1)
+    tags = LogReader(file_path=str(tmp_path / "vdlrecords.run.log")).get_tags()
+    assert "histogram" not in tags and tags["image"] == [dashboard.PREDICTION_TAG]
