@@ -185,6 +185,17 @@ def test_config_refuses_an_unknown_dataset_in_one_line():
     assert "choose from cifar10, cifar100" in _one_line(exc)
 
 
+def test_the_ablation_config_is_the_cifar10_one_on_cifar100():
+    repo = Path(__file__).resolve().parents[1] / "experiments"
+    c100 = load_config(repo / "cifar100_resnet_ablation.yaml")
+    c10 = load_config(repo / "cifar10_resnet_ablation.yaml")
+    assert c100["data"]["dataset"] == "cifar100" and c100["data"]["val_split"] == 5000
+    for key in ("models", "seeds", "model_kwargs", "train", "optimizer", "schedule", "loss"):
+        assert c100[key] == c10[key], key
+    assert {**c100["data"], "dataset": "cifar10"} == c10["data"]
+    D.check_models_fit(c100)
+
+
 # ------------------------------------------------------------------------------- end to end
 
 @pytest.fixture(scope="module")
