@@ -78,6 +78,7 @@ class _Training:
             for s in ("val", "test"))
         if self.val_loader is None:  # no hold-out: the best epoch is picked on the test split (the notebook's way)
             self.val_loader, self.test_loader = self.test_loader, None
+        self.train_loader.dataset.num_classes = len(self.classes)  # mixup's one-hot targets (loops.train_epoch)
         if len(self.train_loader) == 0:
             raise _too_few_images(cfg, len(splits["train"][0]))
         self.scheduler = build_scheduler(cfg, len(self.train_loader))

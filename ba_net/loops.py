@@ -78,7 +78,8 @@ def train_epoch(model, loader, loss_fn, optimizer, scheduler, *, epoch, seed, mi
         target, truth = labels, labels
         if mixup_alpha > 0:
             rng = np.random.default_rng([seed, epoch, step, ctx.rank])
-            images, target, truth = loading.mixup(images, labels, mixup_alpha, rng)
+            images, target, truth = loading.mixup(images, labels, mixup_alpha, rng,
+                                                  getattr(loader.dataset, "num_classes", None) or 10)
         lr = optimizer.get_lr()
         logits, loss = _step(model, images, target, loss_fn, optimizer, scaler, step_fn)
         if ema is not None:

@@ -200,6 +200,7 @@ def test_the_ablation_config_is_the_cifar10_one_on_cifar100():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, synthetic):
+    """A finished ResNet-20 run on the synthetic CIFAR-100 (cifar preset, the fast path)."""
     tmp = tmp_path_factory.mktemp("train100")
     cfg = load_config(None, base=tiny_config(
         tmp, synthetic[0], models=["resnet20"], data={"dataset": "cifar100", "transforms": "cifar"},
@@ -218,6 +219,15 @@ def test_training_builds_100_outputs_and_records_the_names(trained):
     assert h["classes"] == NAMES
     assert load_config(folder / "config.yaml")["data"]["dataset"] == "cifar100"
     assert "training path: fast" in (folder / "train.log").read_text()  # the static program has 100 outputs too
+
+
+def test_mixup_targets_have_100_classes(tmp_path, synthetic):
+    cfg = load_config(None, base=tiny_config(
+        tmp_path, synthetic[0], models=["resnet20"], train={"epochs": 1, "batch_size": 16, "max_steps_per_epoch": 2,
+                                                            "path": "dygraph"},
+        data={"dataset": "cifar100", "transforms": "cifar", "mixup_alpha": 0.2}))
+    assert engine.run_experiment(cfg)[0]["status"] == "finished"
+    assert np.isfinite(read_history(runs.run_folder(cfg, "resnet20", 0).root)["epochs"][0]["train_loss"])
 
 
 def test_compare_shows_the_cifar100_names(trained, tmp_path):
