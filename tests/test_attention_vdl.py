@@ -125,7 +125,7 @@ def test_compare_skips_the_figure_without_se(trained, tmp_path, caplog):
     test_split = D.read_cifar10(trained["data"]["data_file"], "test")
     written = attention_stats.write_ba_vs_se(groups, test_split, tmp_path, report._model_kwargs, report._preset,
                                              D.CLASSES)
-    lines = [r.getMessage() for r in caplog.records if attention_stats.FIGURE_NAME in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("ba_net")]
     assert not written and not (tmp_path / attention_stats.FIGURE_NAME).exists()
     assert len(lines) == 1 and "not written" in lines[0] and "has ba_resnet20" in lines[0]
 
