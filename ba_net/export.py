@@ -164,6 +164,7 @@ def run_spec(run: SourceRun, tag: str, model, weights: Path) -> dict:
                             f"{p.name} gives {p.image_size} px; the run cannot have trained like this")
     return {
         "format": SPEC_FORMAT, "model": run.model, "model_kwargs": run.model_kwargs,
+        "dataset": (run.config.get("data") or {}).get("dataset") or "cifar10",
         "num_classes": len(run.classes), "classes": list(run.classes),
         "experiment": run.experiment, "seed": run.seed, "source_run": str(run.root.resolve()),
         "weights": tag, "weights_file": str(weights.resolve()), "weights_sha256": _sha256(weights),

@@ -166,13 +166,22 @@ def file_items(inputs) -> list:
     return items
 
 
-def split_items(data_file: Optional[str], fallback: Optional[str], limit: Optional[int] = None):
+def split_items(data_file: Optional[str], fallback: Optional[str], limit: Optional[int] = None,
+                dataset: str = "cifar10"):
     """(items, path): the test split of ``data_file``, else of ``fallback`` (the model's run's
     data file), else of the embedded sample (:func:`ba_net.parity.split_images`); its first
-    ``limit`` images."""
+    ``limit`` images. Another ``dataset`` than CIFAR-10 (CIFAR-100) has no embedded sample: the
+    file is looked up as training does, without downloading."""
+    from ba_net import data as D
     from ba_net.parity import split_images
 
-    images, labels, path = split_images(data_file, fallback)
+    if dataset == "cifar10":
+        images, labels, path = split_images(data_file, fallback)
+    else:
+        ds = D.dataset(dataset)
+        given = next((f for f in (data_file, fallback) if f and Path(f).is_file()), None)
+        path = D.locate(ds, given, download=False)
+        images, labels = D.read_split(ds, path, "test")
     n = len(images) if limit is None else min(limit, len(images))
     width = len(str(len(images) - 1))
     return [Item(f"test[{i:0{width}d}]", image=images[i], label=int(labels[i])) for i in range(n)], path

@@ -20,7 +20,7 @@ from ba_net import data as D
 from ba_net import engine, runs
 from ba_net.config import load_config
 from ba_net.errors import ConfigError, DataError
-from helpers import read_history, tiny_config, write_cifar100_tarball
+from helpers import read_history, tiny_config, tool_main, write_cifar100_tarball
 
 NAME = "cifar-100-python.tar.gz"
 # names in the style of the real fine_label_names (apple, aquarium_fish, ...), all distinct
@@ -253,3 +253,13 @@ def test_export_spec_lists_the_cifar100_names(trained):
     model, weights = build_run_model(run, "final")
     spec = run_spec(run, "final", model, weights)
     assert spec["num_classes"] == 100 and spec["classes"] == NAMES
+
+
+def test_predict_names_the_cifar100_classes(trained, synthetic, tmp_path):
+    _, _, folder = trained
+    out = tmp_path / "predictions.csv"
+    assert tool_main("predict", ["-m", str(folder), "--test-split", "--limit", "7", "--csv", str(out), "--show", "0"]) == 0
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["true_class"] for r in rows] == NAMES[:7]  # the run's own tarball, its fine labels and names
+    assert all(r["top1_class"] == NAMES[int(r["top1_index"])] for r in rows)

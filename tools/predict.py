@@ -11,8 +11,9 @@ first resized to 32 x 32 (the CIFAR-10 side the model learnt from; INTER_AREA, s
 as the preset says (notebook / plain: resized to 128 px; cifar: kept at 32 px), normalized with
 the preset's mean and std. A folder's files are tried in name order (not recursive); each one
 OpenCV cannot decode gets one warning line and is skipped. A file named on the command line that
-cannot be decoded is an error. --test-split classifies the CIFAR-10 test split of --data-file,
-else of the model's run's data file, else of the embedded sample, and adds the true class.
+cannot be decoded is an error. --test-split classifies the test split of the model's data set
+(CIFAR-10 or CIFAR-100, as its run trained) from --data-file, else the model's run's data file,
+else the embedded CIFAR-10 sample (CIFAR-100: BA_NET_CIFAR100 or Paddle's cache), with the true class.
 
 Prints a table (the first --show rows) and the images/s, and writes every row to a CSV, by default
 predictions.csv in the current folder (never beside the model: an export or run folder is not
@@ -37,9 +38,10 @@ def main(argv=None) -> int:
     parser.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER", help="image files and/or folders of images")
     parser.add_argument("-m", "--model", required=True, help="export folder (tools/export.py) or finished run folder")
     parser.add_argument("--weights", metavar="best|final", help="weights of a run folder (default best)")
-    parser.add_argument("--test-split", action="store_true", help="classify the CIFAR-10 test split instead of files")
-    parser.add_argument("--data-file", help="CIFAR-10 tarball for --test-split (default: the model's run's data "
-                        "file, else the embedded sample)")
+    parser.add_argument("--test-split", action="store_true", help="classify the test split of the model's "
+                        "data set (CIFAR-10 or CIFAR-100) instead of files")
+    parser.add_argument("--data-file", help="the data set's tarball for --test-split (default: the model's run's "
+                        "data file, else the embedded CIFAR-10 sample)")
     parser.add_argument("--limit", type=int, metavar="N", help="--test-split: only its first N images")
     parser.add_argument("-k", "--top-k", type=int, default=5, metavar="K", help="classes per image (default 5)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
@@ -82,7 +84,8 @@ def _predict(args, log) -> int:
     items = None if args.test_split else file_items(args.inputs)
     classifier = load_classifier(args.model, args.weights)
     if args.test_split:
-        items, source = split_items(args.data_file, classifier.spec.get("data_file"), args.limit)
+        items, source = split_items(args.data_file, classifier.spec.get("data_file"), args.limit,
+                                    classifier.spec.get("dataset") or "cifar10")
         log.info("test split of %s: %d images", source, len(items))
     log.info("model: %s; transform: preset %s, %d px", classifier.source, classifier.spec["transform"]["preset"],
              classifier.spec["transform"]["image_size"])
