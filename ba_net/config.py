@@ -59,13 +59,11 @@ SCHEMA = {
                          "outputs as it has classes (ba_net/datasets.py DATASETS)", choices=_datasets),
         "data_file": Field(None, "str", "the data set's python tarball (cifar-10-python.tar.gz, "
                            "cifar-100-python.tar.gz); relative paths start at the config file's folder "
-                           "(at the working directory in -o); null: $BA_NET_CIFAR10 (or $BA_NET_CIFAR100), Paddle's cache, "
-                           "download",
-                           nullable=True),
-        "download_url": Field(None, "str", "where the data set is downloaded from when no local copy is found (a "
-                              "mirror, "
-                              "or the original https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz); "
-                              "null: Paddle's mirror", nullable=True),
+                           "(at the working directory in -o); null: $BA_NET_CIFAR10 (or $BA_NET_CIFAR100), "
+                           "Paddle's cache, download", nullable=True),
+        "download_url": Field(None, "str", "where the data set is downloaded from when no local copy is found "
+                              "(a mirror, or the original https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz "
+                              "or cifar-100-python.tar.gz); null: Paddle's mirror", nullable=True),
         "num_workers": Field(2, "int", "DataLoader worker processes (0 = load in the main process)", minimum=0),
         "eval_num_workers": Field(None, "int", "worker processes of the validation loader; null: data.num_workers",
                                   nullable=True, minimum=0),

@@ -45,7 +45,8 @@ class Dataset:
 
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
-    Dataset("cifar10", "CIFAR-10", "cifar-10-python.tar.gz", "https://dataset.bj.bcebos.com/cifar/cifar-10-python.tar.gz",
+    Dataset("cifar10", "CIFAR-10", "cifar-10-python.tar.gz",
+            "https://dataset.bj.bcebos.com/cifar/cifar-10-python.tar.gz",
             "c58f30108f718f92721af3b95e74349a", "BA_NET_CIFAR10",
             {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}, b"labels", 10,
             classes=CIFAR10_CLASSES),
@@ -92,7 +93,8 @@ def _read_members(ds: Dataset, path: Path, wanted) -> dict:
             for member in tar:
                 if member.name.startswith(("/", "\\")) or ".." in member.name.replace("\\", "/").split("/"):
                     raise DataError(f"{path} has a member with an unsafe path {member.name!r} (absolute or with "
-                                    f"'..'): not the {ds.title} tarball; download it again or point data.data_file at a good copy")
+                                    f"'..'): not the {ds.title} tarball; download it again or point "
+                                    f"data.data_file at a good copy")
                 base = member.name.rsplit("/", 1)[-1]
                 if base in wanted and member.isfile():
                     found[base] = tar.extractfile(member).read()  # read in memory, never extracted

@@ -258,7 +258,8 @@ def test_export_spec_lists_the_cifar100_names(trained):
 def test_predict_names_the_cifar100_classes(trained, synthetic, tmp_path):
     _, _, folder = trained
     out = tmp_path / "predictions.csv"
-    assert tool_main("predict", ["-m", str(folder), "--test-split", "--limit", "7", "--csv", str(out), "--show", "0"]) == 0
+    argv = ["-m", str(folder), "--test-split", "--limit", "7", "--csv", str(out), "--show", "0"]
+    assert tool_main("predict", argv) == 0
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["true_class"] for r in rows] == NAMES[:7]  # the run's own tarball, its fine labels and names
