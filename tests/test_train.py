@@ -150,8 +150,8 @@ def test_mixup_trains_with_soft_targets(tmp_path, cifar_subset, monkeypatch):
     mixed, stepped = [], []
     real_mixup, real_step = loading.mixup, loops._step
 
-    def mixup(x, y, alpha, rng):
-        out = real_mixup(x, y, alpha, rng)
+    def mixup(x, y, alpha, rng, *num_classes):
+        out = real_mixup(x, y, alpha, rng, *num_classes)
         mixed.append((alpha, x.numpy(), out[0].numpy(), out[1].numpy()))
         return out
 
