@@ -33,6 +33,7 @@ GRID_IMAGES = 16  # of which the prediction grid shows the first 16, 8 per row
 GRID_COLUMNS = 8
 TILE = 64  # each 32 px CIFAR image drawn at 64 px
 CAPTION = 24  # two caption lines under each tile
+CELL_WIDTH = TILE + 12  # room for 12 characters of caption ("T automobile")
 FIGURE_CLASSES = 3  # classes in attention_ba_vs_se.png
 FIGURE_NAME = "attention_ba_vs_se.png"
 
@@ -109,16 +110,16 @@ def prediction_grid(batch: FixedBatch, predicted, n: int = GRID_IMAGES, columns:
 
     n = min(n, len(batch.raw))
     rows = -(-n // columns)
-    cell_w, cell_h = TILE + 4, TILE + CAPTION + 4
+    cell_w, cell_h = CELL_WIDTH, TILE + CAPTION + 4
     grid = Image.new("RGB", (columns * cell_w, rows * cell_h), "white")
     draw = ImageDraw.Draw(grid)
     name = (lambda k: batch.classes[k] if k < len(batch.classes) else str(k))
     for i in range(n):
-        x, y = (i % columns) * cell_w + 2, (i // columns) * cell_h + 2
+        x, y = (i % columns) * cell_w + 6, (i // columns) * cell_h + 2
         grid.paste(Image.fromarray(batch.raw[i]).resize((TILE, TILE), Image.NEAREST), (x, y))
         true, pred = int(batch.labels[i]), int(predicted[i])
-        draw.text((x, y + TILE), f"T {name(true)}"[:11], fill=(0, 0, 0))
-        draw.text((x, y + TILE + 11), f"P {name(pred)}"[:11], fill=(0, 140, 0) if pred == true else (200, 0, 0))
+        draw.text((x - 4, y + TILE), f"T {name(true)}"[:12], fill=(0, 0, 0))
+        draw.text((x - 4, y + TILE + 11), f"P {name(pred)}"[:12], fill=(0, 140, 0) if pred == true else (200, 0, 0))
     return np.asarray(grid)
 
 

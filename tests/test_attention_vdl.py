@@ -61,7 +61,7 @@ def test_prediction_grid_in_every_log(trained):
         image = np.asarray(Image.open(io.BytesIO(records[-1].image.encoded_image_string)))
         rows = -(-attention_stats.GRID_IMAGES // attention_stats.GRID_COLUMNS)
         assert image.shape == (rows * (attention_stats.TILE + attention_stats.CAPTION + 4),
-                               attention_stats.GRID_COLUMNS * (attention_stats.TILE + 4), 3)
+                               attention_stats.GRID_COLUMNS * attention_stats.CELL_WIDTH, 3)
         assert image.std() > 10  # images drawn, not a blank canvas
 
 
