@@ -1,4 +1,5 @@
-"""The training engine: one training loop, one evaluation loop, and the ablation around them.
+"""The training engine: one run (:func:`train_run`) and the ablation around it
+(:func:`run_experiment`); the loops themselves are :mod:`ba_net.loops`.
 
 ``run_experiment(cfg)`` trains every (model, seed) of a config into
 ``<output_dir>/<experiment>/<model>/seed<seed>/``; :mod:`ba_net.runs` describes the files of a run
@@ -22,15 +23,15 @@ import paddle
 import paddle.distributed as dist
 
 from ba_net import accel, amp, attention_stats, dashboard, loading, runs
-from ba_net.loops import evaluate, train_epoch
 from ba_net import data as D
 from ba_net.checkpoint import atomic_write_json, atomic_write_text, save_paddle, write_error
 from ba_net.config import dump_config
-from ba_net.ema import WeightEMA
 from ba_net.distributed import Distributed, per_process_batch, sync_batch_norm, sync_bn_wanted
+from ba_net.ema import WeightEMA
 from ba_net.errors import ConfigError, OutputError, RunStateError
 from ba_net.lock import RunLock
 from ba_net.lock import describe as describe_owner
+from ba_net.loops import evaluate, train_epoch
 from ba_net.loss import LabelSmoothingCrossEntropy
 from ba_net.models import build_model
 from ba_net.optim import build_optimizer, build_scheduler, check_schedule
@@ -68,17 +69,16 @@ class _Training:
                                      sync_bn_wanted(t["sync_bn"], self.ctx.world, device))
         batch, data = per_process_batch(cfg, self.ctx.world), cfg["data"]
         preset = D.preset(data["transforms"])
-        self.train_loader = loading.build_loader(*splits["train"], preset.train, batch, seed=seed, train=True,
-                                           num_workers=data["num_workers"], rank=self.ctx.rank, world=self.ctx.world,
-                                           max_steps=t["max_steps_per_epoch"], image_size=preset.image_size)
+        self.train_loader = loading.build_loader(
+            *splits["train"], preset.train, batch, seed=seed, train=True, num_workers=data["num_workers"],
+            rank=self.ctx.rank, world=self.ctx.world, max_steps=t["max_steps_per_epoch"], image_size=preset.image_size)
         eval_workers = data["num_workers"] if data["eval_num_workers"] is None else data["eval_num_workers"]
         self.val_loader, self.test_loader = (
-            loading.build_loader(*splits[s], preset.eval, batch, train=False, num_workers=eval_workers, rank=self.ctx.rank,
-                           world=self.ctx.world, image_size=preset.image_size) if s in splits else None
-            for s in ("val", "test"))
+            loading.build_loader(*splits[s], preset.eval, batch, train=False, num_workers=eval_workers,
+                                 rank=self.ctx.rank, world=self.ctx.world, image_size=preset.image_size)
+            if s in splits else None for s in ("val", "test"))
         if self.val_loader is None:  # no hold-out: the best epoch is picked on the test split (the notebook's way)
             self.val_loader, self.test_loader = self.test_loader, None
-        self.train_loader.dataset.num_classes = len(self.classes)  # mixup's one-hot targets (loops.train_epoch)
         if len(self.train_loader) == 0:
             raise _too_few_images(cfg, len(splits["train"][0]))
         self.scheduler = build_scheduler(cfg, len(self.train_loader))
@@ -148,7 +148,8 @@ class _Training:
                 self.train_model, self.train_loader, self.loss_fn, self.optimizer, self.scheduler, epoch=epoch,
                 seed=self.seed, mixup_alpha=self.cfg["data"]["mixup_alpha"], log_every=t["log_every"],
                 iter_offset=iter_offset, iters=self.history["iters"], ctx=self.ctx, scaler=self.scaler,
-                label=f"{self.label} epoch {epoch}/{t['epochs']}", step_fn=self.fast, ema=self.ema)
+                label=f"{self.label} epoch {epoch}/{t['epochs']}", step_fn=self.fast, ema=self.ema,
+                num_classes=len(self.classes))
         except FloatingPointError as exc:
             return None, str(exc)
         if self.fast is not None:

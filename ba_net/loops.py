@@ -60,7 +60,8 @@ def _step(model, images, target, loss_fn, optimizer, scaler, step_fn):
 
 
 def train_epoch(model, loader, loss_fn, optimizer, scheduler, *, epoch, seed, mixup_alpha, log_every,
-                iter_offset, iters, ctx, scaler=None, label="", step_fn=None, ema=None) -> tuple[float, float, int]:
+                iter_offset, iters, ctx, scaler=None, label="", step_fn=None, ema=None,
+                num_classes=10) -> tuple[float, float, int]:
     """One pass over ``loader``; returns (mean loss, accuracy, iterations) and appends
     ``{"iter", "loss", "lr"}`` to ``iters`` every ``log_every`` iterations. Raises
     FloatingPointError at the first non-finite loss it sees. ``step_fn(images, target) ->
@@ -78,8 +79,7 @@ def train_epoch(model, loader, loss_fn, optimizer, scheduler, *, epoch, seed, mi
         target, truth = labels, labels
         if mixup_alpha > 0:
             rng = np.random.default_rng([seed, epoch, step, ctx.rank])
-            images, target, truth = loading.mixup(images, labels, mixup_alpha, rng,
-                                                  getattr(loader.dataset, "num_classes", None) or 10)
+            images, target, truth = loading.mixup(images, labels, mixup_alpha, rng, num_classes)
         lr = optimizer.get_lr()
         logits, loss = _step(model, images, target, loss_fn, optimizer, scaler, step_fn)
         if ema is not None:
