@@ -273,6 +273,13 @@ def _relative(path) -> str:
         return str(path)
 
 
+def _check_destination(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise OutputError(out, "it exists", "pass --force to replace it, or --out another folder")
+    if out.exists() and not out.is_dir():
+        raise OutputError(out, "it is a file, not an export folder", "remove it or pass --out another folder")
+
+
 def export_run(run_dir, weights: str = "best", out=None, force: bool = False, onnx: bool = False,
                parity_images: int = PARITY_IMAGES, data_file: Optional[str] = None,
                rtol: float = PARITY_RTOL) -> dict:
@@ -289,10 +296,7 @@ def export_run(run_dir, weights: str = "best", out=None, force: bool = False, on
     run = open_run(run_dir)
     weights_file = run.weights(weights)
     out = Path(out) if out is not None else default_export_dir(run, weights)
-    if out.exists() and not force:
-        raise OutputError(out, "it exists", "pass --force to replace it, or --out another folder")
-    if out.exists() and not out.is_dir():
-        raise OutputError(out, "it is a file, not an export folder", "remove it or pass --out another folder")
+    _check_destination(out, force)
     if onnx:
         onnx_available()
     start = time.monotonic()
@@ -315,16 +319,7 @@ def export_run(run_dir, weights: str = "best", out=None, force: bool = False, on
         spec["parity"] = {**result, "data_file": str(batch_source), "split": "test", "first_images": len(batch)}
         spec["files"] = {"model": f"{MODEL_PREFIX}.json", "params": f"{MODEL_PREFIX}.pdiparams", "onnx": None}
         if onnx:
-            write_onnx(tmp)
-            spec["files"]["onnx"] = ONNX_FILE
-            forward = _onnx_forward(tmp / ONNX_FILE)
-            if forward is None:
-                logger.warning("onnxruntime is not installed: the ONNX model's logits were not checked "
-                               "(pip install onnxruntime to check them)")
-                spec["onnx_parity"] = None
-            else:
-                spec["onnx_parity"] = {**parity_check(model, forward, batch, "ONNX Runtime", rtol),
-                                       "data_file": str(batch_source)}
+            spec["files"]["onnx"], spec["onnx_parity"] = ONNX_FILE, _export_onnx(tmp, model, batch, batch_source, rtol)
         spec["created"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         atomic_write_json(tmp / SPEC_FILE, spec)
         _move_into_place(tmp, out)
@@ -339,6 +334,18 @@ def export_run(run_dir, weights: str = "best", out=None, force: bool = False, on
     spec["export_dir"] = str(out)
     spec["seconds"] = time.monotonic() - start
     return spec
+
+
+def _export_onnx(folder: Path, model, batch, batch_source, rtol: float) -> Optional[dict]:
+    """``model.onnx`` beside the Paddle export in ``folder``, and its parity result (None, with
+    one warning line, when onnxruntime is missing to check it)."""
+    write_onnx(folder)
+    forward = _onnx_forward(folder / ONNX_FILE)
+    if forward is None:
+        logger.warning("onnxruntime is not installed: the ONNX model's logits were not checked "
+                       "(pip install onnxruntime to check them)")
+        return None
+    return {**parity_check(model, forward, batch, "ONNX Runtime", rtol), "data_file": str(batch_source)}
 
 
 def _umask() -> int:
