@@ -19,6 +19,10 @@ the benchmark's size, medians of repeats after untimed warm-up steps:
 each in eager mode with contiguous (NCHW) tensors and with ``channels_last`` (NHWC) model and
 input; and the fp32 GEMM rate of ``torch.mm`` (n x n x n, 2 n^3 FLOPs), one more candidate for
 the benchmark's yardstick. Weights are PyTorch's default initialisation: irrelevant to speed.
+
+Rows measured one after the other see different loads on a shared machine, so
+:func:`take_turns` also runs our fast train step / Paddle Inference forward and the peer in two
+persistent processes (:func:`serve`) that take turns in ABBA order, one idle while the other runs.
 """
 from __future__ import annotations
 
