@@ -25,7 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _tool_setup  # noqa: E402,F401  (the checkout on sys.path, then ba_net, or a one-line error)
-from ba_net.benchmark import Settings, format_table, run_benchmark  # noqa: E402
+from ba_net.benchmark import Settings, run_benchmark  # noqa: E402
+from ba_net.benchmark_table import format_table  # noqa: E402
 from ba_net.benchmark_rows import RESNET_MODELS  # noqa: E402
 from ba_net.errors import BaNetError  # noqa: E402
 from ba_net.runtime import select_device, setup_logging  # noqa: E402
