@@ -38,7 +38,6 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
 
 logger = logging.getLogger("ba_net.benchmark")
 
@@ -99,6 +98,24 @@ def _torch_gemm(n: int, repeats: int) -> float:
     return rate * 2.0 * n ** 3 / 1e9
 
 
+def _train_step(model, x, labels, spec: dict) -> Callable:
+    """One training step of ``model`` on the batch (``x``, ``labels``): forward, label-smoothed
+    cross entropy, backward, Adam with the spec's lr and weight decay; returns the loss."""
+    import torch
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"], weight_decay=spec["weight_decay"])
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=spec["label_smoothing"])
+    model.train()
+
+    def step() -> float:
+        loss = loss_fn(model(x), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+    return step
+
+
 def measure_torch(spec: dict) -> dict:
     """Every peer measurement in this process (see the module notes); ``spec`` holds batch,
     image_size, steps, repeats, warmup, gemm_size, lr, weight_decay, label_smoothing, threads."""
@@ -116,17 +133,7 @@ def measure_torch(spec: dict) -> dict:
         fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
         model = build_torch_alexnet().to(memory_format=fmt)
         x = images.contiguous(memory_format=fmt)
-        optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"], weight_decay=spec["weight_decay"])
-        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=spec["label_smoothing"])
-        model.train()
-
-        def step():
-            loss = loss_fn(model(x), labels)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            return float(loss)
-
+        step = _train_step(model, x, labels, spec)
         for _ in range(int(spec["warmup"])):
             step()
 
@@ -147,7 +154,7 @@ def measure_torch(spec: dict) -> dict:
 
         eval_run()  # warm-up
         out["rows"].append({"section": "eval fwd", "layout": layout, **_median_rate(eval_run, int(spec["repeats"]))})
-        del model, optimizer
+        del model, step
     return out
 
 
@@ -207,17 +214,7 @@ def _torch_tasks(spec: dict) -> dict:
                 with torch.inference_mode():
                     model(x).numpy()
             return forward
-        optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"], weight_decay=spec["weight_decay"])
-        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=spec["label_smoothing"])
-        model.train()
-
-        def step():
-            loss = loss_fn(model(x), labels)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            float(loss.detach())
-        return step
+        return _train_step(model, x, labels, spec)
 
     return prepare
 
