@@ -104,7 +104,11 @@ class _Training:
                                               self.cfg["optimizer"]["name"])
         amp.load_scaler_state(self.scaler, state.get("scaler"), self.label)
         if self.ema is not None:
-            self.ema.set_state_dict(runs.load_resume_ema(self.folder, state))
+            try:
+                self.ema.set_state_dict(runs.load_resume_ema(self.folder, state))
+            except (KeyError, ValueError) as exc:
+                raise RunStateError(f"{self.folder.root}: the checkpoint's weight average does not fit the model "
+                                    f"({exc}); {runs.TRAIN_FIX}") from None
         if saved_world != self.ctx.world:  # same global batch, sample order and iteration numbers
             logger.info("%s resuming on %d process(es) after %d: the global batch stays %d", self.label,
                         self.ctx.world, saved_world, self.cfg["train"]["batch_size"])

@@ -302,7 +302,8 @@ def export_run(run_dir, weights: str = "best", out=None, force: bool = False, on
     start = time.monotonic()
     model, weights_file = build_run_model(run, weights)
     spec = run_spec(run, weights, model, weights_file)
-    batch, batch_source = parity_batch(spec_transform(spec), parity_images, data_file, spec.get("data_file"))
+    batch, batch_source = parity_batch(spec_transform(spec), parity_images, data_file, spec.get("data_file"),
+                                   spec.get("dataset", "cifar10"))
     created = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -384,7 +385,8 @@ def verify_export(export_dir, parity_images: Optional[int] = None, data_file: Op
         raise RunStateError(f"{weights} changed since {folder} was exported (sha256 differs): the run was "
                             f"retrained; export it again (tools/export.py {run.root} --force)")
     n = parity_images or (spec.get("parity") or {}).get("first_images") or PARITY_IMAGES
-    batch, source = parity_batch(spec_transform(spec), n, data_file, spec.get("data_file"))
+    batch, source = parity_batch(spec_transform(spec), n, data_file, spec.get("data_file"),
+                                   spec.get("dataset", "cifar10"))
     logger.info("parity check of %s on %d test images of %s ...", _relative(folder), len(batch), _relative(source))
     result = {**parity_check(model, inference_forward(folder / MODEL_PREFIX, str(folder)), batch, "Paddle Inference", rtol),
               "data_file": str(source)}

@@ -31,19 +31,21 @@ class ParityError(BaNetError):
     export cannot be loaded by Paddle Inference at all)."""
 
 
-def split_images(data_file: Optional[str] = None, fallback: Optional[str] = None):
-    """(images, labels, path) of the test split of ``data_file`` when it is a file, else of
-    ``fallback`` (a run's data file), else of the embedded sample, else of CIFAR-10 where
-    :func:`ba_net.data.locate_cifar10` finds it without downloading."""
+def split_images(data_file: Optional[str] = None, fallback: Optional[str] = None, dataset: str = "cifar10"):
+    """(images, labels, path) of the test split of ``dataset``'s tarball: ``data_file`` (a
+    DataError when it is given but not a file), else ``fallback`` (a run's data file) when it is
+    one, else for CIFAR-10 the embedded sample, else the file where training would find it,
+    without downloading."""
     from ba_net import data as D
+    from ba_net.errors import DataError
 
-    for candidate in (data_file, fallback, EMBEDDED_SAMPLE):
-        if candidate and Path(candidate).is_file():
-            path = Path(candidate)
-            break
-    else:
-        path = D.locate_cifar10(None, download=False)
-    images, labels = D.read_cifar10(path, "test")
+    if data_file and not Path(data_file).is_file():
+        raise DataError(f"--data-file {data_file} is not a file; pass the {dataset} tarball or leave it out")
+    ds = D.dataset(dataset)
+    sample = EMBEDDED_SAMPLE if dataset == "cifar10" else None
+    path = next((Path(f) for f in (data_file, fallback, sample) if f and Path(f).is_file()), None)
+    path = path or D.locate(ds, None, download=False)
+    images, labels = D.read_split(ds, path, "test")
     return images, labels, path
 
 
@@ -66,11 +68,11 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, rtol: float = P
 
 
 def parity_batch(prepare: Callable, n: int = PARITY_IMAGES, data_file: Optional[str] = None,
-                 fallback: Optional[str] = None):
+                 fallback: Optional[str] = None, dataset: str = "cifar10"):
     """The fixed parity batch: the first ``n`` test images of ``data_file`` (else ``fallback``,
     the run's data file, else the embedded sample) through ``prepare`` (the export's eval
     transform); returns (NCHW float32, path)."""
-    images, _, path = split_images(data_file, fallback)
+    images, _, path = split_images(data_file, fallback, dataset)
     return np.stack([prepare(img) for img in images[:n]]).astype(np.float32), path
 
 

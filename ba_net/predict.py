@@ -169,19 +169,11 @@ def file_items(inputs) -> list:
 def split_items(data_file: Optional[str], fallback: Optional[str], limit: Optional[int] = None,
                 dataset: str = "cifar10"):
     """(items, path): the test split of ``data_file``, else of ``fallback`` (the model's run's
-    data file), else of the embedded sample (:func:`ba_net.parity.split_images`); its first
-    ``limit`` images. Another ``dataset`` than CIFAR-10 (CIFAR-100) has no embedded sample: the
-    file is looked up as training does, without downloading."""
-    from ba_net import data as D
+    data file), else (CIFAR-10) of the embedded sample, else where training finds it
+    (:func:`ba_net.parity.split_images`); its first ``limit`` images."""
     from ba_net.parity import split_images
 
-    if dataset == "cifar10":
-        images, labels, path = split_images(data_file, fallback)
-    else:
-        ds = D.dataset(dataset)
-        given = next((f for f in (data_file, fallback) if f and Path(f).is_file()), None)
-        path = D.locate(ds, given, download=False)
-        images, labels = D.read_split(ds, path, "test")
+    images, labels, path = split_images(data_file, fallback, dataset)
     n = len(images) if limit is None else min(limit, len(images))
     width = len(str(len(images) - 1))
     return [Item(f"test[{i:0{width}d}]", image=images[i], label=int(labels[i])) for i in range(n)], path

@@ -223,11 +223,14 @@ def check_state(folder: RunFolder, state: dict, epochs: int) -> None:
             len(history["epochs"]) != epoch or not isinstance(history.get("iters"), list):
         bad("its history does not match its epoch")
     inside = folder.checkpoints.resolve()
-    for key in ("params", "opt"):
+    for key in ("params", "opt") + (("ema",) if "ema" in state else ()):
         name = state.get(key)
         if not isinstance(name, str) or not name or Path(name).is_absolute() or \
                 inside not in (folder.root / name).resolve().parents:
             bad(f"{key} {name!r} is not a file in {folder.checkpoints}")
+    if "scaler" in state and not (isinstance(state["scaler"], dict) and isinstance(state["scaler"].get("scale"),
+                                                                                   (int, float))):
+        bad("its loss-scaler state has no numeric scale")
 
 
 def prepare_folder(folder: RunFolder, action: str, label: str) -> None:

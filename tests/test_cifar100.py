@@ -255,6 +255,21 @@ def test_export_spec_lists_the_cifar100_names(trained):
     assert spec["num_classes"] == 100 and spec["classes"] == NAMES
 
 
+def test_export_checks_parity_on_the_runs_cifar100_test_split(trained, synthetic, tmp_path):
+    """The parity batch comes from the run's own CIFAR-100 tarball (its test member is ``test``,
+    not CIFAR-10's ``test_batch``); a --data-file that is not a file is one line, nothing written."""
+    from ba_net.errors import DataError
+    from ba_net.export import export_run
+
+    _, _, folder = trained
+    spec = export_run(folder, "final", tmp_path / "export", parity_images=16)
+    assert spec["parity"]["passed"] and spec["parity"]["data_file"] == str(synthetic[0])
+    assert spec["parity"]["images"] == 16 and spec["dataset"] == "cifar100"
+    with pytest.raises(DataError, match="--data-file .* is not a file"):
+        export_run(folder, "final", tmp_path / "export2", data_file=str(tmp_path / "missing.tar.gz"))
+    assert not (tmp_path / "export2").exists()
+
+
 def test_predict_names_the_cifar100_classes(trained, synthetic, tmp_path):
     _, _, folder = trained
     out = tmp_path / "predictions.csv"

@@ -10,7 +10,7 @@ from ba_net import engine, runs, tables
 from ba_net import report as R
 from ba_net.config import load_config
 from ba_net.ema import WeightEMA
-from ba_net.errors import ConfigError
+from ba_net.errors import ConfigError, RunStateError
 from ba_net.loading import build_loader
 from ba_net.loops import evaluate
 from ba_net.loss import LabelSmoothingCrossEntropy
@@ -115,3 +115,19 @@ def test_compare_reports_the_average(ema_run):
     assert summary["rows"][0]["ema_acc_mean"] == max(emas)  # no hold-out: the best EMA val accuracy
     md = tables.markdown(summary)
     assert "EMA weights: best val acc %" in md and "train.ema_decay" in md
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"ema": "/elsewhere/evil.ema.pdparams"}, "ema '/elsewhere/evil.ema.pdparams' is not a file in"),
+    ({"ema": "../../evil.ema.pdparams"}, "ema '../../evil.ema.pdparams' is not a file in"),
+    ({"ema": 7}, "ema 7 is not a file in"),
+    ({"scaler": {"incr_count": 3}}, "loss-scaler state has no numeric scale")])
+def test_resume_state_naming_a_weight_average_outside_the_run_or_a_bad_scaler_is_refused(tmp_path, extra, message):
+    """state.json's weight average is a pickle like the checkpoint: only a file in checkpoint/ is
+    ever loaded; a scaler without a scale is one line, not a traceback."""
+    folder = runs.RunFolder(tmp_path / "run")
+    state = {"epoch": 1, "params": "checkpoint/epoch0001.pdparams", "opt": "checkpoint/epoch0001.pdopt",
+             "history": {"epochs": [{}], "iters": []}, **extra}
+    runs.check_state(folder, {k: v for k, v in state.items() if k not in extra}, 2)  # valid without it
+    with pytest.raises(RunStateError, match=message):
+        runs.check_state(folder, state, 2)
