@@ -10,7 +10,7 @@ class ConfigError(BaNetError):
 
 
 class DataError(BaNetError):
-    """CIFAR-10 cannot be found, downloaded or read."""
+    """The data set (CIFAR-10, CIFAR-100) or an image cannot be found, downloaded or read."""
 
 
 class RunStateError(BaNetError):

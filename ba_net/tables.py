@@ -166,14 +166,14 @@ def _method_notes(summary: dict) -> list:
     rows, base = summary["rows"], summary["baseline"]
     n_runs = len(summary["runs"])
     if summary.get("metric") == "test_acc":
-        what = ("Accuracies are fractions of the CIFAR-10 test split, or of the validation set held out of the "
+        what = ("Accuracies are fractions of the data set's test split, or of the validation set held out of the "
                 "training images (data.val_split, class-stratified, the same images for every model and seed); "
                 "each run's best epoch (and best.pdparams) is the one with the highest held-out accuracy, and its "
                 "test accuracy at that epoch is what the statistics compare. 'Best test acc' is the notebook's "
                 "figure (the best test accuracy of any epoch), kept for comparison: it is optimistic")
         compared = "test accuracy at the epoch of best val"
     else:
-        what = ("Accuracies are fractions of the validation split (which is the CIFAR-10 test split, as in the "
+        what = ("Accuracies are fractions of the validation split (which is the data set's test split, as in the "
                 "notebook, so the best epoch is picked on test data and is optimistic; data.val_split avoids that)")
         compared = "best val accuracy"
     notes = [
