@@ -41,8 +41,8 @@ def main(argv=None) -> int:
                         "pip install paddle2onnx; checked with ONNX Runtime when installed)")
     parser.add_argument("--parity-images", type=int, default=PARITY_IMAGES, metavar="N",
                         help=f"test images in the parity batch (default {PARITY_IMAGES})")
-    parser.add_argument("--data-file", help="CIFAR-10 tarball whose test split feeds the parity check (default: "
-                        "the run's data file, else the embedded sample)")
+    parser.add_argument("--data-file", help="tarball of the run's data set (CIFAR-10 or CIFAR-100) whose test split "
+                        "feeds the parity check (default: the run's data file, else for CIFAR-10 the embedded sample)")
     parser.add_argument("--verify", metavar="EXPORT_DIR", help="check an existing export folder against its "
                         "source run again, write nothing")
     args = parser.parse_args(argv)
