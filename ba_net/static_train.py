@@ -146,7 +146,7 @@ class StaticTrainer:
             self.executor.run(program.startup)  # creates the variables; the values are replaced below
         paddle.set_rng_state(rng)  # initializers must not move the generator dropout draws from
         self.train_program = program
-        self._load()
+        self.load()
 
     def _state_pairs(self):
         """(dygraph tensor, static variable name) for every weight and buffer."""
@@ -164,8 +164,12 @@ class StaticTrainer:
                 for acc, per_param in self.train_program.optimizer._accumulators.items()
                 for param, var in per_param.items()]
 
-    def _load(self) -> None:
-        """Dygraph model and optimizer state -> the scope."""
+    def load(self) -> None:
+        """Dygraph model and optimizer state -> the scope: call it after changing the dygraph
+        objects' state (a checkpoint loaded, weights set) between steps. Before the first
+        program is traced there is nothing to load into: tracing loads the state itself."""
+        if self.train_program is None:
+            return
         for tensor, name in self._state_pairs():
             self.scope.find_var(name).get_tensor().set(_tensor_to_numpy(tensor), self.place)
         opt_state = self.optimizer.state_dict()
