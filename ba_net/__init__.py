@@ -39,10 +39,10 @@ if _importlib_util.find_spec("cv2") is None:
                       "`pip install opencv-python-headless`, or any other OpenCV build", name="cv2")
 
 from ba_net.attention import BridgeAttention, create_attention, list_attention  # noqa: E402
-from ba_net.complexity import count_macs, count_params  # noqa: E402
-from ba_net.loss import LabelSmoothingCrossEntropy  # noqa: E402
+from ba_net.models.complexity import count_macs, count_params  # noqa: E402
+from ba_net.train.loss import LabelSmoothingCrossEntropy  # noqa: E402
 from ba_net.models import build_model, list_models  # noqa: E402
-from ba_net.schedule import WarmupCosineDecay, build_lr_scheduler  # noqa: E402
+from ba_net.train.schedule import WarmupCosineDecay, build_lr_scheduler  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [

@@ -36,7 +36,7 @@ def _model_names():
 
 
 def _datasets():
-    from ba_net.datasets import DATASETS
+    from ba_net.data.datasets import DATASETS
 
     return list(DATASETS)
 

@@ -41,12 +41,13 @@ import numpy as np
 import paddle
 import pytest
 
-from ba_net import accel, build_model, count_macs
+from ba_net import build_model, count_macs
+from ba_net.accel import paths as accel
 from ba_net.config import load_config
-from ba_net.inference import InferenceRunner, export_for_inference
-from ba_net.loss import LabelSmoothingCrossEntropy
-from ba_net.optim import build_optimizer
-from ba_net.static_train import StaticTrainer
+from ba_net.accel.inference import InferenceRunner, export_for_inference
+from ba_net.train.loss import LabelSmoothingCrossEntropy
+from ba_net.train.optim import build_optimizer
+from ba_net.accel.static_train import StaticTrainer
 from helpers import run_tool
 
 BATCH = 8
@@ -260,7 +261,7 @@ def test_fast_path_falls_back_to_dygraph(caplog, monkeypatch):
         model = build_model("alexnet_multihead")
         scheduler = paddle.optimizer.lr.LambdaDecay(1e-4, lambda _: 1.0)
         optimizer = build_optimizer(cfg, model.parameters(), scheduler)
-        with caplog.at_level(logging.WARNING, logger="ba_net.accel"):
+        with caplog.at_level(logging.WARNING, logger="ba_net.accel.paths"):
             fast = accel.prepare_training(cfg, "alexnet_multihead", model, optimizer,
                                           lambda p: build_optimizer(cfg, p, scheduler),
                                           LabelSmoothingCrossEntropy(0.1), device="cpu",
@@ -307,7 +308,7 @@ def test_benchmark_quick_writes_every_row(tmp_path, cifar_subset):
     for r in result["rows"]:
         assert r["img_s"] > 0 and r["vs_notebook"] > 0, r
         assert 0 < r["pct_best"] <= 100.0 + 1e-9, r  # the yardstick is the best rate of the run
-    from ba_net.torch_peer import torch_importable
+    from ba_net.bench.torch_peer import torch_importable
 
     peer = {(s, p) for s, m, p in got if p.startswith("pytorch")}
     if torch_importable():  # the PyTorch peer in the same run, and our AlexNet rows against it
@@ -330,7 +331,7 @@ def test_benchmark_resnet_suite_measures_each_model_at_its_input_size(tmp_path):
     """--resnet: the fast train step and the Paddle Inference forward of ResNet-20 / BA-ResNet-20
     (32 px) and ResNet-50 / BA-ResNet-50 (224 px, the small batch), MACs at each model's size,
     parameters, and BA's overhead over each plain model (interleaved and from the rows)."""
-    from ba_net.benchmark_rows import RESNET_MODELS
+    from ba_net.bench.rows import RESNET_MODELS
 
     out = tmp_path / "bench.json"
     proc = run_tool(["tools/benchmark.py", "--quick", "--resnet", "--out", str(out)], timeout=900)

@@ -195,7 +195,7 @@ def test_cbam_maxima_are_pooling_ops_with_argmax_gradients(shape):
     (a CBAM-ResNet-20 step took 13x ResNet-20's). Values and gradients are the maxima's: the
     gradient of the sum of a max reaches exactly the arg-max elements."""
     from ba_net.attention.helpers import channel_max, global_max_pool
-    from ba_net.tracing import legacy_program_mode
+    from ba_net.accel.tracing import legacy_program_mode
 
     x = np.random.default_rng(6).normal(size=shape).astype("float32")
     for fn, axes in ((global_max_pool, tuple(range(2, len(shape)))), (channel_max, (1,))):

@@ -10,7 +10,12 @@ import paddle
 import pytest
 from PIL import Image
 
-from ba_net import attention_stats, dashboard, engine, report, runs
+from ba_net.attention.probe import probe
+from ba_net.report import attention_figure
+from ba_net.train import dashboard
+from ba_net.train import engine
+from ba_net.report import compare as report
+from ba_net.runs import folder as runs
 from ba_net import data as D
 from ba_net.config import load_config
 from ba_net.models import build_model
@@ -50,7 +55,7 @@ def test_histograms_per_epoch_per_module(trained):
         channels = CHANNELS[int(tag.split("layer")[1][0])]
         for r in records:
             hist, edges = list(r.histogram.hist), list(r.histogram.bin_edges)
-            assert len(hist) == dashboard.HIST_BUCKETS and sum(hist) == attention_stats.FIXED_IMAGES * channels
+            assert len(hist) == dashboard.HIST_BUCKETS and sum(hist) == dashboard.FIXED_IMAGES * channels
             assert 0.0 <= edges[0] <= edges[-1] <= 1.0  # sigmoid gates
 
 
@@ -59,9 +64,9 @@ def test_prediction_grid_in_every_log(trained):
         records = _reader(trained, model).get_data("image", dashboard.PREDICTION_TAG)
         assert [r.id for r in records] == [1, 2]
         image = np.asarray(Image.open(io.BytesIO(records[-1].image.encoded_image_string)))
-        rows = -(-attention_stats.GRID_IMAGES // attention_stats.GRID_COLUMNS)
-        assert image.shape == (rows * (attention_stats.TILE + attention_stats.CAPTION + 4),
-                               attention_stats.GRID_COLUMNS * attention_stats.CELL_WIDTH, 3)
+        rows = -(-dashboard.GRID_IMAGES // dashboard.GRID_COLUMNS)
+        assert image.shape == (rows * (dashboard.TILE + dashboard.CAPTION + 4),
+                               dashboard.GRID_COLUMNS * dashboard.CELL_WIDTH, 3)
         assert image.std() > 10  # images drawn, not a blank canvas
 
 
@@ -113,7 +118,7 @@ def test_compare_writes_the_ba_vs_se_figure(trained, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="ba_net")
     experiment = Path(trained["output_dir"]) / trained["experiment"]
     report.compare_experiment(experiment, tmp_path, baseline="resnet20_se", throughput=None, complexity=False)
-    figure = tmp_path / attention_stats.FIGURE_NAME
+    figure = tmp_path / attention_figure.FIGURE_NAME
     assert figure.is_file() and Image.open(figure).size[0] > 600
     assert any("wrote attention_ba_vs_se.png (ba_resnet20 vs resnet20_se)" in r.getMessage() for r in caplog.records)
 
@@ -123,10 +128,10 @@ def test_compare_skips_the_figure_without_se(trained, tmp_path, caplog):
     groups = {m: rs for m, rs in report.by_model(report.collect_runs(Path(trained["output_dir"]) / "tiny"),
                                                    "ba_resnet20").items() if m != "resnet20_se"}
     test_split = D.read_cifar10(trained["data"]["data_file"], "test")
-    written = attention_stats.write_ba_vs_se(groups, test_split, tmp_path, report._model_kwargs, report._preset,
-                                             D.CLASSES)
+    written = attention_figure.write_ba_vs_se(groups, test_split, tmp_path, report._model_kwargs, report._preset,
+                                             D.CIFAR10_CLASSES)
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("ba_net")]
-    assert not written and not (tmp_path / attention_stats.FIGURE_NAME).exists()
+    assert not written and not (tmp_path / attention_figure.FIGURE_NAME).exists()
     assert len(lines) == 1 and "not written" in lines[0] and "has ba_resnet20" in lines[0]
 
 
@@ -136,14 +141,14 @@ def test_per_module_gates_of_cbam_and_models_without_attention(tmp_path):
     model = build_model("resnet20_cbam", num_classes=10)
     model.train()
     x = np.random.default_rng(0).random((4, 3, 32, 32), dtype=np.float32)
-    predicted, gates = attention_stats.probe(model, x)
+    predicted, gates = probe(model, x)
     assert model.training and all(layer.training for layer in model.sublayers())
     assert predicted.shape == (4,)
     assert {k.rsplit(".", 1)[1] for k in gates} == {"channel_gate", "spatial_gate"} and len(gates) == 18
-    assert attention_stats.probe(build_model("resnet20", num_classes=10), x)[1] == {}
+    assert probe(build_model("resnet20", num_classes=10), x)[1] == {}
     from visualdl import LogReader, LogWriter
 
-    batch = attention_stats.FixedBatch(np.zeros((4, 32, 32, 3), np.uint8), x, np.arange(4), tuple(D.CLASSES))
+    batch = dashboard.FixedBatch(np.zeros((4, 32, 32, 3), np.uint8), x, np.arange(4), tuple(D.CIFAR10_CLASSES))
     with LogWriter(logdir=str(tmp_path), file_name="vdlrecords.run.log") as writer:
         dashboard.log_probe(writer, build_model("resnet20", num_classes=10), batch, 1)
     tags = LogReader(file_path=str(tmp_path / "vdlrecords.run.log")).get_tags()

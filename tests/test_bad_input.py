@@ -21,9 +21,12 @@ import paddle
 import pytest
 import yaml
 
-from ba_net import build_model, engine, runs
+from ba_net import build_model
+from ba_net.train import engine
+from ba_net.runs import folder as runs
 from ba_net import data as D
-from ba_net.checkpoint import is_temp_file
+from ba_net.data.datasets import _ArrayUnpickler
+from ba_net.runs.checkpoint import is_temp_file
 from ba_net.config import load_config
 from ba_net.errors import DataError
 from helpers import read_history, run_tool, small_cifar10, tiny_config, tool_main, tree_snapshot, unreachable_url, write_cifar10_tarball
@@ -414,7 +417,7 @@ def test_restricted_unpickler_refuses_a_pickle_that_runs_a_command(tmp_path):
     marker = tmp_path / "pwned"
     payload = pickle.dumps(_RunsACommand(marker), protocol=2)
     with pytest.raises(pickle.UnpicklingError, match="forbidden object (posix|os).system"):
-        D._ArrayUnpickler(io.BytesIO(payload), encoding="bytes").load()
+        _ArrayUnpickler(io.BytesIO(payload), encoding="bytes").load()
     assert not marker.exists()
 
 

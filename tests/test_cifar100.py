@@ -17,7 +17,8 @@ import paddle
 import pytest
 
 from ba_net import data as D
-from ba_net import engine, runs
+from ba_net.train import engine
+from ba_net.runs import folder as runs
 from ba_net.config import load_config
 from ba_net.errors import ConfigError, DataError
 from helpers import read_history, tiny_config, tool_main, write_cifar100_tarball
@@ -68,7 +69,7 @@ def test_reads_fine_labels_and_names_from_meta(synthetic):
         assert np.array_equal(got_images, images)  # [N, 3072] channel-planar -> HWC, as CIFAR-10
         assert got_labels.dtype == np.int64 and np.array_equal(got_labels, labels)  # fine, not coarse
     assert D.read_class_names(ds, path) == tuple(NAMES)
-    assert D.read_class_names(D.dataset("cifar10")) == D.CLASSES  # CIFAR-10's are fixed
+    assert D.read_class_names(D.dataset("cifar10")) == D.CIFAR10_CLASSES  # CIFAR-10's are fixed
 
 
 def test_missing_meta_or_cifar10_file_is_one_line(synthetic, tmp_path, cifar_subset):
@@ -231,7 +232,7 @@ def test_mixup_targets_have_100_classes(tmp_path, synthetic):
 
 
 def test_compare_shows_the_cifar100_names(trained, tmp_path):
-    from ba_net.report import compare_experiment
+    from ba_net.report.compare import compare_experiment
 
     cfg, _, _ = trained
     summary = compare_experiment(Path(cfg["output_dir"]) / cfg["experiment"], tmp_path, throughput=None,
@@ -246,7 +247,7 @@ def test_compare_shows_the_cifar100_names(trained, tmp_path):
 
 
 def test_export_spec_lists_the_cifar100_names(trained):
-    from ba_net.export import build_run_model, open_run, run_spec
+    from ba_net.deploy.export import build_run_model, open_run, run_spec
 
     _, _, folder = trained
     run = open_run(folder)
@@ -259,7 +260,7 @@ def test_export_checks_parity_on_the_runs_cifar100_test_split(trained, synthetic
     """The parity batch comes from the run's own CIFAR-100 tarball (its test member is ``test``,
     not CIFAR-10's ``test_batch``); a --data-file that is not a file is one line, nothing written."""
     from ba_net.errors import DataError
-    from ba_net.export import export_run
+    from ba_net.deploy.export import export_run
 
     _, _, folder = trained
     spec = export_run(folder, "final", tmp_path / "export", parity_images=16)

@@ -5,12 +5,13 @@ import numpy as np
 import paddle
 import pytest
 
-from ba_net import build_model, count_macs, engine
+from ba_net import build_model, count_macs
+from ba_net.train import engine
 from ba_net import data as D
-from ba_net import report
+from ba_net.report import compare as report
 from ba_net.config import load_config
-from ba_net.runs import load_weights
-from ba_net.speed import ThroughputSettings
+from ba_net.runs.folder import load_weights
+from ba_net.report.throughput import ThroughputSettings
 from helpers import read_history, small_cifar10, tiny_config
 
 

@@ -1,4 +1,4 @@
-"""tools/compare.py, ba_net.report and ba_net.stats: statistics against textbook values and hand-worked
+"""tools/compare.py, ba_net.report.compare and ba_net.report.stats: statistics against textbook values and hand-worked
 examples, tables, plots, run states, CLI."""
 import csv
 import json
@@ -14,12 +14,14 @@ import pytest
 import yaml
 from matplotlib.collections import PolyCollection
 
-from ba_net import plots, predict, tables
-from ba_net import report as R
-from ba_net import stats as S
+from ba_net.report import plots
+from ba_net.report import predictions as predict
+from ba_net.report import tables
+from ba_net.report import compare as R
+from ba_net.report import stats as S
 from ba_net.errors import ConfigError, RunStateError
-from ba_net.results import collect_runs
-from ba_net.speed import ThroughputSettings, forward_rate
+from ba_net.runs.results import collect_runs
+from ba_net.report.throughput import ThroughputSettings, forward_rate
 from helpers import read_history, run_tool, small_cifar10, tiny_config
 
 # --------------------------------------------------------------------------- synthetic runs
@@ -264,7 +266,7 @@ def test_prediction_grid_shows_true_colours_without_warnings(tmp_path, cifar_sub
     for i, ax in enumerate(fig.axes[:4]):
         shown = np.asarray(ax.get_images()[0].get_array())
         np.testing.assert_allclose(shown, cv2.resize(images[i], (128, 128)) / 255.0, atol=1e-5)  # RGB, unnormalized
-        assert ax.title.get_color() == "green" and D.CLASSES[labels[i]] in ax.get_title()
+        assert ax.title.get_color() == "green" and D.CIFAR10_CLASSES[labels[i]] in ax.get_title()
     assert all(ax.title.get_color() == "red" for ax in fig.axes[4:])
     assert _pixels(tmp_path / "p.png").var() > 1e-3 and _pixels(tmp_path / "c.png").var() > 1e-3
     m = predict.confusion_matrix([0, 0, 1, 2], [0, 1, 1, 2], 3)
@@ -331,7 +333,7 @@ N_TEST = 200
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, cifar_subset):
     from ba_net.config import load_config
-    from ba_net.engine import run_experiment
+    from ba_net.train.engine import run_experiment
 
     tmp = tmp_path_factory.mktemp("trained")
     data = small_cifar10(cifar_subset, tmp / "cifar.tar.gz", n_train=200, n_test=N_TEST)  # real images, fewer

@@ -9,11 +9,12 @@ import pytest
 import yaml
 
 import test_compare as TC
-from ba_net import per_class as PC
-from ba_net import plots, tables
-from ba_net import report as R
-from ba_net.data import CLASSES
-from ba_net.results import collect_runs
+from ba_net.report import per_class as PC
+from ba_net.report import plots
+from ba_net.report import tables
+from ba_net.report import compare as R
+from ba_net.data import CIFAR10_CLASSES as CLASSES
+from ba_net.runs.results import collect_runs
 from helpers import run_tool
 from test_stats_power import one_sample_power, smallest_n
 

@@ -148,7 +148,7 @@ def test_shipped_quick_configs_use_the_embedded_sample(monkeypatch, tmp_path):
 def test_a_key_added_later_at_its_default_is_no_config_difference():
     """A run folder written before a key existed (its config.yaml lacks optimizer.nesterov) is the
     same run as the current config with the key at its default, and a different one otherwise."""
-    from ba_net.runs import config_differences
+    from ba_net.runs.folder import config_differences
 
     current = load_config(None)
     saved = load_config(None)

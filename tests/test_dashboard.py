@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ba_net import engine
+from ba_net.train import engine
 from ba_net.config import load_config
 from helpers import tiny_config
 

@@ -8,7 +8,8 @@ import paddle.vision.transforms.functional as TF
 import pytest
 
 from ba_net import data as D
-from ba_net import loading as L
+from ba_net.data import loading as L
+from ba_net.data.presets import _resized_crop_box, _saturation_as_paddle_cv2
 from helpers import REPO
 
 
@@ -57,7 +58,7 @@ def test_saturation_is_paddles_cv2_arithmetic(train_split):
         def uniform(self, low, high):
             return legacy.uniform(low, high)
 
-    np.testing.assert_array_equal(D._saturation_as_paddle_cv2(img, 1.2, SameStream()), ref)
+    np.testing.assert_array_equal(_saturation_as_paddle_cv2(img, 1.2, SameStream()), ref)
 
 
 def test_notebook_transform_is_seeded_and_varied(train_split):
@@ -74,7 +75,7 @@ def test_crop_box_stays_inside_and_covers_scale_range():
     rng = np.random.default_rng(0)
     areas = []
     for _ in range(2000):
-        top, left, h, w = D._resized_crop_box(rng, 130, 130, (0.4, 1.0), (3 / 4, 4 / 3))
+        top, left, h, w = _resized_crop_box(rng, 130, 130, (0.4, 1.0), (3 / 4, 4 / 3))
         assert 0 <= top and top + h <= 130 and 0 <= left and left + w <= 130
         areas.append(h * w / 130 ** 2)
     assert 0.38 < min(areas) < 0.45 and max(areas) > 0.95

@@ -7,8 +7,8 @@ import sys
 import paddle
 import pytest
 
-from ba_net import benchmark
-from ba_net.benchmark_rows import Settings
+from ba_net.bench import benchmark
+from ba_net.bench.rows import Settings
 from ba_net.errors import ConfigError
 from ba_net.runtime import select_device
 
@@ -49,7 +49,7 @@ def test_benchmark_subprocesses_see_no_gpu_under_device_cpu(monkeypatch):
             "paddle.device.cuda.device_count = lambda: 1\n"
             "chosen = []\n"
             "paddle.set_device = chosen.append\n"
-            "import ba_net.benchmark as b\n"
+            "import ba_net.bench.benchmark as b\n"
             "b.measure_here = lambda *a, **k: {'chosen': chosen}\n"
             "b._worker_main(sys.argv[1])\n")
     for device, expected in (("cpu", ["cpu"]), ("auto", ["gpu:0"])):
@@ -80,7 +80,7 @@ def gpu_scalers(monkeypatch, fake_cuda):
     CPU); every scaler the engine makes is kept, and grows its scale every 4 finite steps."""
     import paddle.amp.grad_scaler as grad_scaler
 
-    from ba_net import amp
+    from ba_net.train import amp
 
     made = []
 
@@ -100,7 +100,8 @@ def test_a_resumed_amp_run_continues_with_the_loss_scale_of_the_uninterrupted_on
     """3 steps per epoch, the scale doubles after every 4 finite steps: uninterrupted, 6 steps end
     at scale 2048 with 2 steps counted since; a run stopped after epoch 1 and resumed must end the
     same (without the restored state it would end at 1024 with 3 counted)."""
-    from ba_net import engine, runs
+    from ba_net.train import engine
+    from ba_net.runs import folder as runs
     from ba_net.config import load_config
     from helpers import small_cifar10, tiny_config
 

@@ -3,14 +3,16 @@ import numpy as np
 import paddle
 import pytest
 
-from ba_net import build_model, engine, runs
+from ba_net import build_model
+from ba_net.train import engine
+from ba_net.runs import folder as runs
 from ba_net import data as D
 from ba_net.config import load_config
-from ba_net.loading import build_loader
-from ba_net.loops import evaluate
-from ba_net.distributed import Distributed, per_process_batch, sync_batch_norm, sync_bn_wanted
+from ba_net.data.loading import build_loader
+from ba_net.train.loops import evaluate
+from ba_net.train.distributed import Distributed, per_process_batch, sync_batch_norm, sync_bn_wanted
 from ba_net.errors import ConfigError
-from ba_net.loss import LabelSmoothingCrossEntropy
+from ba_net.train.loss import LabelSmoothingCrossEntropy
 from helpers import read_history, run_tool, tiny_config, tree_snapshot
 
 

@@ -1,4 +1,4 @@
-"""Downloading CIFAR-10 (:func:`ba_net.download.download_file`, the download branch of
+"""Downloading CIFAR-10 (:func:`ba_net.data.download.download_file`, the download branch of
 :func:`ba_net.data.locate_cifar10`) against a local HTTP server on 127.0.0.1 that serves a small
 synthetic tarball: success with progress lines, a wrong checksum, a connection cut or stalled
 half-way, an offline machine, and truncated or corrupt files in every lookup source.
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from ba_net import data as D
-from ba_net.checkpoint import is_temp_file
-from ba_net.download import download_file
+from ba_net.runs.checkpoint import is_temp_file
+from ba_net.data.download import download_file
 from ba_net.errors import DataError
 from helpers import write_cifar10_tarball
 

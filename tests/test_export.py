@@ -12,9 +12,9 @@ import paddle
 import pytest
 
 from ba_net import data as D
-from ba_net import engine
-from ba_net import export as E
-from ba_net import parity as P
+from ba_net.train import engine
+from ba_net.deploy import export as E
+from ba_net.deploy import parity as P
 from ba_net.config import load_config
 from ba_net.models import build_model
 from helpers import REPO, read_history, run_tool, tiny_config
@@ -58,7 +58,7 @@ def test_export_writes_model_and_spec_and_parity_passes(exported, tiny_run, cifa
     spec = json.loads((out / "export.json").read_text())
     assert (spec["model"], spec["seed"], spec["experiment"], spec["weights"]) == ("ba_alexnet", 0, "tiny", "best")
     assert spec["source_run"] == str(tiny_run.resolve())
-    assert spec["classes"] == list(D.CLASSES) and spec["paddle_version"] == paddle.__version__
+    assert spec["classes"] == list(D.CIFAR10_CLASSES) and spec["paddle_version"] == paddle.__version__
     assert spec["input"] == {"name": "images", "shape": [None, 3, 128, 128], "dtype": "float32", "layout": "NCHW",
                              "channels": "RGB"}
     t = spec["transform"]
@@ -75,7 +75,7 @@ def test_export_writes_model_and_spec_and_parity_passes(exported, tiny_run, cifa
 def test_exported_logits_equal_the_runs_dygraph_model(exported, tiny_run, cifar_subset):
     """Independently of the tool: the run's best weights in a fresh model vs the export in Paddle
     Inference on other test images than the parity batch."""
-    from ba_net.inference import InferenceRunner
+    from ba_net.accel.inference import InferenceRunner
 
     _, out = exported
     model = build_model("ba_alexnet")

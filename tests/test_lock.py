@@ -9,7 +9,7 @@ import time
 
 import yaml
 
-from ba_net.lock import RunLock, holder, lock_path
+from ba_net.runs.lock import RunLock, holder, lock_path
 from helpers import REPO, read_history, small_cifar10
 
 

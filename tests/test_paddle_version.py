@@ -10,7 +10,8 @@ import warnings
 
 import pytest
 
-from ba_net import engine, runs
+from ba_net.train import engine
+from ba_net.runs import folder as runs
 from ba_net.config import load_config
 from ba_net.runtime import PADDLE_RANGE, check_paddle_version, paddle_version_problem
 from helpers import REPO, run_tool, small_cifar10, tiny_config

@@ -13,11 +13,11 @@ import paddle
 import pytest
 
 from ba_net import data as D
-from ba_net import engine
+from ba_net.train import engine
 from ba_net.config import load_config
-from ba_net.export import export_run
+from ba_net.deploy.export import export_run
 from ba_net.models import build_model
-from ba_net.predict import csv_columns, file_items, load_classifier, predict_items, split_items
+from ba_net.deploy.predict import csv_columns, file_items, load_classifier, predict_items, split_items
 from helpers import REPO, run_tool, tiny_config
 
 TOOL = REPO / "tools" / "predict.py"
@@ -48,7 +48,7 @@ def runs(tmp_path_factory, cifar_subset):
 
 
 def _dygraph_argmax(run: Path, preset: str, images) -> np.ndarray:
-    """Computed here, not by ba_net.predict: the run's best weights in a fresh model, the preset's
+    """Computed here, not by ba_net.report.predictions: the run's best weights in a fresh model, the preset's
     eval transform, argmax of the logits."""
     model = build_model(run.parent.name)
     model.set_state_dict(paddle.load(str(run / "best.pdparams")))
@@ -76,7 +76,7 @@ def test_export_and_run_weights_give_the_dygraph_top1(preset, runs, cifar_subset
         rows = _read_csv(csv_path)
         assert [r["image"] for r in rows] == [f"test[{i:03d}]" for i in range(N)]
         assert [int(r["top1_index"]) for r in rows] == expected.tolist()
-        assert [r["true_class"] for r in rows] == [D.CLASSES[c] for c in labels[:N]]
+        assert [r["true_class"] for r in rows] == [D.CIFAR10_CLASSES[c] for c in labels[:N]]
         assert "img/s end to end" in proc.stdout and f"{N} images" in proc.stdout
 
 
@@ -115,7 +115,7 @@ def test_folder_with_a_non_image_warns_once_and_predicts_the_rest(runs, cifar_su
     assert list(rows[0]) == csv_columns(3) == [
         "image", "true_class", "top1_index", "top1_class", "top1_prob", "top2_index", "top2_class", "top2_prob",
         "top3_index", "top3_class", "top3_prob"]
-    assert all(r["true_class"] == "" and r["top1_class"] == D.CLASSES[int(r["top1_index"])] for r in rows)
+    assert all(r["true_class"] == "" and r["top1_class"] == D.CIFAR10_CLASSES[int(r["top1_index"])] for r in rows)
     assert "1 unreadable file(s) skipped" in proc.stdout and "img0.png" in proc.stdout  # the table
 
 

@@ -1,4 +1,4 @@
-"""ba_net.power and ba_net.evidence: power of the t-tests against published power tables, an
+"""ba_net.report.power and ba_net.report.evidence: power of the t-tests against published power tables, an
 independent numerical integration and Monte Carlo simulation; the sentences' edge cases; the A/A
 control's false-positive rate."""
 import math
@@ -9,9 +9,9 @@ import pytest
 from scipy import integrate
 from scipy import stats as ss
 
-from ba_net import evidence as E
-from ba_net import power as P
-from ba_net import stats as S
+from ba_net.report import evidence as E
+from ba_net.report import power as P
+from ba_net.report import stats as S
 from ba_net.errors import RunStateError
 
 # ------------------------------------------------------------------- independent references

@@ -9,10 +9,11 @@ import numpy as np
 import paddle
 import pytest
 
-from ba_net import benchmark, build_model
-from ba_net.benchmark_rows import Settings
-from ba_net.complexity import count_params
-from ba_net import torch_peer
+from ba_net import build_model
+from ba_net.bench import benchmark
+from ba_net.bench.rows import Settings
+from ba_net.models.complexity import count_params
+from ba_net.bench import torch_peer
 
 needs_torch = pytest.mark.skipif(not torch_peer.torch_importable(), reason="PyTorch is not installed (optional peer)")
 

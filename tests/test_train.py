@@ -6,9 +6,12 @@ import numpy as np
 import paddle
 import pytest
 
-from ba_net import engine, loading, loops, runs
+from ba_net.train import engine
+from ba_net.data import loading
+from ba_net.train import loops
+from ba_net.runs import folder as runs
 from ba_net.config import load_config
-from ba_net.loading import SeededBatchSampler
+from ba_net.data.loading import SeededBatchSampler
 from ba_net.errors import RunStateError
 from helpers import read_history, run_tool, strip_times, tiny_config, unreachable_url
 
@@ -70,7 +73,7 @@ def test_final_weights_reproduce_the_logged_val_accuracy(finished_run, cifar_sub
     cfg, _, folder = finished_run
     from ba_net import build_model
     from ba_net import data as D
-    from ba_net.loss import LabelSmoothingCrossEntropy
+    from ba_net.train.loss import LabelSmoothingCrossEntropy
 
     model = build_model("alexnet")
     model.set_state_dict(paddle.load(str(folder / "final.pdparams")))

@@ -7,15 +7,17 @@ import paddle
 import pytest
 
 from ba_net import data as D
-from ba_net import engine, runs, tables
-from ba_net import report as R
+from ba_net.train import engine
+from ba_net.runs import folder as runs
+from ba_net.report import tables
+from ba_net.report import compare as R
 from ba_net.config import load_config
-from ba_net.loading import build_loader
-from ba_net.loops import evaluate
+from ba_net.data.loading import build_loader
+from ba_net.train.loops import evaluate
 from ba_net.errors import ConfigError, RunStateError
-from ba_net.loss import LabelSmoothingCrossEntropy
+from ba_net.train.loss import LabelSmoothingCrossEntropy
 from ba_net.models import build_model
-from ba_net.results import collect_runs
+from ba_net.runs.results import collect_runs
 from helpers import read_history, tiny_config
 from test_compare import write_run
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _tool_setup  # noqa: E402,F401  (the checkout on sys.path, then ba_net, or a one-line error)
-from ba_net.benchmark import Settings, run_benchmark  # noqa: E402
-from ba_net.benchmark_table import format_table  # noqa: E402
-from ba_net.benchmark_rows import RESNET_MODELS  # noqa: E402
+from ba_net.bench.benchmark import Settings, run_benchmark  # noqa: E402
+from ba_net.bench.table import format_table  # noqa: E402
+from ba_net.bench.rows import RESNET_MODELS  # noqa: E402
 from ba_net.errors import BaNetError  # noqa: E402
 from ba_net.runtime import select_device, setup_logging  # noqa: E402
 
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="output/benchmark.json", help="JSON output (default output/benchmark.json)")
     args = parser.parse_args(argv)
     setup_logging()
-    log = logging.getLogger("ba_net.benchmark")
+    log = logging.getLogger("ba_net.bench.benchmark")
     given = {"steps": args.steps, "repeats": args.repeats, "warmup": args.warmup, "batch_size": args.batch_size,
              "data_file": args.data, "workers": args.workers, "device": args.device,
              "models": tuple(args.models) if args.models else (RESNET_MODELS if args.resnet else None),

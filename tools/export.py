@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _tool_setup  # noqa: E402,F401  (the checkout on sys.path, then ba_net, or a one-line error)
 from ba_net.errors import BaNetError  # noqa: E402
-from ba_net.export import export_run, verify_export  # noqa: E402
-from ba_net.parity import PARITY_IMAGES, ParityError, describe_parity  # noqa: E402
+from ba_net.deploy.export import export_run, verify_export  # noqa: E402
+from ba_net.deploy.parity import PARITY_IMAGES, ParityError, describe_parity  # noqa: E402
 from ba_net.runtime import setup_logging  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
                         "source run again, write nothing")
     args = parser.parse_args(argv)
     setup_logging()
-    log = logging.getLogger("ba_net.export")
+    log = logging.getLogger("ba_net.deploy.export")
     if bool(args.run_dir) == bool(args.verify):
         log.error("error: pass either a run folder to export or --verify EXPORT_DIR")
         return 2

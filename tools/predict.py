@@ -52,7 +52,7 @@ def main(argv=None) -> int:
                         "0: none, -1: all)")
     args = parser.parse_args(argv)
     setup_logging()
-    log = logging.getLogger("ba_net.predict")
+    log = logging.getLogger("ba_net.report.predictions")
     try:
         return _predict(args, log)
     except BaNetError as exc:
@@ -64,8 +64,8 @@ def main(argv=None) -> int:
 
 
 def _predict(args, log) -> int:
-    from ba_net.checkpoint import atomic_write_text
-    from ba_net.predict import (file_items, load_classifier, predict_items, predictions_csv, predictions_table,
+    from ba_net.runs.checkpoint import atomic_write_text
+    from ba_net.deploy.predict import (file_items, load_classifier, predict_items, predictions_csv, predictions_table,
                                 split_items)
 
     if args.test_split == bool(args.inputs):

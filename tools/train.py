@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _tool_setup  # noqa: E402,F401  (the checkout on sys.path, then ba_net, or a one-line error)
 from ba_net.config import load_config  # noqa: E402
-from ba_net.engine import run_experiment  # noqa: E402
+from ba_net.train.engine import run_experiment  # noqa: E402
 from ba_net.errors import BaNetError  # noqa: E402
 from ba_net.runtime import setup_logging  # noqa: E402
 

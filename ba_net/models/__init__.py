@@ -1,4 +1,5 @@
-"""Model registry: every network is built by name through :func:`build_model`."""
+"""Model registry: every network is built by name through :func:`build_model`; parameter and
+multiply-accumulate counts in :mod:`~ba_net.models.complexity`. May import :mod:`ba_net.attention`."""
 from __future__ import annotations
 
 from functools import partial

@@ -1,0 +1,313 @@
+"""tools/benchmark.py: throughput of the training and evaluation paths on the current device.
+
+Every row (:mod:`ba_net.bench.rows` says what each measures) runs in a fresh subprocess:
+programs, oneDNN primitive caches, thread pools and predictors of one path measurably slow down
+the next one in the same process. The notebook's way needs a subprocess anyway: its environment
+(Paddle's defaults: one thread, no MKL CPU switch) must be set before Paddle loads. The GEMM rate
+is measured at the start and at the end; the higher is the yardstick.
+
+When PyTorch is importable, the PyTorch peer (:mod:`ba_net.bench.torch_peer`, our AlexNet written again
+in PyTorch) is measured in the same run, in a subprocess that never loads Paddle: train step and
+eval forward, eager with contiguous and with channels-last tensors; each of our AlexNet rows of
+those sections gets "x PyTorch" (its rate / PyTorch's best of that section). Without PyTorch
+those rows are skipped with one log line.
+
+FLOPs count 2 per multiply-accumulate; a training step is taken as 3 x the forward
+(:func:`ba_net.models.complexity.count_macs`, at the model's input size), so a row's rate is
+6 x MACs x images/s (training) or 2 x MACs x images/s (evaluation). The yardstick is the best
+rate measured in the run (:func:`yardstick`): the fp32 GEMM of Paddle, NumPy and PyTorch (if
+present) and every row's own rate, so "% of best" is at most 100 by construction. ``--resnet`` (``Settings.suite == "resnet"``) measures ResNet-20 / BA-ResNet-20
+(32 px) and ResNet-50 / BA-ResNet-50 (224 px, small batch) on the fast train step and the
+Paddle Inference forward, with BA's overhead over each plain model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ba_net.bench.rows import (
+    EVAL_PATHS, TRAIN_PATHS, Settings, ba_pairs, measure_gemm, measure_here, model_input_size, on_cpu,
+)
+from ba_net.runtime import cpu_model, load_average, usable_cpus
+from ba_net.bench.torch_peer import TASKS, measure_peer, take_turns, torch_importable, worker_commands
+from ba_net.bench.table import row_label
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------- the notebook's way
+
+def _child_env(notebook: bool, device: str = "auto") -> dict:
+    """The environment of a measuring subprocess: this one's (tuned by ba_net), or for the
+    notebook's way Paddle's out-of-the-box one (one thread, no MKL CPU-type switch); with
+    ``device='cpu'`` no GPU is visible to it, whatever Paddle it runs."""
+    env = dict(os.environ)
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    if notebook:
+        env.pop("MKL_DEBUG_CPU_TYPE", None)
+        env["OMP_NUM_THREADS"] = "1"  # what Paddle itself sets when the variable is unset
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def measure_in_subprocess(task: str, settings: Settings, model: str = "", path: str = "", workers: int = 0,
+                          timeout: float = 3600) -> dict:
+    """Run one measurement in a fresh interpreter and return its result. Every row gets its own
+    process: programs, oneDNN primitive caches, thread pools and predictors of one path measurably
+    slow down the next one in the same process (a Paddle Inference predictor run between training
+    steps of the static program cost it ~25 %)."""
+    with tempfile.TemporaryDirectory(prefix="ba_net_bench_") as tmp:
+        out = Path(tmp) / "result.json"
+        spec = {"task": task, "model": model, "path": path, "workers": workers,
+                "settings": dataclasses.asdict(settings), "out": str(out), "tmp": tmp}
+        code = "import sys, ba_net.bench.benchmark as b; b._worker_main(sys.argv[1])"
+        proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=_child_env(path == "notebook", settings.device),
+                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0 or not out.is_file():
+            tail = "\n".join((proc.stderr or "").strip().splitlines()[-15:])
+            raise RuntimeError(f"measuring {task} {model} {path} failed (exit {proc.returncode}):\n{tail}")
+        return json.loads(out.read_text())
+
+
+def _worker_main(arg: str) -> None:
+    """Subprocess entry of :func:`measure_in_subprocess`. For the notebook's way Paddle is imported
+    before ba_net, so ba_net's tuning does not apply."""
+    spec = json.loads(arg)
+    notebook = spec["path"] == "notebook"
+    if notebook:
+        import paddle  # noqa: F401  (first: Paddle's own defaults)
+
+        os.environ.pop("MKL_DEBUG_CPU_TYPE", None)
+    import ba_net  # noqa: F401
+
+    if notebook:
+        os.environ.pop("MKL_DEBUG_CPU_TYPE", None)  # ba_net sets it on AMD; MKL reads it at its first call
+    from ba_net.runtime import select_device, setup_logging
+
+    setup_logging(logging.WARNING)
+    select_device(spec["settings"]["device"])
+    settings = Settings(**{**spec["settings"], "models": tuple(spec["settings"]["models"])})
+    result = measure_here(spec["task"], settings, spec["model"], spec["path"], spec["workers"], Path(spec["tmp"]))
+    Path(spec["out"]).write_text(json.dumps(result))
+
+
+def measure(task: str, settings: Settings, model: str = "", path: str = "", workers: int = 0) -> dict:
+    """One measurement in a fresh subprocess; with --quick (a smoke test) only the notebook's way,
+    which needs its own environment, leaves this process."""
+    if settings.quick and path != "notebook":
+        with tempfile.TemporaryDirectory(prefix="ba_net_bench_") as tmp:
+            return measure_here(task, settings, model, path, workers, Path(tmp))
+    return measure_in_subprocess(task, settings, model, path, workers)
+
+
+# ------------------------------------------------------------------------------- the run
+
+def describe_machine() -> dict:
+    import paddle
+
+    cpu = cpu_model() or platform.processor() or platform.machine()
+    return {"cpu": cpu, "usable_cpus": usable_cpus(), "device": paddle.device.get_device(),
+            "paddle": paddle.__version__, "numpy": np.__version__, "python": platform.python_version(),
+            "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")}}
+
+
+def _complexity(model_name: str, size: int) -> dict:
+    """Forward multiply-accumulates per image at ``size`` px and parameter counts."""
+    import paddle
+
+    from ba_net.models.complexity import count_macs, count_params
+    from ba_net.models import build_model
+
+    with paddle.utils.unique_name.guard():
+        model = build_model(model_name)
+        return {"macs": int(count_macs(model, (1, 3, size, size))), **count_params(model)}
+
+
+def run_benchmark(settings: Settings) -> dict:
+    """Every measurement, each row in its own subprocess; returns the result dict (rows plus the
+    method's parameters)."""
+    load_before = load_average()
+    started = time.time()
+    result = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": describe_machine(),
+              "settings": dataclasses.asdict(settings), "rows": []}
+    logger.info("benchmark on %s: batch %d, %d steps x %d repeats after %d warm-up", result["machine"]["device"],
+                settings.batch_size, settings.steps, settings.repeats, settings.warmup)
+    gemm_start = measure_gemm(settings.gemm_size, settings.repeats)
+    settings.image_sizes.update({m: model_input_size(m) for m in settings.models})  # for every subprocess
+    result["settings"] = dataclasses.asdict(settings)
+    complexity = {m: _complexity(m, settings.image_size(m)) for m in settings.models}
+    result["macs_per_image"] = {m: c["macs"] for m, c in complexity.items()}
+    result["params"] = {m: {"total": c["total"], "trainable": c["trainable"]} for m, c in complexity.items()}
+    result["input"] = {m: {"image_size": settings.image_size(m), "batch_size": settings.batch_for(m)}
+                       for m in settings.models}
+    _measure_rows(result, settings)
+    # the GEMM rate again at the end; the higher of the two (the less disturbed) is kept
+    gemm_end = measure_gemm(settings.gemm_size, settings.repeats)
+    result["gemm"] = {"paddle": max(gemm_start["paddle"], gemm_end["paddle"]),
+                      "numpy": max(gemm_start["numpy"], gemm_end["numpy"]), "start": gemm_start, "end": gemm_end}
+    if result.get("peer", {}).get("gemm"):
+        result["gemm"]["pytorch"] = result["peer"]["gemm"]
+    yardstick(result)
+    vs_pytorch(result)
+    result["ba_overhead_interleaved"] = {ba: measure("ba_overhead", settings, ba, "fast" if on_cpu() else "dygraph")
+                                         for _, ba in ba_pairs(settings.models)}
+    _ratios(result)
+    result["load_average_1min"] = {"before": load_before, "after": load_average()}
+    result["seconds"] = round(time.time() - started, 1)
+    return result
+
+
+def _measure_rows(result: dict, settings: Settings) -> None:
+    """The train step, train e2e, eval fwd and eval pass rows of every model, into result["rows"]."""
+    workers = settings.workers
+    if workers is None:
+        from ba_net.config import defaults
+
+        workers = defaults()["data"]["num_workers"]
+    cpu = on_cpu()
+
+    def add(section, model, path, measured, **extra):
+        row = {"section": section, "model": model, "path": path, "img_s": measured["img_s"],
+               "repeats_img_s": measured.get("repeats_img_s"), **extra}
+        result["rows"].append(row)
+        if path == "notebook":
+            result["notebook_env"] = measured.get("env")
+        logger.info("%-10s %-10s %-10s %8.1f img/s", section, model, row_label(row), measured["img_s"])
+
+    e2e_path = "fast" if cpu else "dygraph"
+    if settings.suite == "resnet":  # the paths training and tools/compare.py use
+        logger.info("PyTorch peer: not measured in the ResNet suite (the peer is AlexNet)")
+        for model in settings.models:
+            add("train step", model, e2e_path, measure("train_step", settings, model, e2e_path))
+            add("eval fwd", model, "inference" if cpu else "dygraph",
+                measure("eval_fwd", settings, model, "inference" if cpu else "dygraph")["forward"])
+        return
+    if PEER_MODEL not in settings.models:
+        logger.info("PyTorch peer: not measured (it is %s, which --models leaves out)", PEER_MODEL)
+    for model in settings.models:
+        for path in (p for p in TRAIN_PATHS if cpu or p not in ("notebook", "fast")):
+            add("train step", model, path, measure("train_step", settings, model, path))
+        peer_eval = []
+        if model == PEER_MODEL:  # right after our train steps, so the two are measured close in time
+            for row in measure_torch_peer(result, settings):
+                if row["section"] == "train step":
+                    add(row["section"], model, row["path"], row)
+                else:
+                    peer_eval.append(row)  # printed beside our eval rows
+        if cpu:
+            add("train e2e", model, "notebook", measure("e2e", settings, model, "notebook", 0), workers=0)
+        for w in sorted({0, workers}):
+            add("train e2e", model, e2e_path, measure("e2e", settings, model, e2e_path, w), workers=w)
+        for path in (p for p in EVAL_PATHS if cpu or p != "notebook"):
+            measured = measure("eval", settings, model, path)
+            add("eval fwd", model, path, measured["forward"])
+            add("eval pass", model, path, measured["pass"], workers=0)
+        for row in peer_eval:
+            add(row["section"], model, row["path"], row)
+
+
+# ------------------------------------------------------------------------- the PyTorch peer
+
+PEER_MODEL = "alexnet"  # the model ba_net.bench.torch_peer defines in PyTorch
+
+
+def measure_torch_peer(result: dict, settings: Settings) -> list:
+    """The PyTorch peer's rows (train step and eval fwd, paths "pytorch eager" and "pytorch
+    channels_last") for AlexNet at its batch and input size, measured in a subprocess of their
+    own; result["peer"] gets the versions and PyTorch's GEMM rate. Returns [] with one log line
+    when PyTorch cannot be imported (or not on CPU)."""
+    if not on_cpu():
+        logger.info("PyTorch peer: skipped (measured on CPU only)")
+        return []
+    if not torch_importable():
+        logger.info("PyTorch peer: skipped (torch is not importable; `pip install torch` to measure it)")
+        return []
+    from ba_net.config import load_config
+
+    cfg = load_config(None)
+    spec = {"batch": settings.batch_for(PEER_MODEL), "image_size": settings.image_size(PEER_MODEL),
+            "steps": settings.steps_for(PEER_MODEL), "repeats": settings.repeats, "warmup": settings.warmup,
+            "gemm_size": settings.gemm_size, "threads": usable_cpus(), "lr": cfg["optimizer"]["lr"],
+            "weight_decay": cfg["optimizer"]["weight_decay"], "label_smoothing": cfg["loss"]["label_smoothing"]}
+    measured = measure_peer(spec, env=_child_env(False, settings.device))
+    if "unavailable" in measured:
+        logger.info("PyTorch peer: skipped (%s)", measured["unavailable"])
+        return []
+    result["peer"] = {k: measured[k] for k in ("torch", "threads", "onednn", "gemm")}
+    rows = [{**r, "path": f"pytorch {r['layout']}"} for r in measured["rows"]]
+    best = {s: max((r for r in rows if r["section"] == s), key=lambda r: r["img_s"])["layout"]
+            for s in ("train step", "eval fwd")}
+    turns = max(4, 2 * settings.repeats)
+    try:
+        result["peer_interleaved"] = take_turns(
+            worker_commands({**spec, "train_layout": best["train step"], "eval_layout": best["eval fwd"]}), TASKS,
+            turns, spec["steps"], spec["batch"], env=_child_env(False, settings.device))
+        result["peer_interleaved"]["layouts"] = {"train": best["train step"], "eval": best["eval fwd"]}
+    except RuntimeError as exc:
+        logger.warning("PyTorch peer, taking turns: failed (%s)", str(exc).splitlines()[0])
+    return rows
+
+
+def yardstick(result: dict) -> float:
+    """The best rate measured in this run (GFLOP/s), into result["yardstick"], and each row's
+    share of it (``pct_best``): the candidates are the fp32 GEMM rates in result["gemm"] (Paddle,
+    NumPy, PyTorch if measured) and every row's own rate, 6 x MACs x img/s for training rows and
+    2 x MACs x img/s for evaluation rows (MACs: the row model's forward multiply-accumulates per
+    image). A row's share is its rate over the yardstick, so it is at most 100."""
+    candidates = {f"fp32 GEMM ({name})": rate for name, rate in result["gemm"].items()
+                  if isinstance(rate, (int, float))}
+    for r in result["rows"]:
+        factor = 6 if r["section"].startswith("train") else 2
+        r["gflops"] = factor * result["macs_per_image"][r["model"]] * r["img_s"] / 1e9
+        candidates[f"{r['section']} {r['model']} {row_label(r)}"] = r["gflops"]
+    source = max(candidates, key=candidates.get)
+    best = candidates[source]
+    result["yardstick"] = {"gflops": best, "source": source}
+    for r in result["rows"]:
+        r["pct_best"] = 100.0 * r["gflops"] / best
+    return best
+
+
+def vs_pytorch(result: dict) -> None:
+    """``vs_pytorch`` of each row of the peer's model in a section the peer measured: its img/s
+    over PyTorch's best (eager or channels_last) in that section."""
+    best = {}
+    for r in result["rows"]:
+        if r["path"].startswith("pytorch "):
+            best[r["section"]] = max(best.get(r["section"], 0.0), r["img_s"])
+    for r in result["rows"]:
+        if r["model"] == PEER_MODEL and best.get(r["section"]):
+            r["vs_pytorch"] = r["img_s"] / best[r["section"]]
+
+
+def _ratios(result: dict) -> None:
+    """Ratio of each row to the notebook's way (same section and model), and BA's overhead."""
+    rows = result["rows"]
+    ref = {(r["section"], r["model"]): r["img_s"] for r in rows if r["path"] == "notebook"}
+    for r in rows:
+        base = ref.get((r["section"], r["model"]))
+        r["vs_notebook"] = r["img_s"] / base if base else None
+    overhead = {}
+    by_key = {(r["section"], r["model"], row_label(r)): r["img_s"] for r in rows}
+    for base, ba in ba_pairs(result["settings"]["models"]):
+        for (section, model, label), rate in by_key.items():
+            if model == ba and (section, base, label) in by_key:
+                overhead.setdefault(ba, {})[f"{section} / {label}"] = 100.0 * (by_key[(section, base, label)] / rate
+                                                                              - 1.0)
+    result["ba_overhead_pct"] = overhead
+
+
+__all__ = ["PEER_MODEL", "Settings", "measure_gemm", "measure_in_subprocess", "measure_torch_peer",
+           "run_benchmark", "vs_pytorch", "yardstick"]

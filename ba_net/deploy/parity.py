@@ -1,0 +1,120 @@
+"""The parity check of an export: the exported model's logits against the dygraph model's on a
+fixed batch of real test images (:func:`parity_check`, :func:`compare_logits`), used by
+:mod:`ba_net.deploy.export` after writing an export and by ``tools/export.py --verify``.
+
+**The tolerance**, :data:`PARITY_RTOL` = 1e-4 relative to the logit scale (the largest |logit| of
+the dygraph model on the batch, at least 1): the two sides compute the same float32 function with
+different kernels (dygraph's own CPU kernels against oneDNN, with batch norm folded into the
+convolutions and ops fused), so the accumulation order differs and with it the rounding; float32
+rounds at 6e-8 relative, and a sum of K products in another order differs by up to about
+sqrt(K) x 6e-8 of the magnitude of its terms (K = 9,216 in AlexNet's first linear layer: 6e-6).
+Measured on this machine: 1.5e-6 of the logit scale for AlexNet, 4e-7 for BA-ResNet-20. 1e-4
+leaves more than 10x headroom over that, while a wrong export (batch norm in train mode, a
+missing attention, a changed weight) moves logits by 1e-2 of their scale or more.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from ba_net.errors import BaNetError
+
+PARITY_IMAGES = 64
+PARITY_RTOL = 1e-4  # of the logit scale; see the module docstring
+EMBEDDED_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "cifar-10-sample.tar.gz"
+
+
+class ParityError(BaNetError):
+    """The exported model's logits differ from the dygraph model's beyond the tolerance (or the
+    export cannot be loaded by Paddle Inference at all)."""
+
+
+def split_images(data_file: Optional[str] = None, fallback: Optional[str] = None, dataset: str = "cifar10"):
+    """(images, labels, path) of the test split of ``dataset``'s tarball: ``data_file`` (a
+    DataError when it is given but not a file), else ``fallback`` (a run's data file) when it is
+    one, else for CIFAR-10 the embedded sample, else the file where training would find it,
+    without downloading."""
+    from ba_net import data as D
+    from ba_net.errors import DataError
+
+    if data_file and not Path(data_file).is_file():
+        raise DataError(f"--data-file {data_file} is not a file; pass the {dataset} tarball or leave it out")
+    ds = D.dataset(dataset)
+    sample = EMBEDDED_SAMPLE if dataset == "cifar10" else None
+    path = next((Path(f) for f in (data_file, fallback, sample) if f and Path(f).is_file()), None)
+    path = path or D.locate(ds, None, download=False)
+    images, labels = D.read_split(ds, path, "test")
+    return images, labels, path
+
+
+def compare_logits(reference: np.ndarray, candidate: np.ndarray, rtol: float = PARITY_RTOL) -> dict:
+    """max |reference - candidate| against ``rtol`` x the logit scale (max |reference|, at least
+    1); NaN or Inf anywhere fails."""
+    reference = np.asarray(reference, dtype=np.float64)
+    candidate = np.asarray(candidate, dtype=np.float64)
+    if reference.shape != candidate.shape:
+        return {"passed": False, "max_abs_diff": float("inf"), "logit_scale": None, "tolerance": None,
+                "top1_agree": 0, "images": len(reference),
+                "reason": f"output shape {list(candidate.shape)} is not {list(reference.shape)}"}
+    diff = np.abs(reference - candidate)
+    max_diff = float(diff.max()) if np.all(np.isfinite(diff)) else float("nan")
+    scale = max(1.0, float(np.abs(reference).max()))
+    tol = rtol * scale
+    return {"passed": bool(max_diff <= tol), "max_abs_diff": max_diff, "logit_scale": float(np.abs(reference).max()),
+            "rtol": rtol, "tolerance": tol, "images": len(reference),
+            "top1_agree": int((reference.argmax(1) == candidate.argmax(1)).sum())}
+
+
+def parity_batch(prepare: Callable, n: int = PARITY_IMAGES, data_file: Optional[str] = None,
+                 fallback: Optional[str] = None, dataset: str = "cifar10"):
+    """The fixed parity batch: the first ``n`` test images of ``data_file`` (else ``fallback``,
+    the run's data file, else the embedded sample) through ``prepare`` (the export's eval
+    transform); returns (NCHW float32, path)."""
+    images, _, path = split_images(data_file, fallback, dataset)
+    return np.stack([prepare(img) for img in images[:n]]).astype(np.float32), path
+
+
+def parity_check(model, forward: Callable, batch: np.ndarray, what: str, rtol: float = PARITY_RTOL) -> dict:
+    """Logits of the dygraph ``model`` and of ``forward`` (numpy in, numpy out) on ``batch``,
+    compared (:func:`compare_logits`); ParityError when they differ beyond the tolerance."""
+    import paddle
+
+    with paddle.no_grad():
+        reference = model(paddle.to_tensor(batch)).numpy()
+    try:
+        candidate = np.asarray(forward(batch))
+    except Exception as exc:
+        raise ParityError(f"parity check failed: {what} cannot run ({exc.__class__.__name__}: "
+                          f"{' '.join(str(exc).split())[:200]})") from None
+    result = compare_logits(reference, candidate, rtol)
+    if not result["passed"]:
+        reason = result.get("reason") or (f"max |logit diff| {result['max_abs_diff']:.3g} > tolerance "
+                                          f"{result['tolerance']:.3g} ({rtol:g} x logit scale "
+                                          f"{result['logit_scale']:.3g}), top-1 agrees on {result['top1_agree']} "
+                                          f"of {result['images']} images")
+        raise ParityError(f"parity check failed: {what} against the dygraph model: {reason}")
+    return result
+
+
+def inference_forward(prefix: Path, what: str) -> Callable:
+    """Paddle Inference on the model saved at ``prefix`` (``<prefix>.json``, ``.pdiparams``), as a
+    numpy -> numpy function; ParityError when it cannot be loaded."""
+    from ba_net.accel.inference import InferenceRunner
+
+    try:
+        return InferenceRunner(prefix).run_numpy
+    except Exception as exc:  # a corrupt or truncated model file: Paddle raises from C++
+        raise ParityError(f"parity check failed: Paddle Inference cannot load {what} ({exc.__class__.__name__}: "
+                          f"{' '.join(str(exc).split())[:200]})") from None
+
+
+def describe_parity(result: dict, label: str = "Paddle Inference") -> str:
+    return (f"parity ({label} vs dygraph) on {result['images']} test images of {result.get('data_file', '?')}: "
+            f"max |logit diff| {result['max_abs_diff']:.2e} (logit scale {result['logit_scale']:.3g}, tolerance "
+            f"{result['tolerance']:.2e}): pass; top-1 agrees on {result['top1_agree']}/{result['images']}")
+
+
+__all__ = ["PARITY_IMAGES", "PARITY_RTOL", "ParityError", "compare_logits", "describe_parity", "inference_forward",
+           "parity_batch", "parity_check", "split_images"]
