@@ -180,13 +180,19 @@ def import_paddle_quietly():
     return paddle
 
 
+def package_logger() -> logging.Logger:
+    """The logger every ``ba_net`` module's logger is a child of (each module logs under its own
+    ``__name__``); the tools' console handler and a run's train.log handler attach here."""
+    return logging.getLogger(__name__.partition(".")[0])
+
+
 def set_package_log_level(level: int = logging.INFO) -> None:
     """Give the ``ba_net`` logger a level of its own (unless one is set), so that its INFO records
     reach the run's train.log whatever the root logger says. Importing Paddle reconfigures the root
     logger (``paddle.distributed.utils.log_utils.get_logger`` adds a stderr handler and sets the
     root level, once per module that calls it): the level it leaves is INFO in 3.3 but WARNING in
     3.0 to 3.2, where train.log stayed empty because every INFO record was dropped at the logger."""
-    package = logging.getLogger("ba_net")
+    package = package_logger()
     if package.level == logging.NOTSET:
         package.setLevel(level)
 
@@ -216,7 +222,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     tag = f"[rank {rank}] " if world > 1 else ""
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(f"%(asctime)s {tag}%(message)s", "%H:%M:%S"))
-    root = logging.getLogger("ba_net")
+    root = package_logger()
     root.handlers[:] = [handler]
     root.setLevel(level if rank == 0 else logging.WARNING)
     root.propagate = False

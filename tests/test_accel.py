@@ -107,7 +107,7 @@ def _fresh_gradient(optimizer, name, before, after):
 def _setup(model_name, overrides):
     cfg = load_config(None, ("train.path=fast", f"train.batch_size={BATCH}", *overrides))
     paddle.seed(3)
-    model = build_model(model_name)
+    model = build_model(model_name, num_classes=10)
     scheduler = paddle.optimizer.lr.CosineAnnealingDecay(cfg["optimizer"]["lr"], 10)
     optimizer = build_optimizer(cfg, model.parameters(), scheduler)
     loss_fn = LabelSmoothingCrossEntropy(cfg["loss"]["label_smoothing"])
@@ -177,7 +177,7 @@ def _free_running_losses(model_name, batches, path, overrides=()):
     cfg = load_config(None, (f"train.path={path}", f"train.batch_size={BATCH}", *overrides))
     with paddle.utils.unique_name.guard():
         paddle.seed(3)
-        model = build_model(model_name)
+        model = build_model(model_name, num_classes=10)
         scheduler = paddle.optimizer.lr.CosineAnnealingDecay(cfg["optimizer"]["lr"], 10)
         optimizer = build_optimizer(cfg, model.parameters(), scheduler)
         loss_fn = LabelSmoothingCrossEntropy(cfg["loss"]["label_smoothing"])
@@ -258,7 +258,7 @@ def test_fast_path_falls_back_to_dygraph(caplog, monkeypatch):
 
     monkeypatch.setattr(StaticTrainer, "_trace", reject)
     with paddle.utils.unique_name.guard():
-        model = build_model("alexnet_multihead")
+        model = build_model("alexnet_multihead", num_classes=10)
         scheduler = paddle.optimizer.lr.LambdaDecay(1e-4, lambda _: 1.0)
         optimizer = build_optimizer(cfg, model.parameters(), scheduler)
         with caplog.at_level(logging.WARNING, logger="ba_net.accel.paths"):
@@ -274,7 +274,7 @@ def test_fast_path_falls_back_to_dygraph(caplog, monkeypatch):
 def test_exported_inference_model_gives_dygraph_logits(tmp_path, model_name):
     """5 images at the model's input size (128 px AlexNet, 32 px CIFAR ResNets)."""
     paddle.seed(5)
-    model = build_model(model_name)
+    model = build_model(model_name, num_classes=10)
     model.eval()
     size = model.input_size
     x = np.random.default_rng(1).standard_normal((5, 3, size, size)).astype("float32")
@@ -347,7 +347,7 @@ def test_benchmark_resnet_suite_measures_each_model_at_its_input_size(tmp_path):
     assert {m: i["batch_size"] for m, i in result["input"].items()} == {
         m: large if s == 224 else small for m, s in sizes.items()}
     for m, s in sizes.items():
-        assert result["macs_per_image"][m] == count_macs(build_model(m), (1, 3, s, s)), m
+        assert result["macs_per_image"][m] == count_macs(build_model(m, num_classes=10), (1, 3, s, s)), m
     assert 4.0e9 < result["macs_per_image"]["resnet50"] < 4.2e9  # ResNet-50's 4.1 GMACs at 224 px
     assert result["params"]["resnet20"]["trainable"] == 272_474  # tests/test_resnet.py's hand count
     assert set(result["ba_overhead_interleaved"]) == set(result["ba_overhead_pct"]) == {"ba_resnet20", "ba_resnet50"}

@@ -402,11 +402,11 @@ def test_registry_and_errors():
     with pytest.raises(ValueError, match="1 spatial axes"):
         SpatialGate(8, dims=1)(paddle.randn([2, 8, 3, 3]))
     with pytest.raises(ValueError, match="unknown attention 'attention_weighted_avg'"):
-        build_model("alexnet", attention="attention_weighted_avg")  # a pool: not at the BA slot
+        build_model("alexnet", num_classes=10, attention="attention_weighted_avg")  # a pool: not at the BA slot
     with pytest.raises(TypeError, match="unexpected keyword argument 'bridge_channels'"):
         create_attention("se", 16, bridge_channels=(8,))  # unknown keywords raise
     with pytest.raises(TypeError, match="without attention takes no attention arguments"):
-        build_model("alexnet", reduction=8)  # not silently dropped
+        build_model("alexnet", num_classes=10, reduction=8)  # not silently dropped
     assert ChannelGate(8, 16).hidden == 1
 
 
@@ -418,13 +418,13 @@ SLOT_C, SLOT_N = 128, 7 * 7  # conv5 at 128 px
 
 @pytest.fixture(scope="module")
 def alex_flops():
-    return count_macs(build_model("alexnet"))
+    return count_macs(build_model("alexnet", num_classes=10))
 
 
 @pytest.mark.parametrize("model,attention", [
     ("alexnet_se", "se"), ("alexnet_eca", "eca"), ("alexnet_cbam", "cbam"), ("alexnet_sam", "sam")])
 def test_alexnet_variants(model, attention, alex_flops):
-    net = build_model(model)
+    net = build_model(model, num_classes=10)
     assert count_params(net)["total"] == ALEX_PARAMS + _param_formula(attention, SLOT_C)
     flops = count_macs(net)
     assert flops == alex_flops + _flops_formula(attention, SLOT_C, SLOT_N) > alex_flops
@@ -460,6 +460,6 @@ def test_alexnet_multihead(alex_flops):
         if not p.stop_gradient:
             assert p.grad is not None and float(paddle.abs(p.grad).sum()) > 0, name
     # AlexNet's feature weights load by name
-    alex = build_model("alexnet").state_dict()
+    alex = build_model("alexnet", num_classes=10).state_dict()
     feats = {k: v for k, v in alex.items() if not k.startswith("classifier.")}
     assert set(feats) <= set(net.state_dict())

@@ -161,7 +161,7 @@ def _nothing_outside(c):
 
 
 def _other_arch(c):
-    paddle.save(build_model("ba_alexnet").state_dict(), str(c.run / "checkpoint" / "epoch0001.pdparams"))
+    paddle.save(build_model("ba_alexnet", num_classes=10).state_dict(), str(c.run / "checkpoint" / "epoch0001.pdparams"))
 
 
 def _state_outside(c):

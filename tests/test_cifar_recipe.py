@@ -52,7 +52,7 @@ def test_compare_uses_each_models_input_size_and_preset(mixed, tmp_path, monkeyp
     assert {m: r["input_size"] for m, r in rows.items()} == expected
     assert rows["alexnet"]["macs"] == 97_012_352  # README: AlexNet per 128 px image
     for name in ("resnet20", "ba_resnet20"):
-        assert rows[name]["macs"] == count_macs(build_model(name), (1, 3, 32, 32))
+        assert rows[name]["macs"] == count_macs(build_model(name, num_classes=10), (1, 3, 32, 32))
     assert 40e6 < rows["resnet20"]["macs"] < 42e6  # He et al.'s ~41 M for ResNet-20 on 32 px
     assert list(sizes.values()) == [expected[m] for m in rows]  # the throughput forward, per model
     assert list(transforms.values()) == [D.eval_transform, D.cifar_eval_transform, D.cifar_eval_transform]
@@ -63,7 +63,7 @@ def test_compare_uses_each_models_input_size_and_preset(mixed, tmp_path, monkeyp
 
     # predictions: resnet20's best weights on the 32 px cifar eval transform, as the engine validated them
     images, labels = D.read_cifar10(data, "test")
-    model = build_model("resnet20")
+    model = build_model("resnet20", num_classes=10)
     load_weights(model, experiment / "resnet20" / "seed0" / "best.pdparams")
     model.eval()
     with paddle.no_grad():

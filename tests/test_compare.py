@@ -253,14 +253,14 @@ def test_prediction_grid_shows_true_colours_without_warnings(tmp_path, cifar_sub
     images, labels = D.read_cifar10(cifar_subset, "test")
     images, labels = images[:6], labels[:6]
     results = {"alexnet": {"seed": 0, "weights": "best.pdparams", "predicted": labels.copy(), "accuracy": 1.0,
-                           "confusion": predict.confusion_matrix(labels, labels)},
+                           "confusion": predict.confusion_matrix(labels, labels, 10)},
                "ba_alexnet": {"seed": 1, "weights": "final.pdparams", "predicted": (labels + 1) % 10, "accuracy": 0.0,
-                              "confusion": predict.confusion_matrix(labels, (labels + 1) % 10)}}
+                              "confusion": predict.confusion_matrix(labels, (labels + 1) % 10, 10)}}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a clipping warning (or any other) fails the test
-        fig = plots.plot_predictions(results, images, labels, n_images=4)
+        fig = plots.plot_predictions(results, images, labels, D.CIFAR10_CLASSES, n_images=4)
         plots.save_figure(fig, tmp_path / "p.png")
-        conf = plots.plot_confusion(results)
+        conf = plots.plot_confusion(results, D.CIFAR10_CLASSES)
         plots.save_figure(conf, tmp_path / "c.png")
     assert len(fig.axes) == 8
     for i, ax in enumerate(fig.axes[:4]):

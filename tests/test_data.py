@@ -100,7 +100,7 @@ def test_mixup_mixes_images_and_targets_alike():
     rng = np.random.default_rng(3)
     x = paddle.to_tensor(np.arange(4 * 2, dtype="float32").reshape(4, 2))
     y = paddle.to_tensor(np.array([0, 1, 2, 3]))
-    xm, soft, dominant = L.mixup(x, y, 0.4, np.random.default_rng(3))
+    xm, soft, dominant = L.mixup(x, y, 0.4, np.random.default_rng(3), 10)
     lam = rng.beta(0.4, 0.4)
     perm = rng.permutation(4)
     np.testing.assert_allclose(xm.numpy(), lam * x.numpy() + (1 - lam) * x.numpy()[perm], rtol=1e-6)

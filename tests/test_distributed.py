@@ -34,7 +34,7 @@ def test_two_process_cpu_launch_reduces_over_both_ranks(tmp_path, cifar_subset):
     assert h["global_batch"] == 8 and h["batch_per_process"] == 4 and h["paddle_version"]
     assert [i["iter"] for i in h["iters"]] == [1, 2]  # steps per epoch are per process
     assert "2 process(es)" in worker_logs
-    model = build_model("ba_alexnet")
+    model = build_model("ba_alexnet", num_classes=10)
     runs.load_weights(model, folder / "final.pdparams")  # one epoch: final = the weights validated
     test_images, test_labels = D.read_cifar10(cifar_subset, "test")
     loader = build_loader(test_images, test_labels, D.eval_transform, 8, train=False)
@@ -135,7 +135,7 @@ def test_sync_bn_replaces_every_batch_norm_and_keeps_the_weights():
     """ResNet-20 by hand: the stem's BN, two per basic block (9 blocks), and one in each of the
     two projection shortcuts = 21 BatchNorm layers, all SyncBatchNorm after the conversion, with
     the same state-dict keys and values."""
-    model = build_model("resnet20")
+    model = build_model("resnet20", num_classes=10)
     before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     assert len(_batch_norms(model, paddle.nn.BatchNorm2D)) == 21
     converted = sync_batch_norm(model, True)
@@ -145,7 +145,7 @@ def test_sync_bn_replaces_every_batch_norm_and_keeps_the_weights():
     assert set(after) == set(before)
     for k, v in before.items():
         np.testing.assert_array_equal(after[k].numpy(), v, err_msg=k)
-    plain = build_model("resnet20")
+    plain = build_model("resnet20", num_classes=10)
     assert sync_batch_norm(plain, False) is plain
 
 

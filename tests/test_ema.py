@@ -75,7 +75,7 @@ def test_the_average_is_evaluated_and_saved_beside_the_weights(ema_run, data):
     assert h["best_ema_val_acc"] == max(emas) and h["best_ema_epoch"] == emas.index(max(emas)) + 1
     assert (folder / "best_ema.pdparams").is_file() and not (folder / "state.json").exists()
     # final_ema.pdparams scores the last epoch's recorded EMA loss on the validation split
-    model = build_model("alexnet")
+    model = build_model("alexnet", num_classes=10)
     runs.load_weights(model, folder / "final_ema.pdparams")
     loader = build_loader(*D.read_cifar10(data, "test"), D.preset("notebook").eval, 8, train=False)
     loss, acc = evaluate(model, loader, LabelSmoothingCrossEntropy(cfg["loss"]["label_smoothing"]))

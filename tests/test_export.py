@@ -78,7 +78,7 @@ def test_exported_logits_equal_the_runs_dygraph_model(exported, tiny_run, cifar_
     from ba_net.accel.inference import InferenceRunner
 
     _, out = exported
-    model = build_model("ba_alexnet")
+    model = build_model("ba_alexnet", num_classes=10)
     model.set_state_dict(paddle.load(str(tiny_run / "best.pdparams")))
     model.eval()
     images, _ = D.read_cifar10(cifar_subset, "test")

@@ -25,14 +25,14 @@ def test_param_counts_match_hand_count_and_reference():
     assert _alexnet_params_by_hand() == 7_524_042
     ba_total, ba_running = _ba_params_by_hand()
     assert ba_total == 5_216
-    assert count_params(build_model("alexnet")) == {"total": 7_524_042, "trainable": 7_524_042}
+    assert count_params(build_model("alexnet", num_classes=10)) == {"total": 7_524_042, "trainable": 7_524_042}
     for name in ("ba_alexnet", "ba_alexnet_notebook"):
-        assert count_params(build_model(name)) == {
+        assert count_params(build_model(name, num_classes=10)) == {
             "total": 7_529_258, "trainable": 7_529_258 - ba_running}
 
 
 def test_param_count_matches_paddle_summary():
-    model = build_model("ba_alexnet")
+    model = build_model("ba_alexnet", num_classes=10)
     summary = paddle.summary(model, (1, 3, 128, 128))
     assert summary["total_params"] == count_params(model)["total"]
 
@@ -41,7 +41,7 @@ def test_macs_match_paddle_for_plain_layers_and_count_ba_work():
     # multiply-accumulates, not 2 x: a 3x3 convolution 3 -> 8 channels on 4x4 does 27 multiply-adds
     # and one bias add for each of its 8 x 4 x 4 outputs
     assert count_macs(paddle.nn.Conv2D(3, 8, 3, padding=1), (1, 3, 4, 4)) == 8 * 4 * 4 * (27 + 1)
-    alex = build_model("alexnet")
+    alex = build_model("alexnet", num_classes=10)
     assert count_macs(alex) == paddle.flops(alex, [1, 3, 128, 128])
     # BA at conv5 (7x7): three pooled squeezes (adds + a divide per channel, as Paddle counts
     # adaptive pooling), three linear squeezes, three BNs over 8 values, two branch sums,
@@ -50,14 +50,41 @@ def test_macs_match_paddle_for_plain_layers_and_count_ba_work():
     pools = (192 + 192 + 128) * (hw + 1)
     ba = pools + (192 + 192 + 128) * 8 + 3 * 2 * 8 + 2 * 8 + 8 * 128 + 128 * hw
     for name in ("ba_alexnet", "ba_alexnet_notebook"):
-        assert count_macs(build_model(name)) - count_macs(alex) == ba
+        assert count_macs(build_model(name, num_classes=10)) - count_macs(alex) == ba
     # per image: a batch of 2 costs twice as much
     assert count_macs(alex, (2, 3, 128, 128)) == 2 * count_macs(alex)
 
 
+def test_num_classes_is_required_never_cifar10_by_default():
+    """A model is never silently a 10-class one: build_model and every model builder need
+    num_classes (a TypeError at the call), and ResNet-50 for ImageNet has torchvision's count."""
+    from ba_net.models import cifar_resnet, resnet
+
+    for build in (lambda: build_model("resnet50"), lambda: build_model("alexnet"), lambda: resnet.resnet50(),
+                  lambda: cifar_resnet.resnet20(), lambda: ba_net.models.AlexNet()):
+        with pytest.raises(TypeError, match="num_classes"):
+            build()
+    assert count_params(build_model("resnet50", num_classes=1000))["trainable"] == 25_557_032
+
+
+def test_every_exported_model_builds_by_name():
+    """Each model builder a models module exports (its __all__) is registered under its own name,
+    and build_model(name) gives the same network as the builder (same parameter count)."""
+    import inspect
+
+    from ba_net.models import cifar_resnet, resnet
+
+    for module in (cifar_resnet, resnet):
+        for name in module.__all__:
+            builder = getattr(module, name)
+            if inspect.isfunction(builder) and inspect.signature(builder).return_annotation in ("ResNet", "CifarResNet"):
+                assert name in ba_net.list_models(), name
+                assert count_params(build_model(name, num_classes=10)) == count_params(builder(num_classes=10)), name
+
+
 def test_unknown_model_lists_valid_names():
     with pytest.raises(ValueError, match="alexnet.*ba_alexnet"):
-        build_model("vgg")
+        build_model("vgg", num_classes=10)
 
 
 def _ba_params(model):
@@ -65,7 +92,7 @@ def _ba_params(model):
 
 
 def test_corrected_model_depends_on_attention_and_trains_it():
-    model = build_model("ba_alexnet")
+    model = build_model("ba_alexnet", num_classes=10)
     model.eval()
     x = paddle.randn([4, 3, 128, 128])
     before = model(x).numpy()
@@ -83,7 +110,7 @@ def test_corrected_model_depends_on_attention_and_trains_it():
 
 
 def test_notebook_variant_equals_alexnet_with_copied_weights_and_ignores_ba():
-    alex, nb = build_model("alexnet"), build_model("ba_alexnet_notebook")
+    alex, nb = build_model("alexnet", num_classes=10), build_model("ba_alexnet_notebook", num_classes=10)
     nb.set_state_dict({**nb.state_dict(), **alex.state_dict()})
     shared = {k: v for k, v in nb.state_dict().items() if not k.startswith("attention.")}
     assert set(shared) == set(alex.state_dict())

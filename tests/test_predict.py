@@ -50,7 +50,7 @@ def runs(tmp_path_factory, cifar_subset):
 def _dygraph_argmax(run: Path, preset: str, images) -> np.ndarray:
     """Computed here, not by ba_net.report.predictions: the run's best weights in a fresh model, the preset's
     eval transform, argmax of the logits."""
-    model = build_model(run.parent.name)
+    model = build_model(run.parent.name, num_classes=10)
     model.set_state_dict(paddle.load(str(run / "best.pdparams")))
     model.eval()
     x = np.stack([D.preset(preset).eval(img) for img in images]).astype("float32")
@@ -128,7 +128,7 @@ def test_a_large_image_file_goes_through_the_32px_step(runs, cifar_subset, tmp_p
     cv2.imwrite(str(path), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
     small = cv2.resize(big, (32, 32), interpolation=cv2.INTER_AREA)
     result = predict_items(load_classifier(run), file_items([path]), k=1)
-    model = build_model("resnet20")
+    model = build_model("resnet20", num_classes=10)
     model.set_state_dict(paddle.load(str(run / "best.pdparams")))
     model.eval()
     with paddle.no_grad():

@@ -164,7 +164,7 @@ def test_min_hidden_widens_narrow_stages_only():
     # official: hidden widths 1 / 2 / 4 in the 16 / 32 / 64-channel stages
     widths = {blk.attention.hidden for blk in _model("ba_resnet20", 10).sublayers() if isinstance(blk, BasicBlock)}
     assert widths == {1, 2, 4}
-    model = build_model("ba_resnet20", min_hidden=4)
+    model = build_model("ba_resnet20", num_classes=10, min_hidden=4)
     blocks = [blk for blk in model.sublayers() if isinstance(blk, BasicBlock)]
     assert {blk.attention.hidden for blk in blocks} == {4}
     assert _trainable(model) == 272_474 + 3 * (3 * 16 * 4 + 16) + 3 * (3 * 32 * 4 + 16) + 3 * (3 * 64 * 4 + 16)
@@ -173,7 +173,7 @@ def test_min_hidden_widens_narrow_stages_only():
     # the ImageNet form's widths (64 channels and more) are untouched by min_hidden up to 4
     assert _trainable(build_model("ba_resnet18", num_classes=1000, min_hidden=4)) == 11_820_552
     # a user-chosen reduction is respected and floored the same way
-    se = build_model("resnet20_se", reduction=4, min_hidden=8)
+    se = build_model("resnet20_se", num_classes=10, reduction=4, min_hidden=8)
     assert {b.attention.hidden for b in se.sublayers() if isinstance(b, BasicBlock)} == {8, 16}
 
 
@@ -199,15 +199,15 @@ def test_registry_names_input_size_and_parameter_names():
 
 def test_unknown_or_misplaced_arguments_raise():
     with pytest.raises(TypeError):
-        build_model("ba_resnet20", nonsense=1)  # the attention module refuses it
+        build_model("ba_resnet20", num_classes=10, nonsense=1)  # the attention module refuses it
     with pytest.raises(TypeError, match="without attention"):
-        build_model("resnet20", reduction=8)
+        build_model("resnet20", num_classes=10, reduction=8)
     with pytest.raises(TypeError, match="without attention"):
-        build_model("resnet18", min_hidden=4)
+        build_model("resnet18", num_classes=10, min_hidden=4)
     with pytest.raises(TypeError):
-        build_model("resnet50", nonsense=1)
+        build_model("resnet50", num_classes=10, nonsense=1)
     with pytest.raises(TypeError, match="bridge_channels"):
-        build_model("ba_resnet20", bridge_channels=(16,))
+        build_model("ba_resnet20", num_classes=10, bridge_channels=(16,))
     with pytest.raises(TypeError):
         BasicBlock(16, 16, nonsense=1)
     with pytest.raises(TypeError, match="without attention"):
@@ -215,9 +215,9 @@ def test_unknown_or_misplaced_arguments_raise():
     with pytest.raises(ValueError, match="unknown attention"):
         BasicBlock(16, 16, attention="bogus")
     with pytest.raises(ValueError, match="6n \\+ 2"):
-        CifarResNet(depth=21)
+        CifarResNet(depth=21, num_classes=10)
     with pytest.raises(ValueError, match="min_hidden"):
-        build_model("ba_resnet20", min_hidden=0)
+        build_model("ba_resnet20", num_classes=10, min_hidden=0)
 
 
 @pytest.mark.parametrize("name", ["resnet20", "ba_resnet20", "resnet20_se", "resnet20_eca", "resnet20_cbam"])
@@ -373,7 +373,7 @@ def test_ba_block_equals_numpy_reimplementation(kind):
 # --- the attention matters and learns --------------------------------------------------------------
 
 def test_output_depends_on_ba_weights_and_gradients_reach_every_parameter():
-    model = build_model("ba_resnet20")
+    model = build_model("ba_resnet20", num_classes=10)
     # train mode: BA's BN1d normalises over the batch, so its ReLU is on for some samples (in
     # eval mode at init a width-1 unit may be off for a whole small batch: weights all 0.5)
     model.train()
@@ -425,7 +425,7 @@ def test_short_training_lowers_the_loss(cifar_subset):
     x = (x - x.mean(axis=(0, 1, 2))) / x.std(axis=(0, 1, 2))
     x = paddle.to_tensor(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     y = paddle.to_tensor(labels[:256].astype("int64"))
-    model = build_model("ba_resnet20")
+    model = build_model("ba_resnet20", num_classes=10)
     opt = paddle.optimizer.Momentum(learning_rate=0.05, momentum=0.9, use_nesterov=True,
                                     parameters=model.parameters())
 
@@ -452,7 +452,7 @@ def test_short_training_lowers_the_loss(cifar_subset):
 
 
 def test_initialisation_follows_the_reference():
-    fresh = build_model("ba_resnet20")
+    fresh = build_model("ba_resnet20", num_classes=10)
     for name, p in fresh.named_parameters():
         if len(p.shape) == 4 and int(np.prod(p.shape)) >= 4096:  # Kaiming normal, fan_out, ReLU gain
             fan_out = p.shape[0] * p.shape[2] * p.shape[3]

@@ -43,7 +43,7 @@ def test_eca_cnn1d_counts_and_shapes():
     assert list(model(paddle.randn([3, 1, 2048])).shape) == [3, 10]
     assert list(build_model("eca_cnn1d", num_classes=4, input_length=1024)(paddle.randn([2, 1, 1024])).shape) == [2, 4]
     with pytest.raises(ValueError, match="too short"):
-        build_model("eca_cnn1d", input_length=256)
+        build_model("eca_cnn1d", num_classes=10, input_length=256)
 
 
 def test_eca_cnn1d_adds_eca_back_residually():

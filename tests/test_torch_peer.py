@@ -31,10 +31,10 @@ def test_torch_alexnet_is_our_alexnet():
     layer, [N, 10] logits at 128 px, and with our weights copied in, our eval-mode logits."""
     import torch
 
-    peer = torch_peer.build_torch_alexnet()
+    peer = torch_peer.build_torch_alexnet(10)
     with paddle.utils.unique_name.guard():
         paddle.seed(0)
-        ours = build_model("alexnet")
+        ours = build_model("alexnet", num_classes=10)
     assert torch_peer.count_torch_params(peer) == count_params(ours)["trainable"] == _hand_count()
     ours_params = [p for p in ours.parameters()]
     peer_params = list(peer.parameters())

@@ -75,7 +75,7 @@ def test_final_weights_reproduce_the_logged_val_accuracy(finished_run, cifar_sub
     from ba_net import data as D
     from ba_net.train.loss import LabelSmoothingCrossEntropy
 
-    model = build_model("alexnet")
+    model = build_model("alexnet", num_classes=10)
     model.set_state_dict(paddle.load(str(folder / "final.pdparams")))
     loader = loading.build_loader(*D.read_cifar10(cifar_subset, "test"), D.eval_transform, 64, train=False)
     loss, acc = loops.evaluate(model, loader, LabelSmoothingCrossEntropy(0.1))

@@ -80,7 +80,7 @@ def test_the_best_epoch_is_picked_on_the_held_out_images_and_test_is_reported(he
     # test accuracy of that epoch on the test split
     images, labels = D.read_cifar10(cifar_subset, "train")
     _, held = D.hold_out(labels, 40)
-    model = build_model("resnet20")
+    model = build_model("resnet20", num_classes=10)
     model.set_state_dict(paddle.load(str(folder / "best.pdparams")))
     preset = D.preset("cifar")
     loss_fn = LabelSmoothingCrossEntropy(cfg["loss"]["label_smoothing"])

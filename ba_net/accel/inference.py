@@ -14,7 +14,7 @@ import paddle
 from ba_net.runtime import usable_cpus
 from ba_net.accel.tracing import global_means_as_pooling
 
-logger = logging.getLogger("ba_net.accel.paths")
+logger = logging.getLogger(__name__)
 
 
 def export_for_inference(model, directory, image_shape: Optional[tuple] = None) -> Path:

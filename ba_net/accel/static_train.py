@@ -30,7 +30,7 @@ import paddle
 
 from ba_net.accel.tracing import global_means_as_pooling, legacy_program_mode, mark_onednn, use_bias_maps
 
-logger = logging.getLogger("ba_net.accel.paths")  # its log lines belong to the path choice
+logger = logging.getLogger(__name__)
 
 CHECK_TOLERANCE = 1e-3  # max |logit difference| / (1 + max |logit|) accepted by the build check
 

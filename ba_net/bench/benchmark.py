@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ba_net.bench.rows import (
-    EVAL_PATHS, TRAIN_PATHS, Settings, ba_pairs, measure_gemm, measure_here, model_input_size, on_cpu,
+    EVAL_PATHS, NUM_CLASSES, TRAIN_PATHS, Settings, ba_pairs, measure_gemm, measure_here, model_input_size, on_cpu,
 )
 from ba_net.runtime import cpu_model, load_average, usable_cpus
 from ba_net.bench.torch_peer import TASKS, measure_peer, take_turns, torch_importable, worker_commands
@@ -131,7 +131,7 @@ def _complexity(model_name: str, size: int) -> dict:
     from ba_net.models import build_model
 
     with paddle.utils.unique_name.guard():
-        model = build_model(model_name)
+        model = build_model(model_name, num_classes=NUM_CLASSES)
         return {"macs": int(count_macs(model, (1, 3, size, size))), **count_params(model)}
 
 

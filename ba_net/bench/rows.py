@@ -47,6 +47,7 @@ RESNET_MODELS = ("resnet20", "ba_resnet20", "resnet50", "ba_resnet50")
 SUITES = {"alexnet": MODELS, "resnet": RESNET_MODELS}
 TRAIN_PATHS = ("notebook", "dygraph", "to_static", "fast")
 EVAL_PATHS = ("notebook", "dygraph", "inference")
+NUM_CLASSES = 10  # the benchmark measures CIFAR-10 (the embedded sample) and its 10-class models
 LARGE_INPUT = 224  # models with inputs this large get large_batch_size and large_steps
 
 
@@ -97,7 +98,7 @@ def model_input_size(model_name: str) -> int:
     from ba_net.models import build_model
 
     with paddle.utils.unique_name.guard():
-        return size_of(build_model(model_name)) or 128
+        return size_of(build_model(model_name, num_classes=NUM_CLASSES)) or 128
 
 
 def preset_for(model_name: str, settings: Settings):
@@ -143,7 +144,7 @@ def measure_gemm(n: int, repeats: int) -> dict:
 
 # -------------------------------------------------------------------------------- training
 
-def _config(settings: Settings, path: str, workers: int = 0, model: Optional[str] = None) -> dict:
+def row_config(settings: Settings, path: str, workers: int = 0, model: Optional[str] = None) -> dict:
     from ba_net.config import load_config
 
     batch = settings.batch_for(model) if model else settings.batch_size
@@ -157,7 +158,7 @@ def on_cpu() -> bool:
     return not paddle.device.get_device().startswith("gpu")
 
 
-def _trainer(model_name: str, path: str, cfg: dict) -> dict:
+def make_trainer(model_name: str, path: str, cfg: dict) -> dict:
     """Model, optimizer, scheduler, loss, ``step(images, target) -> loss`` and the fast trainer
     (None on the dygraph paths) for one training path."""
     import paddle
@@ -168,7 +169,7 @@ def _trainer(model_name: str, path: str, cfg: dict) -> dict:
     from ba_net.models import build_model
 
     paddle.seed(0)
-    model = build_model(model_name)
+    model = build_model(model_name, num_classes=NUM_CLASSES)
     scheduler = paddle.optimizer.lr.LambdaDecay(cfg["optimizer"]["lr"], lambda _: 1.0)
     optimizer = build_optimizer(cfg, model.parameters(), scheduler)
     loss_fn = LabelSmoothingCrossEntropy(cfg["loss"]["label_smoothing"])
@@ -196,7 +197,7 @@ def _trainer(model_name: str, path: str, cfg: dict) -> dict:
     return parts
 
 
-def _batch(settings: Settings, model: str):
+def sample_batch(settings: Settings, model: str):
     """A synthetic batch of the model's batch size and input size, and its labels."""
     import paddle
 
@@ -209,11 +210,11 @@ def train_step_rate(model_name: str, path: str, settings: Settings) -> dict:
     """Images/s of training steps on one synthetic batch (median of repeats)."""
     import paddle
 
-    cfg = _config(settings, "fast" if path == "fast" else "dygraph", model=model_name)
+    cfg = row_config(settings, "fast" if path == "fast" else "dygraph", model=model_name)
     steps = settings.steps_for(model_name)
     with paddle.utils.unique_name.guard():
-        step = _trainer(model_name, path, cfg)["step"]
-        x, y = _batch(settings, model_name)
+        step = make_trainer(model_name, path, cfg)["step"]
+        x, y = sample_batch(settings, model_name)
         for _ in range(settings.warmup):
             float(step(x, y))
 
@@ -237,29 +238,29 @@ def e2e_train_rate(model_name: str, path: str, settings: Settings, train_split, 
     after an untimed epoch)."""
     import paddle
 
-    from ba_net.train import engine
     from ba_net.data import loading
+    from ba_net.train.distributed import Distributed
+    from ba_net.train.loops import train_epoch
 
-    cfg = _config(settings, "fast" if path == "fast" else "dygraph", workers)
+    cfg = row_config(settings, "fast" if path == "fast" else "dygraph", workers)
     preset = preset_for(model_name, settings)
     with paddle.utils.unique_name.guard():
-        t = _trainer(model_name, "fast" if path == "fast" else "dygraph", cfg)
+        t = make_trainer(model_name, "fast" if path == "fast" else "dygraph", cfg)
         loader = loading.build_loader(*train_split, preset.train, settings.batch_size, seed=0, train=True,
                                 num_workers=workers, max_steps=settings.steps, image_size=preset.image_size)
         if len(loader) < settings.steps:
             raise ValueError(f"{settings.steps} steps of {settings.batch_size} images need more than the "
                              f"{len(train_split[0])} training images")
         epoch = [0]
-        # one process: the engine's context (named Distributed, or _Distributed before it moved)
-        ctx = (getattr(engine, "Distributed", None) or getattr(engine, "_Distributed"))()
+        ctx = Distributed()  # one process
 
         def run():
             epoch[0] += 1
             loader.batch_sampler.set_epoch(epoch[0])
-            _, _, steps = engine.train_epoch(t["model"], loader, t["loss_fn"], t["optimizer"], t["scheduler"],
-                                             epoch=epoch[0], seed=0, mixup_alpha=0.0, log_every=10 ** 9,
-                                             iter_offset=0, iters=[], ctx=ctx, step_fn=t["fast"],
-                                             label=f"train e2e {model_name} {path} ({workers} workers) epoch {epoch[0]}")
+            _, _, steps = train_epoch(t["model"], loader, t["loss_fn"], t["optimizer"], t["scheduler"],
+                                      epoch=epoch[0], seed=0, mixup_alpha=0.0, log_every=10 ** 9,
+                                      iter_offset=0, iters=[], ctx=ctx, num_classes=NUM_CLASSES, step_fn=t["fast"],
+                                      label=f"train e2e {model_name} {path} ({workers} workers) epoch {epoch[0]}")
             return steps * settings.batch_size
 
         return {**median_rate(run, 1, settings.repeats), "workers": workers}
@@ -267,14 +268,14 @@ def e2e_train_rate(model_name: str, path: str, settings: Settings, train_split, 
 
 # ------------------------------------------------------------------------------ evaluation
 
-def _eval_callable(model_name: str, path: str, workdir: Path):
+def eval_callable(model_name: str, path: str, workdir: Path):
     import paddle
 
     from ba_net.accel import paths as accel
     from ba_net.models import build_model
 
     paddle.seed(0)
-    model = build_model(model_name)
+    model = build_model(model_name, num_classes=NUM_CLASSES)
     model.eval()
     if path == "inference":
         return accel.InferenceRunner(accel.export_for_inference(model, workdir / f"infer_{model_name}"))
@@ -294,7 +295,7 @@ def ba_overhead_interleaved(settings: Settings, workdir: Path, train_path: str =
     import paddle
 
     pair = (ba_model[3:], ba_model)
-    x, y = _batch(settings, ba_model)
+    x, y = sample_batch(settings, ba_model)
     batch = int(x.shape[0])
 
     def alternate(fns: dict) -> dict:
@@ -315,10 +316,10 @@ def ba_overhead_interleaved(settings: Settings, workdir: Path, train_path: str =
     steps = {}
     for name in pair:
         with paddle.utils.unique_name.guard():
-            steps[name] = _trainer(name, train_path, _config(settings, train_path, model=name))["step"]
+            steps[name] = make_trainer(name, train_path, row_config(settings, train_path, model=name))["step"]
     out = {"train": alternate({name: (lambda s=step: float(s(x, y))) for name, step in steps.items()})}
     del steps
-    runners = {name: _eval_callable(name, "inference" if on_cpu() else "dygraph", workdir / f"pair_{name}")
+    runners = {name: eval_callable(name, "inference" if on_cpu() else "dygraph", workdir / f"pair_{name}")
                for name in pair}
     out["eval"] = alternate({name: (lambda r=runner: r(x).numpy()) for name, runner in runners.items()})
     logger.info("%s overhead, interleaved: train %+.1f %%, eval %+.1f %%", ba_model, out["train"]["overhead_pct"],
@@ -335,7 +336,7 @@ def measure_here(task: str, settings: Settings, model: str, path: str, workers: 
     elif task == "e2e":
         result = e2e_train_rate(model, path, settings, _read_split(settings, "train"), workers)
     elif task in ("eval", "eval_fwd"):
-        runner = _eval_callable(model, "dygraph" if notebook else path, tmp)
+        runner = eval_callable(model, "dygraph" if notebook else path, tmp)
         result = {"forward": forward_rate(runner, settings.batch_for(model), settings.image_size(model), warmup=1,
                                           repeats=settings.repeats, steps=settings.steps_for(model))}
         if task == "eval":
@@ -352,4 +353,5 @@ def measure_here(task: str, settings: Settings, model: str, path: str, workers: 
 
 
 __all__ = ["EVAL_PATHS", "MODELS", "RESNET_MODELS", "SUITES", "Settings", "TRAIN_PATHS", "ba_pairs", "measure_gemm",
-           "measure_here", "model_input_size", "preset_for"]
+           "NUM_CLASSES", "eval_callable", "make_trainer", "measure_here", "model_input_size", "preset_for",
+           "row_config", "sample_batch"]

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 
-logger = logging.getLogger("ba_net.bench.benchmark")
+logger = logging.getLogger(__name__)
 
 LAYOUTS = ("eager", "channels_last")  # path labels of the peer rows: "pytorch eager", ...
 
@@ -52,7 +52,7 @@ def torch_importable() -> bool:
         return False
 
 
-def build_torch_alexnet(num_classes: int = 10, dropout: float = 0.5):
+def build_torch_alexnet(num_classes: int, dropout: float = 0.5):
     """AlexNet as :class:`ba_net.models.alexnet.AlexNet` builds it (no attention), in PyTorch:
     conv1 11x11/4 (48) - pool - conv2 5x5 (128) - pool - conv3, conv4 3x3 (192) - conv5 3x3 (128)
     - pool, then 1152 -> 2048 -> 2048 -> classes with ReLU and dropout between."""
@@ -131,7 +131,7 @@ def measure_torch(spec: dict) -> dict:
     labels = torch.randint(0, 10, (batch,))
     for layout in LAYOUTS:
         fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-        model = build_torch_alexnet().to(memory_format=fmt)
+        model = build_torch_alexnet(10).to(memory_format=fmt)
         x = images.contiguous(memory_format=fmt)
         step = _train_step(model, x, labels, spec)
         for _ in range(int(spec["warmup"])):
@@ -205,7 +205,7 @@ def _torch_tasks(spec: dict) -> dict:
 
     def prepare(task):
         fmt = torch.channels_last if spec[f"{task}_layout"] == "channels_last" else torch.contiguous_format
-        model = build_torch_alexnet().to(memory_format=fmt)
+        model = build_torch_alexnet(10).to(memory_format=fmt)
         x = images.contiguous(memory_format=fmt)
         if task == "eval":
             model.eval()
@@ -223,10 +223,10 @@ def _paddle_tasks(spec: dict) -> Callable:
     """task -> callable for our AlexNet: the fast path's train step and the Paddle Inference
     forward (the predictor is made only when the eval turns start, after every train turn: a
     predictor in the process slows the training program down)."""
-    from ba_net.bench.rows import Settings, _batch, _config, _eval_callable, _trainer
+    from ba_net.bench.rows import Settings, eval_callable, make_trainer, row_config, sample_batch
 
     settings = Settings(batch_size=int(spec["batch"]), image_sizes={"alexnet": int(spec["image_size"])})
-    x, y = _batch(settings, "alexnet")
+    x, y = sample_batch(settings, "alexnet")
     held = {}
 
     def prepare(task):
@@ -234,11 +234,11 @@ def _paddle_tasks(spec: dict) -> Callable:
 
         held.clear()  # the trainer goes before the predictor comes
         if task == "eval":
-            runner = _eval_callable("alexnet", "inference", Path(tempfile.mkdtemp(prefix="ba_net_turns_")))
+            runner = eval_callable("alexnet", "inference", Path(tempfile.mkdtemp(prefix="ba_net_turns_")))
             held["runner"] = runner
             return lambda: runner(x).numpy()
         with paddle.utils.unique_name.guard():
-            step = _trainer("alexnet", "fast", _config(settings, "fast", model="alexnet"))["step"]
+            step = make_trainer("alexnet", "fast", row_config(settings, "fast", model="alexnet"))["step"]
         held["step"] = step
         return lambda: float(step(x, y))
 

@@ -17,7 +17,7 @@ from ba_net.runs.checkpoint import atomic_file, write_error
 from ba_net.errors import DataError
 from ba_net.progress import hms
 
-logger = logging.getLogger("ba_net.data")
+logger = logging.getLogger(__name__)
 
 DOWNLOAD_TIMEOUT = 30.0  # seconds to connect, and to wait for each read: an offline machine fails fast
 PROGRESS_SECONDS = 20.0  # a progress line every 10 %, or after this long without one

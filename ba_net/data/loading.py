@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import paddle
 
-logger = logging.getLogger("ba_net.data")
+logger = logging.getLogger(__name__)
 
 
 class SeededImages(paddle.io.Dataset):
@@ -104,7 +104,7 @@ def build_loader(images, labels, transform, batch_size, seed=0, train=True, num_
     )
 
 
-def mixup(x: paddle.Tensor, y: paddle.Tensor, alpha: float, rng: np.random.Generator, num_classes: int = 10):
+def mixup(x: paddle.Tensor, y: paddle.Tensor, alpha: float, rng: np.random.Generator, num_classes: int):
     """Batch mixup: x' = lam x + (1 - lam) x[perm], soft targets mixed alike; also returns the
     dominant label of each mixed image (for train accuracy)."""
     lam = float(rng.beta(alpha, alpha))

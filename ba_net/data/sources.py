@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from ba_net.data.datasets import CIFAR10_CLASSES, DATASETS, Dataset, dataset, read_class_names, read_split
+from ba_net.data.datasets import DATASETS, Dataset, dataset, read_class_names, read_split
 from ba_net.data.download import download_file
 from ba_net.errors import ConfigError, DataError
 
@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 CIFAR10_URL = DATASETS["cifar10"].url  # read at each call: point them elsewhere (tests) and locate_cifar10 follows
 CIFAR10_MD5 = DATASETS["cifar10"].md5
-CLASSES = CIFAR10_CLASSES  # CIFAR-10's; a run's own are in its history.json (ba_net.data.datasets.run_classes)
 
 
 def paddle_cache_path() -> Path:

@@ -23,7 +23,10 @@ _REGISTRY = {
     "sam_net": SpatialAttentionNet,
     # CIFAR-form ResNets (32 px, projection shortcuts), attention in every block
     "resnet20": _cifar.resnet20,
+    "resnet32": _cifar.resnet32,
+    "resnet44": _cifar.resnet44,
     "resnet56": _cifar.resnet56,
+    "resnet110": _cifar.resnet110,
     "ba_resnet20": _cifar.ba_resnet20,
     "ba_resnet56": _cifar.ba_resnet56,
     "resnet20_se": partial(_cifar.resnet20, attention="se"),
@@ -54,8 +57,9 @@ def list_models(images_only: bool = False) -> list:
     return sorted(n for n in _REGISTRY if not (images_only and n in _SIGNAL_MODELS))
 
 
-def build_model(name: str, num_classes: int = 10, **kwargs):
-    """Build the model registered as ``name``.
+def build_model(name: str, num_classes: int, **kwargs):
+    """Build the model registered as ``name`` with ``num_classes`` outputs (required: a model is
+    never silently CIFAR-10's; the data set says how many, :attr:`ba_net.data.Dataset.num_classes`).
 
     alexnet: the notebook's AlexNet (128 px input). ba_alexnet: BA-AlexNet with the attention
     applied (the corrected model). ba_alexnet_notebook: the notebook's BA-AlexNet, attention
@@ -64,7 +68,7 @@ def build_model(name: str, num_classes: int = 10, **kwargs):
     conv5's output. alexnet_multihead: AlexNet's features with the notes' multi-attention head.
     eca_cnn1d: the notes' 1-D CNN with ECA, input [B, 1, 2048]. sam_net: the notes'
     spatial-attention network, input [B, 1, length, modalities].
-    resnet20 / resnet56: He et al.'s CIFAR ResNets (32 px, projection shortcuts);
+    resnet20 / 32 / 44 / 56 / 110: He et al.'s CIFAR ResNets (32 px, projection shortcuts);
     ba_resnet20 / ba_resnet56: with Bridge Attention in every block (r = 16, ``min_hidden=1``
     by default: the official hidden width, 1 in the 16-channel stage);
     resnet20_se / _eca / _cbam, resnet56_se / _eca / _cbam: that module at BA's place.

@@ -37,7 +37,7 @@ class AlexNet(nn.Layer):
 
     def __init__(
         self,
-        num_classes: int = 10,
+        num_classes: int,
         attention: Optional[str] = None,
         apply_attention: bool = True,
         dropout: float = 0.5,
@@ -88,10 +88,10 @@ class AlexNet(nn.Layer):
         return self.classifier(self.pool(F.relu(x3)))
 
 
-def _conv5_size(size: int) -> int:
+def conv5_size(size: int) -> int:
     size = (size + 2 * 5 - 11) // 4 + 1  # conv1
     size = (size - 3) // 2 + 1  # pool
     return (size - 3) // 2 + 1  # pool (conv2..conv5 keep the size)
 
 
-__all__ = ["AlexNet"]
+__all__ = ["AlexNet", "conv5_size"]

@@ -25,7 +25,7 @@ class CifarResNet(ResNetBase):
 
     input_size = 32
 
-    def __init__(self, depth: int = 20, num_classes: int = 10, attention: Optional[str] = None,
+    def __init__(self, depth: int, num_classes: int, attention: Optional[str] = None,
                  min_hidden: int = 1, zero_init_residual: bool = False, **attn_kwargs):
         super().__init__()
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
@@ -50,37 +50,37 @@ class CifarResNet(ResNetBase):
         return self._head(x)
 
 
-def resnet20(num_classes: int = 10, **kwargs) -> CifarResNet:
+def resnet20(num_classes: int, **kwargs) -> CifarResNet:
     """CIFAR ResNet-20 (n = 3)."""
     return CifarResNet(20, num_classes, **kwargs)
 
 
-def resnet32(num_classes: int = 10, **kwargs) -> CifarResNet:
+def resnet32(num_classes: int, **kwargs) -> CifarResNet:
     """CIFAR ResNet-32 (n = 5)."""
     return CifarResNet(32, num_classes, **kwargs)
 
 
-def resnet44(num_classes: int = 10, **kwargs) -> CifarResNet:
+def resnet44(num_classes: int, **kwargs) -> CifarResNet:
     """CIFAR ResNet-44 (n = 7)."""
     return CifarResNet(44, num_classes, **kwargs)
 
 
-def resnet56(num_classes: int = 10, **kwargs) -> CifarResNet:
+def resnet56(num_classes: int, **kwargs) -> CifarResNet:
     """CIFAR ResNet-56 (n = 9)."""
     return CifarResNet(56, num_classes, **kwargs)
 
 
-def resnet110(num_classes: int = 10, **kwargs) -> CifarResNet:
+def resnet110(num_classes: int, **kwargs) -> CifarResNet:
     """CIFAR ResNet-110 (n = 18)."""
     return CifarResNet(110, num_classes, **kwargs)
 
 
-def ba_resnet20(num_classes: int = 10, **kwargs) -> CifarResNet:
+def ba_resnet20(num_classes: int, **kwargs) -> CifarResNet:
     """CIFAR BA-ResNet-20: Bridge Attention (r = 16, ``min_hidden`` 1 by default) in every block."""
     return resnet20(num_classes, attention="ba", **kwargs)
 
 
-def ba_resnet56(num_classes: int = 10, **kwargs) -> CifarResNet:
+def ba_resnet56(num_classes: int, **kwargs) -> CifarResNet:
     """CIFAR BA-ResNet-56: Bridge Attention (r = 16, ``min_hidden`` 1 by default) in every block."""
     return resnet56(num_classes, attention="ba", **kwargs)
 

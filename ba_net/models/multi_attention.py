@@ -20,7 +20,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ba_net.attention import CBAM, AttentionWeightedAverage, GlobalWeightedAvgPool
-from ba_net.models.alexnet import AlexNet, _conv5_size
+from ba_net.models.alexnet import AlexNet, conv5_size
 
 
 class MultiAttentionAlexNet(AlexNet):
@@ -37,7 +37,7 @@ class MultiAttentionAlexNet(AlexNet):
 
     def __init__(
         self,
-        num_classes: int = 10,
+        num_classes: int,
         reduction: int = 16,
         hidden: int = 512,
         dropout: float = 0.5,
@@ -45,7 +45,7 @@ class MultiAttentionAlexNet(AlexNet):
     ):
         super().__init__(num_classes=num_classes)
         self.input_size = int(input_size)
-        size = _conv5_size(input_size)
+        size = conv5_size(input_size)
         self.cbam = CBAM(128, reduction)
         self.weighted_pool = GlobalWeightedAvgPool(128, size=(size, size))
         self.attention_pool = AttentionWeightedAverage(128)

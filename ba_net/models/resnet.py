@@ -308,7 +308,7 @@ class ResNet(ResNetBase):
 
     input_size = 224
 
-    def __init__(self, block, layers: Sequence[int], num_classes: int = 1000, attention: Optional[str] = None,
+    def __init__(self, block, layers: Sequence[int], num_classes: int, attention: Optional[str] = None,
                  min_hidden: int = 1, zero_init_residual: bool = False, **attn_kwargs):
         super().__init__()
         if len(layers) != 4:
@@ -335,42 +335,42 @@ class ResNet(ResNetBase):
 
 # ImageNet form ------------------------------------------------------------------------------
 
-def resnet18(num_classes: int = 1000, **kwargs) -> ResNet:
+def resnet18(num_classes: int, **kwargs) -> ResNet:
     """ResNet-18: BasicBlock [2, 2, 2, 2]."""
     return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, **kwargs)
 
 
-def resnet34(num_classes: int = 1000, **kwargs) -> ResNet:
+def resnet34(num_classes: int, **kwargs) -> ResNet:
     """ResNet-34: BasicBlock [3, 4, 6, 3]."""
     return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, **kwargs)
 
 
-def resnet50(num_classes: int = 1000, **kwargs) -> ResNet:
+def resnet50(num_classes: int, **kwargs) -> ResNet:
     """ResNet-50: Bottleneck [3, 4, 6, 3]."""
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, **kwargs)
 
 
-def resnet101(num_classes: int = 1000, **kwargs) -> ResNet:
+def resnet101(num_classes: int, **kwargs) -> ResNet:
     """ResNet-101: Bottleneck [3, 4, 23, 3]."""
     return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, **kwargs)
 
 
-def ba_resnet18(num_classes: int = 1000, **kwargs) -> ResNet:
+def ba_resnet18(num_classes: int, **kwargs) -> ResNet:
     """BA-ResNet-18: Bridge Attention (r = 16) in every block."""
     return resnet18(num_classes, attention="ba", **kwargs)
 
 
-def ba_resnet34(num_classes: int = 1000, **kwargs) -> ResNet:
+def ba_resnet34(num_classes: int, **kwargs) -> ResNet:
     """BA-ResNet-34: Bridge Attention (r = 16) in every block."""
     return resnet34(num_classes, attention="ba", **kwargs)
 
 
-def ba_resnet50(num_classes: int = 1000, **kwargs) -> ResNet:
+def ba_resnet50(num_classes: int, **kwargs) -> ResNet:
     """BA-ResNet-50: Bridge Attention (r = 16) in every block."""
     return resnet50(num_classes, attention="ba", **kwargs)
 
 
-def ba_resnet101(num_classes: int = 1000, **kwargs) -> ResNet:
+def ba_resnet101(num_classes: int, **kwargs) -> ResNet:
     """BA-ResNet-101: Bridge Attention (r = 16) in every block."""
     return resnet101(num_classes, attention="ba", **kwargs)
 

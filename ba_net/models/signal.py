@@ -53,7 +53,7 @@ class EcaCNN1D(nn.Layer):
         in_channels: channels of the signal (1).
     """
 
-    def __init__(self, num_classes: int = 10, input_length: int = 2048, in_channels: int = 1):
+    def __init__(self, num_classes: int, input_length: int = 2048, in_channels: int = 1):
         super().__init__()
         self.stage1 = _conv_stage(in_channels, 16, _FIRST_KERNEL, _FIRST_STRIDE, _FIRST_PADDING)
         self.stage2 = _conv_stage(16, 32, 3)
@@ -90,7 +90,7 @@ class SpatialAttentionNet(nn.Layer):
 
     def __init__(
         self,
-        num_classes: int = 6,
+        num_classes: int,
         channels: Sequence[int] = (16, 32, 64),
         kernel: int = 5,
         attention_kernel=(3, 1),

@@ -293,7 +293,7 @@ def add_predictions(summary: dict, runs, test_split, out_dir, n_images: int = 8)
     summary["per_class"] = summarize_per_class(confusions, summary["baseline"], classes)
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / "per_class.csv", per_class_csv(summary["per_class"]))
-    figs = {"predictions.png": plot_predictions(results, images, labels, n_images, classes),
+    figs = {"predictions.png": plot_predictions(results, images, labels, classes, n_images),
             "confusion.png": plot_confusion(results, classes), "per_class.png": plot_per_class(summary["per_class"])}
     for name, fig in figs.items():
         save_figure(fig, out_dir / name)

@@ -75,12 +75,11 @@ def denormalize(chw) -> np.ndarray:
     return np.clip(np.asarray(chw, dtype=np.float32).transpose(1, 2, 0) * STD + MEAN, 0.0, 1.0)
 
 
-def plot_predictions(results: dict, images, labels, n_images: int = 8, classes=None):
+def plot_predictions(results: dict, images, labels, classes, n_images: int = 8):
     """The first ``n_images`` test images, one row per model, titled predicted / true
-    (green when right, red when wrong) with the names ``classes`` (default CIFAR-10's)."""
+    (green when right, red when wrong) with the names ``classes``."""
     from ba_net import data as D
 
-    classes = D.CLASSES if classes is None else classes
     n = min(n_images, len(images))
     fig = _figure(1.6 * n, 2.0 * len(results) + 0.4)
     axes = np.atleast_2d(fig.subplots(len(results), n, squeeze=False))
@@ -97,12 +96,9 @@ def plot_predictions(results: dict, images, labels, n_images: int = 8, classes=N
     return fig
 
 
-def plot_confusion(results: dict, classes=None):
+def plot_confusion(results: dict, classes):
     """One confusion matrix per model (counts; rows true, columns predicted), labelled with
-    ``classes`` (default CIFAR-10's); the counts are written in the cells up to 20 classes."""
-    from ba_net.data import CLASSES
-
-    classes = CLASSES if classes is None else classes
+    ``classes``; the counts are written in the cells up to 20 classes."""
     side = 5.0 if len(classes) <= 20 else 0.12 * len(classes) + 2
     fig = _figure((side + 0.2) * len(results), side)
     axes = np.atleast_1d(fig.subplots(1, len(results), squeeze=False)[0])

@@ -32,7 +32,7 @@ def predict(model, images, batch_size: int = 128, transform=None) -> np.ndarray:
     return np.concatenate(out).astype(np.int64)
 
 
-def confusion_matrix(truth, predicted, num_classes: int = 10) -> np.ndarray:
+def confusion_matrix(truth, predicted, num_classes: int) -> np.ndarray:
     """Counts [true class, predicted class]."""
     m = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(m, (np.asarray(truth), np.asarray(predicted)), 1)

@@ -22,6 +22,7 @@ from typing import Optional
 
 from ba_net.runs.checkpoint import atomic_write_json, load_paddle, read_json, remove_temp_files, save_paddle
 from ba_net.errors import RunStateError
+from ba_net.runtime import package_logger
 
 logger = logging.getLogger(__name__)
 
@@ -342,9 +343,9 @@ class RunLog:
         if enabled:
             self.handler = logging.FileHandler(path, encoding="utf-8")
             self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-            logging.getLogger("ba_net").addHandler(self.handler)
+            package_logger().addHandler(self.handler)
 
     def close(self):
         if self.handler is not None:
-            logging.getLogger("ba_net").removeHandler(self.handler)
+            package_logger().removeHandler(self.handler)
             self.handler.close()

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 import paddle
 
-logger = logging.getLogger("ba_net.train.engine")
+logger = logging.getLogger(__name__)
 
 
 def grad_scaler(amp: bool, device: str):

@@ -15,7 +15,7 @@ import paddle.distributed as dist
 
 from ba_net.errors import ConfigError
 
-logger = logging.getLogger("ba_net.train.engine")
+logger = logging.getLogger(__name__)
 
 
 class Distributed:

@@ -69,7 +69,7 @@ class _Training:
         self.cfg, self.model_name, self.seed, self.folder, self.label = cfg, model_name, seed, folder, label
         self.ctx, t = Distributed(), cfg["train"]
         paddle.seed(seed)
-        self.classes = tuple(splits.get("classes") or D.CLASSES)  # data.dataset's, in label order
+        self.classes = tuple(splits["classes"])  # data.dataset's, in label order
         self.model = sync_batch_norm(build_model(model_name, num_classes=len(self.classes), **cfg["model_kwargs"]),
                                      sync_bn_wanted(t["sync_bn"], self.ctx.world, device))
         batch, data = per_process_batch(cfg, self.ctx.world), cfg["data"]

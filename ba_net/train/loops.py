@@ -16,7 +16,7 @@ from ba_net.data import loading
 from ba_net.train.distributed import Distributed
 from ba_net.progress import Progress
 
-logger = logging.getLogger("ba_net.train.engine")
+logger = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 15.0
 
@@ -60,8 +60,8 @@ def _step(model, images, target, loss_fn, optimizer, scaler, step_fn):
 
 
 def train_epoch(model, loader, loss_fn, optimizer, scheduler, *, epoch, seed, mixup_alpha, log_every,
-                iter_offset, iters, ctx, scaler=None, label="", step_fn=None, ema=None,
-                num_classes=10) -> tuple[float, float, int]:
+                iter_offset, iters, ctx, num_classes, scaler=None, label="", step_fn=None,
+                ema=None) -> tuple[float, float, int]:
     """One pass over ``loader``; returns (mean loss, accuracy, iterations) and appends
     ``{"iter", "loss", "lr"}`` to ``iters`` every ``log_every`` iterations. Raises
     FloatingPointError at the first non-finite loss it sees. ``step_fn(images, target) ->
