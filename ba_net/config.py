@@ -56,7 +56,7 @@ SCHEMA = {
     "device": Field("auto", "str", "auto (GPU when Paddle has CUDA), cpu or gpu", choices=lambda: ["auto", "cpu", "gpu"]),
     "data": {
         "dataset": Field("cifar10", "str", "cifar10 or cifar100 (the 100 fine labels); the models get as many "
-                         "outputs as it has classes (ba_net/datasets.py DATASETS)", choices=_datasets),
+                         "outputs as it has classes (ba_net/data/datasets.py DATASETS)", choices=_datasets),
         "data_file": Field(None, "str", "the data set's python tarball (cifar-10-python.tar.gz, "
                            "cifar-100-python.tar.gz); relative paths start at the config file's folder "
                            "(at the working directory in -o); null: $BA_NET_CIFAR10 (or $BA_NET_CIFAR100), "
@@ -68,7 +68,7 @@ SCHEMA = {
         "eval_num_workers": Field(None, "int", "worker processes of the validation loader; null: data.num_workers",
                                   nullable=True, minimum=0),
         "transforms": Field("notebook", "str", "data preset: train and eval transforms, image size, normalization "
-                            "(ba_net/data.py PRESETS: notebook and plain 128 px for AlexNet, cifar 32 px for the "
+                            "(ba_net/data/presets.py PRESETS: notebook and plain 128 px for AlexNet, cifar 32 px for the "
                             "CIFAR ResNets); the models must be built for its image size", choices=_presets),
         "mixup_alpha": Field(0.0, "float", "batch mixup with lambda ~ Beta(alpha, alpha); 0 = off", minimum=0.0),
         "val_split": Field(None, "int", "hold out this many training images (class-stratified, the same for every "
@@ -89,7 +89,7 @@ SCHEMA = {
         "sync_bn": Field(None, "bool", "synchronize BatchNorm statistics across processes (SyncBatchNorm, GPU only); "
                          "null: on when several GPU processes train; false: per-process statistics, averaged "
                          "over the processes before each evaluation", nullable=True),
-        "path": Field("fast", "str", "fast: on CPU a static program with oneDNN convolutions (ba_net/accel.py), "
+        "path": Field("fast", "str", "fast: on CPU a static program with oneDNN convolutions (ba_net/accel/paths.py), "
                       "dygraph elsewhere; dygraph: always plain dygraph", choices=lambda: ["fast", "dygraph"]),
     },
     "optimizer": {

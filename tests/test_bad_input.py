@@ -37,14 +37,14 @@ RUN = Path("out") / "tiny" / "alexnet" / "seed0"
 # ------------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def small_data(tmp_path_factory, cifar_subset):
-    return small_cifar10(cifar_subset, tmp_path_factory.mktemp("data") / "cifar-10-python.tar.gz")
+def small_data(module_tmp, cifar_subset):
+    return small_cifar10(cifar_subset, module_tmp("data") / "cifar-10-python.tar.gz")
 
 
 @pytest.fixture(scope="module")
-def templates(tmp_path_factory, small_data):
+def templates(module_tmp, small_data):
     """Run folders to copy into each case: a finished run, and one stopped after epoch 1 of 2."""
-    root = tmp_path_factory.mktemp("templates")
+    root = module_tmp("templates")
     cfg = load_config(None, base=tiny_config(root / "finished", small_data))
     engine.run_experiment(cfg)
     save = runs.save_resume_state

@@ -17,6 +17,7 @@ import paddle
 import pytest
 
 from ba_net import data as D
+from ba_net.data import sources
 from ba_net.train import engine
 from ba_net.runs import folder as runs
 from ba_net.config import load_config
@@ -33,11 +34,11 @@ def _split(rng, n):
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
+def synthetic(module_tmp):
     """(path, train, test): 200 training images (2 per class) and 100 test images (1 per class)."""
     rng = np.random.default_rng(0)
     train, test = _split(rng, 200), _split(rng, 100)
-    path = write_cifar100_tarball(tmp_path_factory.mktemp("c100") / NAME, train, test, NAMES)
+    path = write_cifar100_tarball(module_tmp("c100") / NAME, train, test, NAMES)
     return path, train, test
 
 
@@ -46,7 +47,7 @@ def no_local_data(tmp_path, monkeypatch):
     """No BA_NET_CIFAR100, Paddle's cache redirected to an empty folder; returns CIFAR-100's cache path."""
     monkeypatch.delenv("BA_NET_CIFAR100", raising=False)
     cache = tmp_path / "home" / ".cache" / "paddle" / "dataset" / "cifar" / "cifar-10-python.tar.gz"
-    monkeypatch.setattr(D, "paddle_cache_path", lambda: cache)
+    monkeypatch.setattr(sources, "paddle_cache_path", lambda: cache)
     return cache.with_name(NAME)
 
 
@@ -200,9 +201,9 @@ def test_the_ablation_config_is_the_cifar10_one_on_cifar100():
 # ------------------------------------------------------------------------------- end to end
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, synthetic):
+def trained(module_tmp, synthetic):
     """A finished ResNet-20 run on the synthetic CIFAR-100 (cifar preset, the fast path)."""
-    tmp = tmp_path_factory.mktemp("train100")
+    tmp = module_tmp("train100")
     cfg = load_config(None, base=tiny_config(
         tmp, synthetic[0], models=["resnet20"], data={"dataset": "cifar100", "transforms": "cifar"},
         train={"epochs": 1, "batch_size": 16, "max_steps_per_epoch": 2}, optimizer={"lr": 0.05}))

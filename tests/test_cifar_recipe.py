@@ -16,9 +16,9 @@ from helpers import read_history, small_cifar10, tiny_config
 
 
 @pytest.fixture(scope="module")
-def mixed(tmp_path_factory, cifar_subset):
+def mixed(module_tmp, cifar_subset):
     """out/mixed: alexnet (notebook preset) and resnet20, ba_resnet20 (cifar preset, SGD), seed 0."""
-    root = tmp_path_factory.mktemp("cifar_recipe")
+    root = module_tmp("cifar_recipe")
     data = small_cifar10(cifar_subset, root / "cifar-10-python.tar.gz", n_train=200, n_test=64)
     engine.run_experiment(load_config(None, base=tiny_config(root, data, experiment="mixed")))
     cifar = tiny_config(root, data, experiment="mixed", models=["resnet20", "ba_resnet20"],

@@ -34,10 +34,10 @@ REAL_FILES = {"config.yaml", "history.json", "train.log", "vdl/vdlrecords.run.lo
 
 
 @pytest.fixture(scope="module")
-def small_data(tmp_path_factory, cifar_subset):
+def small_data(module_tmp, cifar_subset):
     """200 train / 64 test images of the subset: evaluation stays short, so kills land often in
     the writes of checkpoints, state and history."""
-    return small_cifar10(cifar_subset, tmp_path_factory.mktemp("data") / "cifar-10-python.tar.gz")
+    return small_cifar10(cifar_subset, module_tmp("data") / "cifar-10-python.tar.gz")
 
 
 def _write_config(file, data, out, **train):

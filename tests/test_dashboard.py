@@ -35,8 +35,8 @@ def _get(port, path, **params):
 
 
 @pytest.fixture(scope="module")
-def dashboard(tmp_path_factory, cifar_subset):
-    tmp = tmp_path_factory.mktemp("vdl")
+def dashboard(module_tmp, cifar_subset):
+    tmp = module_tmp("vdl")
     cfg = load_config(None, base=tiny_config(tmp, cifar_subset, models=["alexnet", "ba_alexnet"],
                                              train={"epochs": 2, "max_steps_per_epoch": 2, "log_every": 1}))
     engine.run_experiment(cfg)

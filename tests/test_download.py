@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from ba_net import data as D
+from ba_net.data import sources
 from ba_net.runs.checkpoint import is_temp_file
 from ba_net.data.download import download_file
 from ba_net.errors import DataError
@@ -28,14 +29,14 @@ NAME = "cifar-10-python.tar.gz"
 # ------------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def tarball(tmp_path_factory):
+def tarball(module_tmp):
     """A CIFAR-10-shaped tarball of random images (~1.1 MB, so a download takes many chunks)."""
     rng = np.random.default_rng(0)
     members = {f"cifar-10-batches-py/data_batch_{i}": (rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8),
                                                        rng.integers(0, 10, 60)) for i in range(1, 6)}
     members["cifar-10-batches-py/test_batch"] = (rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8),
                                                  rng.integers(0, 10, 30))
-    return write_cifar10_tarball(tmp_path_factory.mktemp("src") / NAME, members)
+    return write_cifar10_tarball(module_tmp("src") / NAME, members)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -108,7 +109,7 @@ def no_local_data(tmp_path, monkeypatch):
     """No BA_NET_CIFAR10, and Paddle's cache redirected to an empty folder; returns the cache path."""
     monkeypatch.delenv("BA_NET_CIFAR10", raising=False)
     cache = tmp_path / "home" / ".cache" / "paddle" / "dataset" / "cifar" / NAME
-    monkeypatch.setattr(D, "paddle_cache_path", lambda: cache)
+    monkeypatch.setattr(sources, "paddle_cache_path", lambda: cache)
     return cache
 
 
@@ -243,8 +244,8 @@ def test_a_server_that_never_answers_times_out(tmp_path):
 # ------------------------------------------------------------------------------- locate_cifar10
 
 def test_locate_downloads_into_the_cache_once(server, tarball, no_local_data, monkeypatch, progress):
-    monkeypatch.setattr(D, "CIFAR10_URL", server.url + "/ok")
-    monkeypatch.setattr(D, "CIFAR10_MD5", _md5(tarball))
+    monkeypatch.setattr(sources, "CIFAR10_URL", server.url + "/ok")
+    monkeypatch.setattr(sources, "CIFAR10_MD5", _md5(tarball))
     assert D.locate_cifar10(None) == no_local_data
     assert server.requests == ["/ok"] and _md5(no_local_data) == _md5(tarball)
     assert any("downloading" in r.getMessage() for r in progress.records)
@@ -255,7 +256,7 @@ def test_locate_downloads_into_the_cache_once(server, tarball, no_local_data, mo
 
 def test_locate_offline_says_how_to_supply_the_file(closed_port, no_local_data, monkeypatch):
     url = f"http://127.0.0.1:{closed_port}/{NAME}"
-    monkeypatch.setattr(D, "CIFAR10_URL", url)
+    monkeypatch.setattr(sources, "CIFAR10_URL", url)
     with pytest.raises(DataError) as err:
         D.locate_cifar10(None)
     text = _one_line(err)
@@ -266,8 +267,8 @@ def test_locate_offline_says_how_to_supply_the_file(closed_port, no_local_data, 
 
 
 def test_locate_wrong_checksum_names_the_fix(server, no_local_data, monkeypatch):
-    monkeypatch.setattr(D, "CIFAR10_URL", server.url + "/ok")
-    monkeypatch.setattr(D, "CIFAR10_MD5", "0" * 32)
+    monkeypatch.setattr(sources, "CIFAR10_URL", server.url + "/ok")
+    monkeypatch.setattr(sources, "CIFAR10_MD5", "0" * 32)
     with pytest.raises(DataError) as err:
         D.locate_cifar10(None)
     text = _one_line(err)
@@ -276,7 +277,7 @@ def test_locate_wrong_checksum_names_the_fix(server, no_local_data, monkeypatch)
 
 
 def test_locate_without_download_says_how_to_supply_the_file(no_local_data, monkeypatch):
-    monkeypatch.setattr(D, "download_file", lambda *a, **k: pytest.fail("must not download"))
+    monkeypatch.setattr(sources, "download_file", lambda *a, **k: pytest.fail("must not download"))
     with pytest.raises(DataError) as err:
         D.locate_cifar10(None, download=False)
     assert "download disabled); fix one of: -o data.data_file=PATH" in _one_line(err)
@@ -296,7 +297,7 @@ def _corrupt(kind, tarball, path):
 @pytest.mark.parametrize("source", ["data_file", "BA_NET_CIFAR10", "cache"])
 def test_corrupt_file_in_any_source_is_one_line_naming_it(source, kind, tarball, tmp_path, no_local_data,
                                                           monkeypatch):
-    monkeypatch.setattr(D, "download_file", lambda *a, **k: pytest.fail("must not download"))
+    monkeypatch.setattr(sources, "download_file", lambda *a, **k: pytest.fail("must not download"))
     path = _corrupt(kind, tarball, no_local_data if source == "cache" else tmp_path / "given" / NAME)
     if source == "BA_NET_CIFAR10":
         monkeypatch.setenv("BA_NET_CIFAR10", str(path))

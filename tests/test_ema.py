@@ -50,8 +50,8 @@ def test_ema_decay_must_be_below_one(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory, cifar_subset):
-    return small_cifar10(cifar_subset, tmp_path_factory.mktemp("ema") / "small.tar.gz", n_train=100, n_test=32)
+def data(module_tmp, cifar_subset):
+    return small_cifar10(cifar_subset, module_tmp("ema") / "small.tar.gz", n_train=100, n_test=32)
 
 
 def _cfg(root, data):
@@ -59,8 +59,8 @@ def _cfg(root, data):
 
 
 @pytest.fixture(scope="module")
-def ema_run(tmp_path_factory, data):
-    cfg = _cfg(tmp_path_factory.mktemp("straight"), data)
+def ema_run(module_tmp, data):
+    cfg = _cfg(module_tmp("straight"), data)
     engine.run_experiment(cfg)
     return cfg, runs.run_folder(cfg, "alexnet", 0).root
 

@@ -1,4 +1,4 @@
-"""The benchmark's PyTorch peer (ba_net/torch_peer.py) and its yardstick.
+"""The benchmark's PyTorch peer (ba_net/bench/torch_peer.py) and its yardstick.
 
 Tests that need PyTorch skip when it is not installed (CI has none; ba_net never requires it);
 the rest fake a missing torch and check that the benchmark skips the peer with one line."""

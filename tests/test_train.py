@@ -32,8 +32,8 @@ def _weights(folder, tag="final"):
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, cifar_subset):
-    tmp = tmp_path_factory.mktemp("run")
+def finished_run(module_tmp, cifar_subset):
+    tmp = module_tmp("run")
     cfg, summaries = _run(tmp, cifar_subset)
     return cfg, summaries, _folder(cfg)
 

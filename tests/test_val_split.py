@@ -54,8 +54,8 @@ def test_config_refuses_a_non_positive_val_split(tmp_path, cifar_subset):
 
 
 @pytest.fixture(scope="module")
-def held_out_run(tmp_path_factory, cifar_subset):
-    tmp = tmp_path_factory.mktemp("valsplit")
+def held_out_run(module_tmp, cifar_subset):
+    tmp = module_tmp("valsplit")
     cfg = load_config(None, base=tiny_config(tmp, cifar_subset, models=["resnet20"],
                                              data={"transforms": "cifar", "val_split": 40},
                                              train={"epochs": 3, "batch_size": 16, "max_steps_per_epoch": 4},

@@ -113,7 +113,7 @@ def _method(result: dict) -> str:
         "Paddle Inference with oneDNN.",
         "MACs: forward multiply-accumulates per image at the model's input size (count_macs); params: "
         "trainable parameters (paddle.summary's total, BatchNorm statistics included, in the JSON).",
-        "PyTorch peer (if torch is importable): our AlexNet written in PyTorch (ba_net/torch_peer.py), in a "
+        "PyTorch peer (if torch is importable): our AlexNet written in PyTorch (ba_net/bench/torch_peer.py), in a "
         "subprocess without Paddle, torch threads = usable cores; train step = forward + label-smoothed cross "
         "entropy + backward + Adam (same lr and weight decay) on the same batch and size, eval fwd under "
         "torch.inference_mode(); eager NCHW (pytorch eager) and channels_last; x PyTorch = img/s / PyTorch's "

@@ -266,7 +266,7 @@ class ResNetBase(nn.Layer):
 
     def _init_weights(self, zero_init_residual: bool) -> None:
         if not paddle.in_dynamic_mode():
-            # Traced into a static program (the fast path, ba_net/static_train.py): an initializer
+            # Traced into a static program (the fast path, ba_net/accel/static_train.py): an initializer
             # called on a static parameter appends its op to the *main* program, which would draw
             # the weights afresh at every step; the program's weights come from the dygraph model.
             return
