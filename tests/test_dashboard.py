@@ -35,9 +35,9 @@ def _get(port, path, **params):
 
 
 @pytest.fixture(scope="module")
-def dashboard(module_tmp, cifar_subset):
+def dashboard(module_tmp, small_cifar):
     tmp = module_tmp("vdl")
-    cfg = load_config(None, base=tiny_config(tmp, cifar_subset, models=["alexnet", "ba_alexnet"],
+    cfg = load_config(None, base=tiny_config(tmp, small_cifar, models=["alexnet", "ba_alexnet"],
                                              train={"epochs": 2, "max_steps_per_epoch": 2, "log_every": 1}))
     engine.run_experiment(cfg)
     port = _free_port()

@@ -16,13 +16,13 @@ from ba_net.train.loss import LabelSmoothingCrossEntropy
 from helpers import read_history, run_tool, tiny_config, tree_snapshot
 
 
-def test_two_process_cpu_launch_reduces_over_both_ranks(tmp_path, cifar_subset):
+def test_two_process_cpu_launch_reduces_over_both_ranks(tmp_path, small_cifar):
     """Each rank trains on its half of the batches; the validation metrics in history.json are
     those of the saved weights on the whole test split, i.e. summed over both ranks' halves."""
     out = tmp_path / "out"
     r = run_tool(["-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(tmp_path / "logs"),
                   "tools/train.py", "-c", "experiments/quick.yaml", "-o", f"output_dir={out}",
-                  "-o", f"data.data_file={cifar_subset}", "-o", "models=[ba_alexnet]", "-o", "seeds=[3]",
+                  "-o", f"data.data_file={small_cifar}", "-o", "models=[ba_alexnet]", "-o", "seeds=[3]",
                   "-o", "train.epochs=1", "-o", "train.max_steps_per_epoch=2", "-o", "train.batch_size=8",
                   "-o", "data.num_workers=0", "-o", "train.log_every=1"], timeout=600)
     worker_logs = "".join(p.read_text() for p in sorted((tmp_path / "logs").glob("workerlog.*")))
@@ -36,7 +36,7 @@ def test_two_process_cpu_launch_reduces_over_both_ranks(tmp_path, cifar_subset):
     assert "2 process(es)" in worker_logs
     model = build_model("ba_alexnet", num_classes=10)
     runs.load_weights(model, folder / "final.pdparams")  # one epoch: final = the weights validated
-    test_images, test_labels = D.read_cifar10(cifar_subset, "test")
+    test_images, test_labels = D.read_cifar10(small_cifar, "test")
     loader = build_loader(test_images, test_labels, D.eval_transform, 8, train=False)
     val_loss, val_acc = evaluate(model, loader, LabelSmoothingCrossEntropy(0.1))
     record = h["epochs"][0]
@@ -66,11 +66,11 @@ def _as_rank(monkeypatch, rank):
 
 
 @pytest.mark.parametrize("rank", [0, 1])
-def test_only_rank_zero_writes(tmp_path, cifar_subset, monkeypatch, rank):
+def test_only_rank_zero_writes(tmp_path, small_cifar, monkeypatch, rank):
     """The whole ablation (plan, run folder, train.log, VisualDL, checkpoints, history) as rank 1
     of two writes nothing at all; as rank 0, the same call writes the run folder."""
     _as_rank(monkeypatch, rank)
-    cfg = load_config(None, base=tiny_config(tmp_path, cifar_subset, train={"epochs": 1, "max_steps_per_epoch": 1}))
+    cfg = load_config(None, base=tiny_config(tmp_path, small_cifar, train={"epochs": 1, "max_steps_per_epoch": 1}))
     before = tree_snapshot(tmp_path)
     summaries = engine.run_experiment(cfg)
     assert summaries[0]["status"] == "finished"
@@ -91,7 +91,7 @@ def test_global_batch_is_split_over_processes_or_refused():
         per_process_batch(cfg, 3)
 
 
-def test_two_processes_train_exactly_as_one_with_the_same_global_batch(tmp_path, cifar_subset):
+def test_two_processes_train_exactly_as_one_with_the_same_global_batch(tmp_path, small_cifar):
     """2 processes x global batch 8 against 1 process x batch 8, same seed and initial weights,
     AlexNet (no BatchNorm) with dropout off, dygraph on both sides: the per-iteration losses and
     the final weights agree to float32 rounding. Tolerance: DataParallel averages the two ranks'
@@ -99,7 +99,7 @@ def test_two_processes_train_exactly_as_one_with_the_same_global_batch(tmp_path,
     the order of float32 sums (relative ~1e-6 per step); Adam's update divides by sqrt(v), which
     can amplify that on near-zero gradients, so weights are compared with atol 1e-5 (lr is 2e-4:
     a wrong batch or a missing gradient reduction moves weights by ~lr per step)."""
-    args = ["tools/train.py", "-c", "experiments/quick.yaml", "-o", f"data.data_file={cifar_subset}",
+    args = ["tools/train.py", "-c", "experiments/quick.yaml", "-o", f"data.data_file={small_cifar}",
             "-o", "models=[alexnet]", "-o", "seeds=[5]", "-o", "train.epochs=1", "-o", "train.max_steps_per_epoch=3",
             "-o", "train.batch_size=8", "-o", "data.num_workers=0", "-o", "train.log_every=1",
             "-o", "train.path=dygraph", "-o", "model_kwargs={dropout: 0.0}", "-o", "optimizer.lr=2e-4"]
@@ -158,9 +158,9 @@ def test_sync_bn_is_on_for_several_gpu_processes_unless_switched_off(setting, wo
     assert warned == (setting is None and world > 1 and device == "cpu")
 
 
-def test_sync_bn_true_on_cpu_processes_is_refused_before_anything_is_written(tmp_path, cifar_subset, monkeypatch):
+def test_sync_bn_true_on_cpu_processes_is_refused_before_anything_is_written(tmp_path, small_cifar, monkeypatch):
     _as_rank(monkeypatch, 0)
-    cfg = load_config(None, base=tiny_config(tmp_path, cifar_subset, models=["resnet20"], train={"sync_bn": True},
+    cfg = load_config(None, base=tiny_config(tmp_path, small_cifar, models=["resnet20"], train={"sync_bn": True},
                                              data={"transforms": "cifar"}))
     before = tree_snapshot(tmp_path)
     with pytest.raises(ConfigError, match=r"^train.sync_bn: Paddle's SyncBatchNorm runs only on GPUs.*"
@@ -169,13 +169,13 @@ def test_sync_bn_true_on_cpu_processes_is_refused_before_anything_is_written(tmp
     assert tree_snapshot(tmp_path) == before
 
 
-def test_runs_on_several_gpu_processes_train_with_sync_bn(tmp_path, cifar_subset, monkeypatch):
+def test_runs_on_several_gpu_processes_train_with_sync_bn(tmp_path, small_cifar, monkeypatch):
     """Rank 1 of 2 on a faked GPU: the engine asks for the conversion of the model it trains."""
     _as_rank(monkeypatch, 1)
     monkeypatch.setattr(engine, "select_device", lambda name: "gpu:1")
     asked = []
     monkeypatch.setattr(engine, "sync_batch_norm", lambda model, wanted: asked.append(wanted) or model)
-    cfg = load_config(None, base=tiny_config(tmp_path, cifar_subset, models=["resnet20"], data={"transforms": "cifar"},
+    cfg = load_config(None, base=tiny_config(tmp_path, small_cifar, models=["resnet20"], data={"transforms": "cifar"},
                                              train={"epochs": 1, "max_steps_per_epoch": 1}))
     engine.run_experiment(cfg)
     assert asked == [True]

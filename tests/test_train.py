@@ -32,9 +32,9 @@ def _weights(folder, tag="final"):
 
 
 @pytest.fixture(scope="module")
-def finished_run(module_tmp, cifar_subset):
+def finished_run(module_tmp, small_cifar):
     tmp = module_tmp("run")
-    cfg, summaries = _run(tmp, cifar_subset)
+    cfg, summaries = _run(tmp, small_cifar)
     return cfg, summaries, _folder(cfg)
 
 
@@ -69,7 +69,7 @@ def test_run_writes_every_file_with_sane_values(finished_run):
     assert "epoch 2/2" in log and "val loss" in log
 
 
-def test_final_weights_reproduce_the_logged_val_accuracy(finished_run, cifar_subset):
+def test_final_weights_reproduce_the_logged_val_accuracy(finished_run, small_cifar):
     cfg, _, folder = finished_run
     from ba_net import build_model
     from ba_net import data as D
@@ -77,13 +77,13 @@ def test_final_weights_reproduce_the_logged_val_accuracy(finished_run, cifar_sub
 
     model = build_model("alexnet", num_classes=10)
     model.set_state_dict(paddle.load(str(folder / "final.pdparams")))
-    loader = loading.build_loader(*D.read_cifar10(cifar_subset, "test"), D.eval_transform, 64, train=False)
+    loader = loading.build_loader(*D.read_cifar10(small_cifar, "test"), D.eval_transform, 64, train=False)
     loss, acc = loops.evaluate(model, loader, LabelSmoothingCrossEntropy(0.1))
     last = read_history(folder)["epochs"][-1]
     assert acc == pytest.approx(last["val_acc"]) and loss == pytest.approx(last["val_loss"], rel=1e-5)
 
 
-def test_finished_run_is_skipped_and_force_reruns(finished_run, cifar_subset):
+def test_finished_run_is_skipped_and_force_reruns(finished_run, small_cifar):
     cfg, _, folder = finished_run
     before = (folder / "history.json").read_text()
     mtime = (folder / "final.pdparams").stat().st_mtime_ns
@@ -99,8 +99,8 @@ def test_finished_run_is_skipped_and_force_reruns(finished_run, cifar_subset):
         engine.run_experiment(cfg, resume=True)
 
 
-def test_same_seed_same_history_different_seed_different_order(tmp_path, cifar_subset, finished_run):
-    cfg, summaries = _run(tmp_path, cifar_subset, output_dir=str(tmp_path / "again"))
+def test_same_seed_same_history_different_seed_different_order(tmp_path, small_cifar, finished_run):
+    cfg, summaries = _run(tmp_path, small_cifar, output_dir=str(tmp_path / "again"))
     h1, h2 = read_history(finished_run[2]), read_history(_folder(cfg))
     assert strip_times(h1) == strip_times(h2)
     for k, v in _weights(finished_run[2]).items():
@@ -122,7 +122,7 @@ def test_sampler_shards_ranks_without_overlap():
     assert sorted(i for s in ev for batch in s for i, _, _ in batch) == list(range(103))
 
 
-def test_resumed_run_equals_uninterrupted(tmp_path, cifar_subset, finished_run, monkeypatch):
+def test_resumed_run_equals_uninterrupted(tmp_path, small_cifar, finished_run, monkeypatch):
     save = runs.save_resume_state
 
     def save_then_die(folder, epoch, *args):
@@ -132,9 +132,9 @@ def test_resumed_run_equals_uninterrupted(tmp_path, cifar_subset, finished_run, 
 
     monkeypatch.setattr(runs, "save_resume_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path, cifar_subset)
+        _run(tmp_path, small_cifar)
     monkeypatch.setattr(runs, "save_resume_state", save)
-    cfg = load_config(None, base=tiny_config(tmp_path, cifar_subset))
+    cfg = load_config(None, base=tiny_config(tmp_path, small_cifar))
     folder = _folder(cfg)
     assert read_history(folder)["status"] == "running" and (folder / "state.json").exists()
     with pytest.raises(RunStateError, match="stopped after epoch 1 of 2: rerun with --resume"):
@@ -147,7 +147,7 @@ def test_resumed_run_equals_uninterrupted(tmp_path, cifar_subset, finished_run, 
     assert "resuming after epoch 1" in (folder / "train.log").read_text()
 
 
-def test_mixup_trains_with_soft_targets(tmp_path, cifar_subset, monkeypatch):
+def test_mixup_trains_with_soft_targets(tmp_path, small_cifar, monkeypatch):
     """With data.mixup_alpha every training step gets mixup's images and its soft targets (rows
     of two classes weighted lam, 1 - lam), whichever path trains."""
     mixed, stepped = [], []
@@ -164,7 +164,7 @@ def test_mixup_trains_with_soft_targets(tmp_path, cifar_subset, monkeypatch):
 
     monkeypatch.setattr(loading, "mixup", mixup)
     monkeypatch.setattr(loops, "_step", step)
-    cfg, summaries = _run(tmp_path, cifar_subset, data={"mixup_alpha": 0.4, "transforms": "plain"},
+    cfg, summaries = _run(tmp_path, small_cifar, data={"mixup_alpha": 0.4, "transforms": "plain"},
                           train={"epochs": 1})
     h = read_history(_folder(cfg))
     assert h["status"] == "finished" and 0 <= h["epochs"][0]["train_acc"] <= 1

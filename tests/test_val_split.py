@@ -48,15 +48,15 @@ def test_a_hold_out_that_leaves_nothing_to_train_on_is_refused(n):
         D.hold_out(np.arange(10) % 2, n)
 
 
-def test_config_refuses_a_non_positive_val_split(tmp_path, cifar_subset):
+def test_config_refuses_a_non_positive_val_split(tmp_path, small_cifar):
     with pytest.raises(ConfigError, match="data.val_split"):
-        load_config(None, base=tiny_config(tmp_path, cifar_subset, data={"val_split": 0}))
+        load_config(None, base=tiny_config(tmp_path, small_cifar, data={"val_split": 0}))
 
 
 @pytest.fixture(scope="module")
-def held_out_run(module_tmp, cifar_subset):
+def held_out_run(module_tmp, small_cifar):
     tmp = module_tmp("valsplit")
-    cfg = load_config(None, base=tiny_config(tmp, cifar_subset, models=["resnet20"],
+    cfg = load_config(None, base=tiny_config(tmp, small_cifar, models=["resnet20"],
                                              data={"transforms": "cifar", "val_split": 40},
                                              train={"epochs": 3, "batch_size": 16, "max_steps_per_epoch": 4},
                                              optimizer={"name": "momentum", "lr": 0.05}))
@@ -64,27 +64,27 @@ def held_out_run(module_tmp, cifar_subset):
     return cfg, runs.run_folder(cfg, "resnet20", 0).root
 
 
-def test_the_best_epoch_is_picked_on_the_held_out_images_and_test_is_reported(held_out_run, cifar_subset):
+def test_the_best_epoch_is_picked_on_the_held_out_images_and_test_is_reported(held_out_run, small_cifar):
     cfg, folder = held_out_run
     h = read_history(folder)
     assert [e["epoch"] for e in h["epochs"]] == [1, 2, 3]
     for e in h["epochs"]:
-        # accuracies over 40 held-out and 500 test images: whole counts of each
+        # accuracies over 40 held-out and 64 test images: whole counts of each
         assert e["val_acc"] * 40 == pytest.approx(round(e["val_acc"] * 40), abs=1e-9)
-        assert e["test_acc"] * 500 == pytest.approx(round(e["test_acc"] * 500), abs=1e-9)
+        assert e["test_acc"] * 64 == pytest.approx(round(e["test_acc"] * 64), abs=1e-9)
         assert 0 < e["test_loss"] < 20
     vals = [e["val_acc"] for e in h["epochs"]]
     assert h["best_epoch"] == vals.index(max(vals)) + 1 and h["best_val_acc"] == max(vals)
 
     # best.pdparams scores the recorded best val accuracy on the held-out images, and the recorded
     # test accuracy of that epoch on the test split
-    images, labels = D.read_cifar10(cifar_subset, "train")
+    images, labels = D.read_cifar10(small_cifar, "train")
     _, held = D.hold_out(labels, 40)
     model = build_model("resnet20", num_classes=10)
     model.set_state_dict(paddle.load(str(folder / "best.pdparams")))
     preset = D.preset("cifar")
     loss_fn = LabelSmoothingCrossEntropy(cfg["loss"]["label_smoothing"])
-    for split, key in (((images[held], labels[held]), "val_acc"), (D.read_cifar10(cifar_subset, "test"), "test_acc")):
+    for split, key in (((images[held], labels[held]), "val_acc"), (D.read_cifar10(small_cifar, "test"), "test_acc")):
         loader = build_loader(*split, preset.eval, 50, train=False, image_size=32)
         _, acc = evaluate(model, loader, loss_fn)
         assert acc == pytest.approx(h["epochs"][h["best_epoch"] - 1][key], abs=1e-9), key
