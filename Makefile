@@ -22,8 +22,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
+# the suite in parallel over the cores (pytest-xdist; at most 4 workers: each holds ~1.5 GB)
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --maxprocesses 4 tests
 
 # the main job: train the quick ablation on the embedded sample, then print and write the comparison
 quick: install

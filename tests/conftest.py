@@ -5,8 +5,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ba_net  # noqa: F401  (configures threads before paddle loads)
-import paddle
+# pytest-xdist workers share the machine's cores: each takes its share of math threads (ba_net
+# would give every process all of them, and N workers would then run N x cores threads); tools run
+# by the tests inherit it. A value the user set is kept.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
+
+import ba_net  # noqa: E402,F401  (configures threads before paddle loads)
+import paddle  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = Path(os.environ.get("BA_NET_TEST_CIFAR10", REPO / "data" / "cifar-10-sample.tar.gz"))

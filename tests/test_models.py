@@ -68,8 +68,9 @@ def test_num_classes_is_required_never_cifar10_by_default():
 
 
 def test_every_exported_model_builds_by_name():
-    """Each model builder a models module exports (its __all__) is registered under its own name,
-    and build_model(name) gives the same network as the builder (same parameter count)."""
+    """Each model builder a models module exports (its __all__) is registered under its own name;
+    the CIFAR ones (cheap to build) give the builder's network by name (same parameter count). The
+    ImageNet ones are built by name against hand counts in tests/test_resnet.py."""
     import inspect
 
     from ba_net.models import cifar_resnet, resnet
@@ -79,7 +80,8 @@ def test_every_exported_model_builds_by_name():
             builder = getattr(module, name)
             if inspect.isfunction(builder) and inspect.signature(builder).return_annotation in ("ResNet", "CifarResNet"):
                 assert name in ba_net.list_models(), name
-                assert count_params(build_model(name, num_classes=10)) == count_params(builder(num_classes=10)), name
+                if module is cifar_resnet:
+                    assert count_params(build_model(name, num_classes=10)) == count_params(builder(num_classes=10)), name
 
 
 def test_unknown_model_lists_valid_names():
