@@ -420,11 +420,12 @@ def test_flops_follow_paddle_plus_residual_adds_and_ba_work(capsys):
 # --- a short training on the embedded sample --------------------------------------------------------
 
 def test_short_training_lowers_the_loss(cifar_subset):
+    n = 128
     images, labels = read_cifar10(cifar_subset, "train")
-    x = images[:256].astype("float32") / 255.0
+    x = images[:n].astype("float32") / 255.0
     x = (x - x.mean(axis=(0, 1, 2))) / x.std(axis=(0, 1, 2))
     x = paddle.to_tensor(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-    y = paddle.to_tensor(labels[:256].astype("int64"))
+    y = paddle.to_tensor(labels[:n].astype("int64"))
     model = build_model("ba_resnet20", num_classes=10)
     opt = paddle.optimizer.Momentum(learning_rate=0.05, momentum=0.9, use_nesterov=True,
                                     parameters=model.parameters())
@@ -432,23 +433,23 @@ def test_short_training_lowers_the_loss(cifar_subset):
     def loss_on_all():  # batch statistics, as in training; no parameter update
         model.train()
         with paddle.no_grad():
-            return float(np.mean([float(F.cross_entropy(model(x[i:i + 128]), y[i:i + 128])) for i in (0, 128)]))
+            return float(F.cross_entropy(model(x), y))
 
     before = loss_on_all()
     rng = np.random.default_rng(0)
-    for _ in range(4):  # 32 steps of 32 images
-        order = rng.permutation(256)
-        for i in range(0, 256, 32):
+    for _ in range(4):  # 16 steps of 32 images
+        order = rng.permutation(n)
+        for i in range(0, n, 32):
             idx = paddle.to_tensor(order[i:i + 32])
             loss = F.cross_entropy(model(x[idx]), y[idx])
             loss.backward()
             opt.step()
             opt.clear_grad()
     after = loss_on_all()
-    print(f"ba_resnet20 on 256 sample images, 32 SGD steps: loss {before:.3f} -> {after:.3f}")
+    print(f"ba_resnet20 on {n} sample images, 16 SGD steps: loss {before:.3f} -> {after:.3f}")
     assert np.isfinite(after)
-    # measured 2.33 -> 1.74 (Paddle 3.3, CPU); half that drop is required
-    assert after < before - 0.3, (before, after)
+    # measured 2.34 -> 1.87 (Paddle 3.3, CPU, 6.8 s); half that drop is required
+    assert after < before - 0.23, (before, after)
 
 
 def test_initialisation_follows_the_reference():
