@@ -23,3 +23,8 @@ class OutputError(BaNetError):
     def __init__(self, path, reason: str, fix: str = "free disk space or make the folder writable, or write elsewhere"):
         self.path, self.reason, self.fix = path, reason, fix
         super().__init__(f"cannot write {path} ({reason}); {fix}")
+
+
+class CheckFailed(BaNetError):
+    """A check the command ran did not pass (an export's parity, a measurement that could not be
+    taken): the input was fine, the outcome is not. Tools exit 1 for it, 2 for other errors."""

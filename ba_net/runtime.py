@@ -1,6 +1,6 @@
 """The machine and the process: machine facts (usable cores, the CPU from /proc/cpuinfo, the load),
 Paddle's version gate, the set-up that has to happen before Paddle is imported, device
-selection and the tools' logging.
+selection, the tools' logging, and the progress lines of long work (:func:`hms`, :class:`Progress`).
 
 Paddle's CPU wheel uses one core out of the box (it sets ``OMP_NUM_THREADS=1`` when unset) and its
 bundled MKL takes a slow code path on AMD CPUs unless ``MKL_DEBUG_CPU_TYPE=5`` is in the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import re
 import sys
 import warnings
@@ -226,3 +227,42 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level if rank == 0 else logging.WARNING)
     root.propagate = False
+
+
+# ---------------------------------------------------------------------- progress of long work
+# (an epoch, a download, a prediction run): hms formats a duration, Progress says when the next
+# line is due and what its rate and ETA are; the lines themselves are logged by the caller.
+
+def hms(seconds: float) -> str:
+    """``H:MM:SS`` of a duration in seconds (rounded to the second)."""
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    """``total`` units of work from now: a line is :meth:`due` every ``every`` seconds and at the
+    end (never when not ``enabled``, e.g. on ranks other than 0)."""
+
+    def __init__(self, total: int, every: float, enabled: bool = True):
+        self.total, self.every, self.enabled = total, every, enabled
+        self.start = self.last = time.monotonic()
+
+    def due(self, done: int) -> bool:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < self.every and done < self.total):
+            return False
+        self.last = now
+        return True
+
+    def elapsed(self) -> float:
+        return max(time.monotonic() - self.start, 1e-9)
+
+    def rate(self, amount: float) -> float:
+        """``amount`` (images, bytes, ...) per second since the start."""
+        return amount / self.elapsed()
+
+    def eta(self, done: int) -> str:
+        """The time left at the pace so far, as :func:`hms`."""
+        return hms(self.elapsed() / max(done, 1) * (self.total - done))
+
+

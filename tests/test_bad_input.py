@@ -26,7 +26,7 @@ from ba_net.train import engine
 from ba_net.runs import folder as runs
 from ba_net import data as D
 from ba_net.data.datasets import _ArrayUnpickler
-from ba_net.runs.checkpoint import is_temp_file
+from ba_net.files import is_temp_file
 from ba_net.config import load_config
 from ba_net.errors import DataError
 from helpers import read_history, run_tool, small_cifar10, tiny_config, tool_main, tree_snapshot, unreachable_url, write_cifar10_tarball

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from ba_net.train import engine
-from ba_net.runs.checkpoint import is_temp_file
+from ba_net.files import is_temp_file
 from ba_net.config import load_config
 from helpers import REPO, read_history, small_cifar10, strip_times, tool_main, tree_snapshot
 

@@ -18,7 +18,7 @@ import pytest
 
 from ba_net import data as D
 from ba_net.data import sources
-from ba_net.runs.checkpoint import is_temp_file
+from ba_net.files import is_temp_file
 from ba_net.data.download import download_file
 from ba_net.errors import DataError
 from helpers import write_cifar10_tarball

@@ -64,7 +64,7 @@ def main(argv=None) -> int:
 
 
 def _predict(args, log) -> int:
-    from ba_net.runs.checkpoint import atomic_write_text
+    from ba_net.files import atomic_write_text
     from ba_net.deploy.predict import (file_items, load_classifier, predict_items, predictions_csv, predictions_table,
                                 split_items)
 

@@ -7,7 +7,7 @@ One path for the data: ``data.dataset`` names a :class:`Dataset`; :func:`load_sp
 tarball, reads the train and test splits into memory and holds out ``data.val_split`` images;
 :func:`~ba_net.data.loading.build_loader` serves them through the preset ``data.transforms``.
 
-May import: :mod:`ba_net.errors`, :mod:`ba_net.progress` and :mod:`ba_net.models` (to read a
+May import: :mod:`ba_net.errors`, :mod:`ba_net.runtime` and :mod:`ba_net.models` (to read a
 model's input size). Nothing here knows about training, runs or reports.
 """
 from ba_net.data.datasets import CIFAR10_CLASSES, DATASETS, Dataset, dataset, read_class_names, read_split, run_classes

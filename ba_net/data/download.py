@@ -13,9 +13,9 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
-from ba_net.runs.checkpoint import atomic_file, write_error
+from ba_net.files import atomic_file, write_error
 from ba_net.errors import DataError
-from ba_net.progress import hms
+from ba_net.runtime import hms
 
 logger = logging.getLogger(__name__)
 

@@ -99,7 +99,7 @@ class SourceRun:
 def open_run(run_dir) -> SourceRun:
     """The finished run in ``run_dir``; one-line errors for a missing folder, a folder that is not
     a run, a corrupt history or config, and a run that is still running or failed."""
-    from ba_net.runs.checkpoint import read_json
+    from ba_net.files import read_json
     from ba_net.runs.folder import RunFolder, read_history, read_run_config
 
     root = Path(run_dir)
@@ -201,7 +201,7 @@ def spec_transform(spec: dict) -> Callable:
 
 def read_spec(export_dir) -> dict:
     """The ``export.json`` of an export folder; one-line errors for a missing or foreign one."""
-    from ba_net.runs.checkpoint import read_json
+    from ba_net.files import read_json
 
     folder = Path(export_dir)
     if not folder.is_dir():
@@ -286,7 +286,7 @@ def export_run(run_dir, weights: str = "best", out=None, force: bool = False, on
     """Export the finished run in ``run_dir`` (its ``weights`` = best | final) into ``out``
     (default :func:`default_export_dir`), parity-checked; returns the spec as written. An existing
     ``out`` is refused unless ``force``; on any error (parity included) nothing is left behind."""
-    from ba_net.runs.checkpoint import atomic_write_json, write_error
+    from ba_net.files import atomic_write_json, write_error
     from ba_net.accel.inference import export_for_inference
 
     if weights not in WEIGHT_TAGS:

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ba_net.progress import hms
+from ba_net.runtime import hms
 
 logger = logging.getLogger(__name__)
 

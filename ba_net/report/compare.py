@@ -33,7 +33,7 @@ from typing import Optional
 
 import numpy as np
 
-from ba_net.runs.checkpoint import atomic_write_text
+from ba_net.files import atomic_write_text
 from ba_net.errors import RunStateError
 from ba_net.report.evidence import aa_control, evaluate
 from ba_net.report.per_class import per_class_csv, summarize_per_class

@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 
-from ba_net.runs.checkpoint import atomic_write_bytes
+from ba_net.files import atomic_write_bytes
 from ba_net.runs.results import by_model
 
 

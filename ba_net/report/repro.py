@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-from ba_net.runs.checkpoint import read_json
+from ba_net.files import read_json
 from ba_net.errors import RunStateError
 from ba_net.runs.results import by_model
 from ba_net.runs.folder import RunFolder

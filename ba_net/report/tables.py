@@ -8,7 +8,7 @@ import csv
 import io
 from pathlib import Path
 
-from ba_net.runs.checkpoint import atomic_write_json, atomic_write_text
+from ba_net.files import atomic_write_json, atomic_write_text
 from ba_net.report.per_class import per_class_notes
 from ba_net.report.power import ALPHA, MAX_SEEDS, POWER
 

@@ -5,7 +5,7 @@ writes them.
   weights and resume state.
 * :mod:`~ba_net.runs.results`: a finished (or stopped) run as compare reads it, and every run of an
   experiment.
-* :mod:`~ba_net.runs.checkpoint`: crash-safe writes (temporary file, fsync, rename).
+* :mod:`~ba_net.files`: crash-safe writes (temporary file, fsync, rename).
 * :mod:`~ba_net.runs.lock`: one writer per run folder.
 
 May import: :mod:`ba_net.config`, :mod:`ba_net.errors`, :mod:`ba_net.models` and :mod:`ba_net.data`;

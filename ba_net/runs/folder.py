@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ba_net.runs.checkpoint import atomic_write_json, load_paddle, read_json, remove_temp_files, save_paddle
+from ba_net.files import atomic_write_json, load_paddle, read_json, remove_temp_files, save_paddle
 from ba_net.errors import RunStateError
 from ba_net.runtime import package_logger
 

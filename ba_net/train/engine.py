@@ -29,7 +29,7 @@ from ba_net.train import dashboard
 from ba_net.data import loading
 from ba_net.runs import folder as runs
 from ba_net import data as D
-from ba_net.runs.checkpoint import atomic_write_json, atomic_write_text, save_paddle, write_error
+from ba_net.files import atomic_write_json, atomic_write_text, save_paddle, write_error
 from ba_net.config import dump_config
 from ba_net.train.distributed import Distributed, per_process_batch, sync_batch_norm, sync_bn_wanted
 from ba_net.train.ema import WeightEMA
@@ -40,7 +40,7 @@ from ba_net.train.loops import evaluate, train_epoch
 from ba_net.train.loss import LabelSmoothingCrossEntropy
 from ba_net.models import build_model
 from ba_net.train.optim import build_optimizer, build_scheduler, check_schedule
-from ba_net.progress import hms
+from ba_net.runtime import hms
 from ba_net.runtime import select_device
 from ba_net.runs.folder import RunFolder, run_config
 

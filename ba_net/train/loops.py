@@ -14,7 +14,7 @@ import paddle
 
 from ba_net.data import loading
 from ba_net.train.distributed import Distributed
-from ba_net.progress import Progress
+from ba_net.runtime import Progress
 
 logger = logging.getLogger(__name__)
 
