@@ -136,7 +136,7 @@ def test_resumed_run_equals_uninterrupted(tmp_path, small_cifar, finished_run, m
     monkeypatch.setattr(runs, "save_resume_state", save)
     cfg = load_config(None, base=tiny_config(tmp_path, small_cifar))
     folder = _folder(cfg)
-    assert read_history(folder)["status"] == "running" and (folder / "state.json").exists()
+    assert read_history(folder)["status"] == "interrupted" and (folder / "state.json").exists()
     with pytest.raises(RunStateError, match="stopped after epoch 1 of 2: rerun with --resume"):
         engine.run_experiment(cfg)
     engine.run_experiment(cfg, resume=True)

@@ -55,6 +55,7 @@ class EcaCNN1D(nn.Layer):
 
     def __init__(self, num_classes: int, input_length: int = 2048, in_channels: int = 1):
         super().__init__()
+        self.input_shape = (in_channels, input_length)  # one signal: [channels, samples]
         self.stage1 = _conv_stage(in_channels, 16, _FIRST_KERNEL, _FIRST_STRIDE, _FIRST_PADDING)
         self.stage2 = _conv_stage(16, 32, 3)
         self.eca = EfficientChannelAttention(32)
@@ -97,6 +98,7 @@ class SpatialAttentionNet(nn.Layer):
         in_channels: int = 1,
     ):
         super().__init__()
+        self.input_shape = (in_channels, "length", "modalities")  # one input: any length and modality count
         layers = []
         cin = in_channels
         for cout in channels:

@@ -26,7 +26,7 @@ from ba_net.runtime import package_logger
 
 logger = logging.getLogger(__name__)
 
-STATUSES = ("running", "finished", "failed")
+STATUSES = ("running", "interrupted", "finished", "failed")  # interrupted: Ctrl-C or SIGTERM; --resume continues it
 EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
 HELD_OUT_KEYS = ("test_loss", "test_acc")  # epochs of a run with data.val_split: the test split, reported
 OPTIONAL_KEYS = HELD_OUT_KEYS + ("ema_val_loss", "ema_val_acc", "ema_test_loss", "ema_test_acc")  # and train.ema_decay

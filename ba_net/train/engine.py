@@ -126,6 +126,7 @@ class _Training:
     def start(self) -> None:
         """The step (data parallel, fast path or dygraph), then config.yaml, history.json and the
         VisualDL log (rank 0)."""
+        self.saved_iters = len(self.history["iters"])  # loss records as of the last saved epoch
         cfg = self.cfg
         if self.ctx.world > 1:
             self.train_model = paddle.DataParallel(self.model)
@@ -188,6 +189,7 @@ class _Training:
         resume state and history.json."""
         h = self.history
         h["epochs"].append(record)
+        self.saved_iters = len(h["iters"])
         improved = h["best_val_acc"] is None or record["val_acc"] > h["best_val_acc"]
         if improved:
             h["best_val_acc"], h["best_epoch"] = record["val_acc"], record["epoch"]
@@ -234,6 +236,17 @@ class _Training:
             atomic_write_json(self.folder.history, self.history)
         return self.history
 
+    def interrupt(self, exc: KeyboardInterrupt) -> None:
+        """Ctrl-C or SIGTERM: rank 0 marks the run interrupted in history.json (the epochs it holds
+        are those of the last checkpoint; ``--resume`` continues from there)."""
+        self.history["status"] = "interrupted"
+        self.history["reason"] = "SIGTERM" if type(exc).__name__ == "Terminated" else "Ctrl-C"
+        del self.history["iters"][self.saved_iters:]  # the interrupted epoch's loss records go with it
+        logger.warning("%s interrupted (%s) in epoch %d: the finished epochs are saved", self.label,
+                       self.history["reason"], len(self.history["epochs"]) + 1)
+        if self.ctx.main and self.folder.history.exists():
+            atomic_write_json(self.folder.history, self.history)
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
@@ -258,6 +271,9 @@ def train_run(cfg: dict, model_name: str, seed: int, folder: RunFolder, splits: 
                 iter_offset += steps
                 run.record(record, run.history["iters"][n_iters_before:])
             return run.finish()
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through ba_net.cli
+            run.interrupt(exc)
+            raise
         finally:
             run.close()
 

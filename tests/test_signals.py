@@ -1,0 +1,80 @@
+"""Ctrl-C and SIGTERM (docker stop, Slurm preemption, `timeout`) stop tools/train.py alike: one
+line, exit 130 / 143, the run recorded as interrupted with its lock released, and --resume gives
+exactly the run that was never stopped. Real processes, real signals."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import paddle
+import pytest
+
+from helpers import REPO, strip_times
+
+RUN = ("quick", "resnet20", "seed0")
+
+
+def _args(data, out):
+    return [sys.executable, "tools/train.py", "-c", "experiments/quick.yaml", "-o", f"data.data_file={data}",
+            "-o", f"output_dir={out}", "-o", "models=[resnet20]", "-o", "seeds=[0]", "-o", "data.transforms=cifar",
+            "-o", "train.epochs=3", "-o", "train.max_steps_per_epoch=20", "-o", "train.batch_size=8",
+            "-o", "data.num_workers=0", "-o", "optimizer.name=momentum", "-o", "optimizer.lr=0.01"]
+
+
+def _env():
+    return {k: v for k, v in os.environ.items() if k != "BA_NET_CIFAR10"}
+
+
+def _stopped_run(data, out, signum):
+    """tools/train.py sent ``signum`` once the first epoch's checkpoint is saved."""
+    proc = subprocess.Popen(_args(data, out), cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    state = out.joinpath(*RUN, "state.json")
+    deadline = time.time() + 300
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be stopped: " + proc.stderr.read()[-2000:]
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    return proc.returncode, stderr
+
+
+@pytest.mark.parametrize("signum,code,line", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
+                                              (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_stops_training_in_one_line_and_resume_gives_the_unstopped_run(tmp_path, small_cifar, signum,
+                                                                                 code, line):
+    straight = tmp_path / "straight"
+    proc = subprocess.run(_args(small_cifar, straight), cwd=REPO, env=_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    stopped = tmp_path / "stopped"
+    returncode, stderr = _stopped_run(small_cifar, stopped, signum)
+    assert returncode == code, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert line in last and "--resume" in last, last
+    assert "Traceback" not in stderr and "Termination signal" not in stderr and "C++" not in stderr, stderr[-3000:]
+    folder = stopped.joinpath(*RUN)
+    history = json.loads((folder / "history.json").read_text())
+    assert history["status"] == "interrupted" and history["reason"] == ("SIGTERM" if code == 143 else "Ctrl-C")
+    assert not list(folder.parent.glob(".seed0.lock")), "the run lock was not released"
+    assert len(history["epochs"]) >= 1 and (folder / "state.json").is_file()
+
+    again = subprocess.run(_args(small_cifar, stopped), cwd=REPO, env=_env(), capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 2 and "rerun with --resume" in again.stderr  # not silently restarted
+
+    resumed = subprocess.run(_args(small_cifar, stopped) + ["--resume"], cwd=REPO, env=_env(), capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    want = json.loads(straight.joinpath(*RUN, "history.json").read_text())
+    got = json.loads(folder.joinpath("history.json").read_text())
+    for h in (want, got):
+        h.pop("device", None)
+    assert strip_times(got) == strip_times(want)
+    final = {k: paddle.load(str(p.joinpath(*RUN, "final.pdparams"))) for k, p in (("a", straight), ("b", stopped))}
+    for name in final["a"]:
+        np.testing.assert_array_equal(final["b"][name].numpy(), final["a"][name].numpy(), err_msg=name)
