@@ -29,7 +29,7 @@ test: install
 # the main job: train the quick ablation on the embedded sample, then print and write the comparison
 quick: install
 	$(PY) tools/train.py -c experiments/quick.yaml $(QUICK_ARGS)
-	$(PY) tools/compare.py output/quick
+	$(PY) tools/compare.py -c experiments/quick.yaml $(QUICK_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

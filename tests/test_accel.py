@@ -292,8 +292,9 @@ def test_exported_inference_model_gives_dygraph_logits(tmp_path, model_name):
 
 
 def test_benchmark_quick_writes_every_row(tmp_path, cifar_subset):
-    out = tmp_path / "bench.json"
-    proc = run_tool(["tools/benchmark.py", "--quick", "--data", str(cifar_subset), "--out", str(out)], timeout=600)
+    out = tmp_path / "benchmark.json"
+    proc = run_tool(["tools/benchmark.py", "--quick", "--data-file", str(cifar_subset), "--out", str(tmp_path)],
+                    timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["gemm"]["paddle"] > 0 and result["gemm"]["numpy"] > 0
@@ -333,8 +334,8 @@ def test_benchmark_resnet_suite_measures_each_model_at_its_input_size(tmp_path):
     parameters, and BA's overhead over each plain model (interleaved and from the rows)."""
     from ba_net.bench.rows import RESNET_MODELS
 
-    out = tmp_path / "bench.json"
-    proc = run_tool(["tools/benchmark.py", "--quick", "--resnet", "--out", str(out)], timeout=900)
+    out = tmp_path / "benchmark.json"
+    proc = run_tool(["tools/benchmark.py", "--quick", "--resnet", "--out", str(tmp_path)], timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["settings"]["models"] == list(RESNET_MODELS) == ["resnet20", "ba_resnet20", "resnet50", "ba_resnet50"]

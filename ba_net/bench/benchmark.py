@@ -38,7 +38,8 @@ import numpy as np
 from ba_net.bench.rows import (
     EVAL_PATHS, NUM_CLASSES, TRAIN_PATHS, Settings, ba_pairs, measure_gemm, measure_here, model_input_size, on_cpu,
 )
-from ba_net.runtime import cpu_model, load_average, usable_cpus
+from ba_net.errors import CheckFailed, ConfigError
+from ba_net.runtime import cpu_model, load_average, select_device, usable_cpus
 from ba_net.bench.torch_peer import TASKS, measure_peer, take_turns, torch_importable, worker_commands
 from ba_net.bench.table import row_label
 
@@ -77,7 +78,7 @@ def measure_in_subprocess(task: str, settings: Settings, model: str = "", path: 
                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         if proc.returncode != 0 or not out.is_file():
             tail = "\n".join((proc.stderr or "").strip().splitlines()[-15:])
-            raise RuntimeError(f"measuring {task} {model} {path} failed (exit {proc.returncode}):\n{tail}")
+            raise CheckFailed(f"measuring {task} {model} {path} failed (exit {proc.returncode}):\n{tail}")
         return json.loads(out.read_text())
 
 
@@ -309,5 +310,36 @@ def _ratios(result: dict) -> None:
     result["ba_overhead_pct"] = overhead
 
 
-__all__ = ["PEER_MODEL", "Settings", "measure_gemm", "measure_in_subprocess", "measure_torch_peer",
+def benchmark_command(args) -> int:
+    """tools/benchmark.py: the settings from its flags (refused in one line when out of range), the
+    run, DIR/benchmark.json (``--out DIR``, default ``output``) and the printed table."""
+    from ba_net.bench.rows import RESNET_MODELS
+    from ba_net.bench.table import format_table
+
+    data_file = args.data_file or str(Path(__file__).resolve().parents[2] / "data" / "cifar-10-sample.tar.gz")
+    given = {"steps": args.steps, "repeats": args.repeats, "warmup": args.warmup, "batch_size": args.batch_size,
+             "data_file": data_file, "workers": args.workers, "device": args.device,
+             "models": tuple(args.models) if args.models else (RESNET_MODELS if args.resnet else None),
+             "suite": "resnet" if args.resnet else None, "large_batch_size": args.large_batch_size}
+    for key in ("steps", "repeats", "batch_size", "large_batch_size"):
+        if given[key] is not None and given[key] < 1:
+            raise ConfigError(f"--{key.replace('_', '-')} must be at least 1")
+    if given["warmup"] is not None and given["warmup"] < 0:
+        raise ConfigError("--warmup must be at least 0")
+    if not Path(data_file).is_file():
+        raise ConfigError(f"--data-file {data_file} is not a file; pass a CIFAR-10 python tarball")
+    select_device(args.device)
+    settings = (Settings.quick_settings(**given) if args.quick else
+                Settings(**{k: v for k, v in given.items() if v is not None}))
+    result = run_benchmark(settings)
+    result["command"] = args.command
+    out = Path(args.out or "output") / "benchmark.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(format_table(result))
+    print(f"\nJSON: {out}")
+    return 0
+
+
+__all__ = ["PEER_MODEL", "Settings", "benchmark_command", "measure_gemm", "measure_in_subprocess", "measure_torch_peer",
            "run_benchmark", "vs_pytorch", "yardstick"]

@@ -184,7 +184,9 @@ def measure_peer(spec: dict, env: Optional[dict] = None, timeout: float = 1800) 
                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, cwd=tmp)
         if proc.returncode != 0 or not out.is_file():
             tail = "\n".join((proc.stderr or "").strip().splitlines()[-15:])
-            raise RuntimeError(f"measuring the PyTorch peer failed (exit {proc.returncode}):\n{tail}")
+            from ba_net.errors import CheckFailed  # here: the peer's own workers never import ba_net (Paddle)
+
+            raise CheckFailed(f"measuring the PyTorch peer failed (exit {proc.returncode}):\n{tail}")
         return json.loads(out.read_text())
 
 
@@ -300,7 +302,9 @@ def take_turns(commands: dict, tasks, turns: int, units: int, images_per_unit: i
         if not line or time.time() > deadline:
             logs[name].seek(0)
             err = "\n".join(logs[name].read().strip().splitlines()[-10:])
-            raise RuntimeError(f"interleaved worker {name} stopped (exit {procs[name].poll()}):\n{err}")
+            from ba_net.errors import CheckFailed
+
+            raise CheckFailed(f"interleaved worker {name} stopped (exit {procs[name].poll()}):\n{err}")
         return line.strip()
 
     try:

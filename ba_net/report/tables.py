@@ -88,17 +88,16 @@ def _speed(v, summary) -> str:
     return "–" if v is None else f"{v:.0f}"
 
 
-def markdown(summary: dict) -> str:
-    """comparison.md: the table, the conclusions, the reproducibility of the seeds, the runs, and how every
-    number was obtained."""
+def comparison_table(summary: dict) -> str:
+    """The comparison table (Markdown): one row per model, its accuracy over seeds, the difference
+    to the baseline with its interval, p, power, parameters, MACs and throughput."""
     rows, base, metric = summary["rows"], summary["baseline"], summary.get("metric", "val_acc_best")
     acc_columns = ACC_COLUMNS[metric] + ((("EMA weights: " + ACC_COLUMNS[metric][0][0], "ema_acc"),)
                                          if any(r.get("ema_acc_mean") is not None for r in rows) else ())
     heads = ["model", "seeds", *(h for h, _ in acc_columns), f"Δ {DELTA_OF[metric]} vs {base} (pp) [95 % CI]",
              "p", "min. detectable Δ (pp)", "seeds to detect Δ", "params total (trainable)", "MACs / image",
              "img/s benchmark", "img/s test-set pass"]
-    out = [f"# Comparison: experiment `{summary['experiment']}`", "", "| " + " | ".join(heads) + " |",
-           "|" + "---|" * len(heads)]
+    out = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for r in rows:
         seeds = f"{r['n_seeds']} of {r['n_runs']}"
         params = "–" if r["params_total"] is None else f"{_count(r['params_total'])} ({_count(r['params_trainable'])})"
@@ -107,6 +106,14 @@ def markdown(summary: dict) -> str:
                    f"{_needed_cell(r)} | {params} | "
                    f"{_count(r['macs'])} | {_speed(r['throughput_img_s'], summary)} | "
                    f"{_speed(r['throughput_notebook_img_s'], summary)} |")
+    return "\n".join(out)
+
+
+def markdown(summary: dict) -> str:
+    """comparison.md: the table, the conclusions, the reproducibility of the seeds, the runs, and how every
+    number was obtained."""
+    metric = summary.get("metric", "val_acc_best")
+    out = [f"# Comparison: experiment `{summary['experiment']}`", "", comparison_table(summary)]
     out += _conclusions(summary) + _reproducibility(summary)
     run_heads = [h for h, _ in RUN_COLUMNS[metric]]
     out += ["", "## Runs", "", "| model | seed | status | epochs | " + " | ".join(run_heads) + " | final train acc % | "
@@ -273,4 +280,4 @@ def write_tables(summary: dict, out_dir) -> None:
     atomic_write_text(out_dir / "comparison.csv", _csv(summary))
 
 
-__all__ = ["CSV_COLUMNS", "NOTEBOOK_THROUGHPUT", "markdown", "write_tables"]
+__all__ = ["CSV_COLUMNS", "NOTEBOOK_THROUGHPUT", "comparison_table", "markdown", "write_tables"]
