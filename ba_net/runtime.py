@@ -9,11 +9,13 @@ environment when the library loads. ``configure_environment`` fixes both, and is
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import time
 import re
 import sys
+import tempfile
+import time
 import warnings
 from typing import Optional
 
@@ -143,6 +145,36 @@ def configure_environment() -> dict:
     if late:
         _configure_loaded_paddle(threads, mkl_unset)
     return {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")}
+
+
+# Lines Paddle's C++ code writes to stderr that say nothing a user can act on (each seen here):
+# jit.save of a model with BatchNorm warns that PIR does not support "input out tensor" (the
+# running statistics), and oneDNN's reduce-mean check prints its name while Paddle Inference
+# builds a predictor. quiet_paddle() keeps these out of the terminal; every other line is shown.
+HARMLESS_PADDLE_LINES = ("Paddle static graph(PIR) not support input out tensor", "ReduceMeanCheckIfOneDNNSupport")
+
+
+@contextlib.contextmanager
+def quiet_paddle():
+    """Hold back what is written to stderr (file descriptor 2, where Paddle's C++ code writes)
+    while the block runs, then write it out without the lines of :data:`HARMLESS_PADDLE_LINES`:
+    nothing else is dropped, an exception from the block included."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not any(noise in line for noise in HARMLESS_PADDLE_LINES)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def _configure_loaded_paddle(threads: int, mkl_unset: bool) -> None:

@@ -117,3 +117,32 @@ def test_make_quick_compares_the_experiment_it_trained():
     assert len(train) == 1 and len(compare) == 1, proc.stdout
     assert train[0].endswith("-c experiments/quick.yaml " + args)
     assert compare[0].endswith("-c experiments/quick.yaml " + args)
+
+
+def test_paddle_noise_is_held_back_and_nothing_else(capfd):
+    """quiet_paddle drops the known harmless C++ lines written to file descriptor 2 and passes every
+    other line through, also when the block raises."""
+    import os
+
+    from ba_net.runtime import HARMLESS_PADDLE_LINES, quiet_paddle
+
+    with pytest.raises(RuntimeError):
+        with quiet_paddle():
+            os.write(2, b"W1203 eager_utils.cc:3584] " + HARMLESS_PADDLE_LINES[0].encode() + b" for now!!!!!\n")
+            os.write(2, b"a real problem\n")
+            os.write(2, (HARMLESS_PADDLE_LINES[1] + "\n").encode())
+            raise RuntimeError("boom")
+    assert capfd.readouterr().err == "a real problem\n"
+
+
+def test_an_export_of_a_batchnorm_model_prints_no_pir_warning(tmp_path, capfd):
+    """jit.save of a model with BatchNorm makes Paddle warn 'PIR not support input out tensor'
+    (seen with the filter removed): the export keeps it out of the terminal."""
+    import numpy as np
+
+    from ba_net.accel.inference import InferenceRunner, export_for_inference
+
+    model = build_model("resnet20", num_classes=10)
+    prefix = export_for_inference(model, tmp_path / "export")
+    InferenceRunner(prefix).run_numpy(np.zeros((1, 3, 32, 32), "float32"))
+    assert "not support input out tensor" not in capfd.readouterr().err

@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 import paddle
 
-from ba_net.runtime import usable_cpus
+from ba_net.runtime import quiet_paddle, usable_cpus
 from ba_net.accel.tracing import global_means_as_pooling
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def export_for_inference(model, directory, image_shape: Optional[tuple] = None) 
     was_training = model.training
     model.eval()
     try:
-        with global_means_as_pooling():
+        with global_means_as_pooling(), quiet_paddle():
             static = paddle.jit.to_static(model, input_spec=[InputSpec([None, *image_shape], "float32", "images")],
                                           full_graph=True)
             paddle.jit.save(static, str(prefix))
@@ -90,10 +90,12 @@ class InferenceRunner:
             if onednn:
                 _enable_onednn(config)
         config.switch_ir_optim(True)
-        self.predictor = pi.create_predictor(config)
+        with quiet_paddle():
+            self.predictor = pi.create_predictor(config)
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
         self.training = False
+        self.warm = False  # the first run picks oneDNN kernels (Paddle prints their checks): held back
 
     def eval(self):
         return self
@@ -105,7 +107,12 @@ class InferenceRunner:
         images = np.ascontiguousarray(images, dtype=np.float32)
         self.input.reshape(list(images.shape))
         self.input.copy_from_cpu(images)
-        self.predictor.run()
+        if self.warm:
+            self.predictor.run()
+        else:
+            with quiet_paddle():
+                self.predictor.run()
+            self.warm = True
         return self.output.copy_to_cpu()
 
     def __call__(self, images):

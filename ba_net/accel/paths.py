@@ -19,6 +19,7 @@ output differs from dygraph on a check batch -- falls back to dygraph with a log
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 from typing import Callable, Optional
@@ -52,6 +53,15 @@ def resolve_path(requested: str, device: str, world: int = 1) -> tuple[str, str]
     return "static_onednn", "legacy static program, oneDNN convolutions"
 
 
+def plain_reason(exc: Exception) -> str:
+    """The first line of Paddle's error message without its C++ source location and error-class
+    tag: ``(InvalidType) matmul(): argument ... (at /paddle/.../eager_utils.cc:2308)`` ->
+    ``matmul(): argument ...``."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"\s*\(at /[^)]*\)", "", text)
+    return re.sub(r"^\((InvalidType|InvalidArgument|Unimplemented|PreconditionNotMet|NotFound)\)\s*", "", text)
+
+
 def prepare_training(cfg: dict, model_name: str, model, optimizer, make_optimizer: Callable, loss_fn, *,
                      device: str, world: int = 1, image_shape: Optional[tuple] = None) -> Optional[StaticTrainer]:
     """The training step for ``cfg['train']['path']``: a :class:`StaticTrainer`, or None for the
@@ -74,8 +84,8 @@ def prepare_training(cfg: dict, model_name: str, model, optimizer, make_optimize
         trainer = StaticTrainer(model_name, cfg["model_kwargs"], num_classes, model, optimizer, make_optimizer, loss_fn)
         diff = trainer.check(tuple(image_shape), soft_targets=cfg["data"]["mixup_alpha"] > 0)
     except Exception as exc:  # an op the legacy program cannot express, or a mismatch
-        logger.warning("training path: dygraph (the fast path is unavailable for %s: %s: %s)", model_name,
-                       type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        logger.warning("training path: dygraph (%s cannot be traced into the fast path's static program: %s)",
+                       model_name, plain_reason(exc))
         return None
     logger.info("training path: fast (%s; check against dygraph: %.1e)", reason, diff)
     return trainer
