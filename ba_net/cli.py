@@ -85,7 +85,7 @@ def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, int
     try:
         return int(main(args) or 0)
     except CheckFailed as exc:
-        logger.error("check failed: %s", exc)
+        logger.error("error: %s", exc)
         return EXIT_CHECK_FAILED
     except BaNetError as exc:
         logger.error("error: %s", exc)

@@ -275,7 +275,7 @@ def test_export_checks_parity_on_the_runs_cifar100_test_split(trained, synthetic
 def test_predict_names_the_cifar100_classes(trained, synthetic, tmp_path):
     _, _, folder = trained
     out = tmp_path / "predictions.csv"
-    argv = ["-m", str(folder), "--test-split", "--limit", "7", "--csv", str(out), "--show", "0"]
+    argv = ["-m", str(folder), "--test-split", "--limit", "7", "--out", str(tmp_path), "--show", "0"]
     assert tool_main("predict", argv) == 0
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))

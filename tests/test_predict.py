@@ -69,9 +69,9 @@ def test_export_and_run_weights_give_the_dygraph_top1(preset, runs, cifar_subset
     images, labels = D.read_cifar10(cifar_subset, "test")
     expected = _dygraph_argmax(run, preset, images[:N])
     for model in (export, run):
-        csv_path = tmp_path / f"{model.name}.csv"
+        csv_path = tmp_path / model.name / "predictions.csv"
         proc = run_tool([str(TOOL), "-m", str(model), "--test-split", "--limit", str(N), "--batch-size", "10",
-                         "--csv", str(csv_path)])
+                         "--out", str(csv_path.parent)])
         assert proc.returncode == 0, proc.stderr
         rows = _read_csv(csv_path)
         assert [r["image"] for r in rows] == [f"test[{i:03d}]" for i in range(N)]
@@ -104,8 +104,8 @@ def test_folder_with_a_non_image_warns_once_and_predicts_the_rest(runs, cifar_su
     for i in range(3):
         cv2.imwrite(str(folder / f"img{i}.png"), cv2.cvtColor(images[i], cv2.COLOR_RGB2BGR))  # PNG: lossless
     (folder / "notes.txt").write_text("not an image")
-    csv_path = tmp_path / "out.csv"
-    proc = run_tool([str(TOOL), "-m", str(export), str(folder), "-k", "3", "--csv", str(csv_path)])
+    csv_path = tmp_path / "out" / "predictions.csv"
+    proc = run_tool([str(TOOL), "-m", str(export), str(folder), "-k", "3", "--out", str(csv_path.parent)])
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if "notes.txt" in line]
     assert len(warnings) == 1 and "skipped" in warnings[0]
@@ -166,8 +166,8 @@ def _cases(runs, tmp_path):
                                   "no_input"])
 def test_bad_input_is_one_line_and_writes_nothing(case, runs, tmp_path, capsys):
     args, expected = _cases(runs, tmp_path)[case]
-    csv_path = tmp_path / "p.csv"
-    assert _tool_main()(args + ["--csv", str(csv_path)]) == 2
+    csv_path = tmp_path / "p" / "predictions.csv"
+    assert _tool_main()(args + ["--out", str(csv_path.parent)]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(err) == 1 and expected in err[0], err
     assert not csv_path.exists()
@@ -175,11 +175,11 @@ def test_bad_input_is_one_line_and_writes_nothing(case, runs, tmp_path, capsys):
 
 def test_existing_csv_is_kept_without_force(runs, tmp_path, capsys):
     _, export = runs["cifar"]
-    csv_path = tmp_path / "p.csv"
+    csv_path = tmp_path / "predictions.csv"
     csv_path.write_text("mine\n")
-    assert _tool_main()(["-m", str(export), "--test-split", "--limit", "3", "--csv", str(csv_path)]) == 2
+    assert _tool_main()(["-m", str(export), "--test-split", "--limit", "3", "--out", str(tmp_path)]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(err) == 1 and "exists" in err[0] and "--force" in err[0]
     assert csv_path.read_text() == "mine\n"
-    assert _tool_main()(["-m", str(export), "--test-split", "--limit", "3", "--csv", str(csv_path), "--force"]) == 0
+    assert _tool_main()(["-m", str(export), "--test-split", "--limit", "3", "--out", str(tmp_path), "--force"]) == 0
     assert len(_read_csv(csv_path)) == 3

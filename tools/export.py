@@ -15,68 +15,34 @@ dygraph model's; above 1e-4 x the logit scale the command fails (exit 1) and kee
 export is written to a hidden temporary folder and renamed into place once checked; an existing
 export folder is replaced only with --force. --onnx adds model.onnx (paddle2onnx), checked the same
 way with ONNX Runtime when it is installed. --verify repeats the check on an existing export.
+Exit codes: 0 done, 1 the parity check failed, 2 bad input, 130 Ctrl-C, 143 SIGTERM.
 """
-import argparse
-import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _tool_setup  # noqa: E402,F401  (the checkout on sys.path, then ba_net, or a one-line error)
-from ba_net.errors import BaNetError  # noqa: E402
-from ba_net.deploy.export import export_run, verify_export  # noqa: E402
-from ba_net.deploy.parity import PARITY_IMAGES, ParityError, describe_parity  # noqa: E402
-from ba_net.runtime import setup_logging  # noqa: E402
+from ba_net import cli  # noqa: E402
+from ba_net.deploy.command import export_command  # noqa: E402
+from ba_net.deploy.parity import PARITY_IMAGES  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument("run_dir", nargs="?", help="finished run folder: <output_dir>/<experiment>/<model>/seed<N>")
     parser.add_argument("--weights", default="best", metavar="best|final",
                         help="which weights to export: best (by val accuracy, default) or final")
-    parser.add_argument("--out", help="export folder (default: <output_dir>/export/<experiment>-<model>-seed<N>-"
-                        "<weights>)")
-    parser.add_argument("--force", action="store_true", help="replace an existing export folder")
+    cli.add_out(parser, "the export; default: <output_dir>/export/<experiment>-<model>-seed<N>-<weights>")
+    cli.add_force(parser, "the export folder")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx with paddle2onnx (needs "
                         "pip install paddle2onnx; checked with ONNX Runtime when installed)")
     parser.add_argument("--parity-images", type=int, default=PARITY_IMAGES, metavar="N",
                         help=f"test images in the parity batch (default {PARITY_IMAGES})")
-    parser.add_argument("--data-file", help="tarball of the run's data set (CIFAR-10 or CIFAR-100) whose test split "
-                        "feeds the parity check (default: the run's data file, else for CIFAR-10 the embedded sample)")
+    cli.add_data_file(parser, "CIFAR-10 or CIFAR-100, whose test split feeds the parity check; default: the run's "
+                      "data file, else for CIFAR-10 the embedded sample")
     parser.add_argument("--verify", metavar="EXPORT_DIR", help="check an existing export folder against its "
                         "source run again, write nothing")
-    args = parser.parse_args(argv)
-    setup_logging()
-    log = logging.getLogger("ba_net.deploy.export")
-    if bool(args.run_dir) == bool(args.verify):
-        log.error("error: pass either a run folder to export or --verify EXPORT_DIR")
-        return 2
-    try:
-        if args.verify:
-            result = verify_export(args.verify, args.parity_images, args.data_file)
-            print(describe_parity(result))
-            if result.get("onnx"):
-                print(describe_parity(result["onnx"], "ONNX Runtime"))
-            return 0
-        spec = export_run(args.run_dir, args.weights, args.out, args.force, args.onnx, args.parity_images,
-                          args.data_file)
-    except ParityError as exc:
-        log.error("error: %s%s", exc, "" if args.verify else "; nothing written")
-        return 1
-    except BaNetError as exc:
-        log.error("error: %s", exc)
-        return 2
-    except KeyboardInterrupt:
-        log.error("interrupted: nothing written")
-        return 130
-    print(f"exported {args.run_dir} ({spec['model']}, seed {spec['seed']}, {spec['weights']}.pdparams) to "
-          f"{spec['export_dir']} in {spec['seconds']:.1f} s")
-    print(describe_parity(spec["parity"]))
-    if spec.get("onnx_parity"):
-        print(describe_parity(spec["onnx_parity"], "ONNX Runtime"))
-    files = ", ".join(f for f in spec["files"].values() if f)
-    print(f"files: {files}, export.json (preset {spec['transform']['preset']}, {spec['transform']['image_size']} px)")
-    return 0
+    return cli.run(export_command, parser.parse_args(argv), interrupted="nothing written")
 
 
 if __name__ == "__main__":

@@ -19,14 +19,14 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ba_net.errors import BaNetError
+from ba_net.errors import CheckFailed
 
 PARITY_IMAGES = 64
 PARITY_RTOL = 1e-4  # of the logit scale; see the module docstring
 EMBEDDED_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "cifar-10-sample.tar.gz"
 
 
-class ParityError(BaNetError):
+class ParityError(CheckFailed):
     """The exported model's logits differ from the dygraph model's beyond the tolerance (or the
     export cannot be loaded by Paddle Inference at all)."""
 
