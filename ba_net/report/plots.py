@@ -50,17 +50,25 @@ def plot_curves(runs, kind: str, baseline: str = "alexnet"):
     axes = fig.subplots(1, 2, sharey=True)
     colors = {m: f"C{i}" for i, m in enumerate(by_model(runs, baseline))}
     for ax, split in zip(axes, ("train", "val")):
+        shown = set()
         for model, model_runs in by_model(runs, baseline).items():
             done = [r for r in model_runs if r.finished]
             if not done:
                 continue
             epochs, mean, low, high = _epoch_curve(done, f"{split}_{kind}")
+            shown.update(int(e) for e in epochs)
             ax.plot(epochs, mean, marker="o", markersize=3, color=colors[model], label=f"{model} (n={len(done)})")
             if len(done) > 1:
                 ax.fill_between(epochs, low, high, color=colors[model], alpha=0.2, linewidth=0)
         ax.set_title(f"{split} {kind}")
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # epochs are whole numbers: a tick per epoch when there are few (one epoch alone would get
+        # matplotlib's fractional ticks around it, 0.95 ... 1.05), else whole-number ticks
+        if shown and len(shown) <= 12:
+            ax.set_xticks(sorted(shown))
+            ax.set_xlim(min(shown) - 0.5, max(shown) + 0.5)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -98,17 +106,24 @@ def plot_predictions(results: dict, images, labels, classes, n_images: int = 8):
 
 def plot_confusion(results: dict, classes):
     """One confusion matrix per model (counts; rows true, columns predicted), labelled with
-    ``classes``; the counts are written in the cells up to 20 classes."""
-    side = 5.0 if len(classes) <= 20 else 0.12 * len(classes) + 2
-    fig = _figure((side + 0.2) * len(results), side)
+    ``classes``, each with a colour bar of its counts; the counts are written in the cells up to
+    20 classes, in a size that fills the cell (white on the dark cells)."""
+    n = len(classes)
+    side = 5.0 if n <= 20 else 0.12 * n + 2
+    fig = _figure((side + 1.0) * len(results), side)
     axes = np.atleast_1d(fig.subplots(1, len(results), squeeze=False)[0])
+    # a cell is side / n inches (72 points each); the number's height is about a quarter of that
+    number_size = min(11.0, max(6.0, 0.28 * 72 * side / n))
     for ax, (model, res) in zip(axes, results.items()):
-        m = res["confusion"]
-        ax.imshow(m, cmap="Blues")
-        for (i, j), v in np.ndenumerate(m if len(classes) <= 20 else np.zeros((0, 0))):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=6,
+        m = np.asarray(res["confusion"])
+        image = ax.imshow(m, cmap="Blues", vmin=0)
+        bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        bar.set_label("test images", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+        for (i, j), v in np.ndenumerate(m if n <= 20 else np.zeros((0, 0))):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=number_size,
                     color="white" if v > m.max() / 2 else "black")
-        ticks, size = range(len(classes)), 7 if len(classes) <= 20 else 4
+        ticks, size = range(n), 8 if n <= 20 else 4
         ax.set_xticks(ticks, classes, rotation=90, fontsize=size)
         ax.set_yticks(ticks, classes, fontsize=size)
         ax.set_xlabel("predicted")
