@@ -177,14 +177,47 @@ def quiet_paddle():
                 sys.stderr.flush()
 
 
+def _start_environment() -> Optional[dict]:
+    """The environment this process was started with (Linux's ``/proc/self/environ``, which later
+    changes inside the process do not touch), or None where it cannot be read."""
+    try:
+        raw = open("/proc/self/environ", "rb").read()
+    except OSError:
+        return None
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in pairs}
+
+
+def user_thread_setting() -> Optional[str]:
+    """The thread count the user asked for, as ``NAME=value``, or None: ``FLAGS_paddle_num_threads``
+    if set, else ``OMP_NUM_THREADS`` if the process was started with it. Once Paddle is imported
+    the variable alone cannot tell: Paddle sets ``OMP_NUM_THREADS=1`` when it is unset, so the
+    value the process started with decides. Where that cannot be read (no /proc), a 1 may be the
+    user's and counts as theirs. (A value set inside the process before ``import paddle``, e.g. by
+    a notebook cell, is not seen: Paddle's import has already replaced or kept it.)"""
+    if os.environ.get("FLAGS_paddle_num_threads"):
+        return f"FLAGS_paddle_num_threads={os.environ['FLAGS_paddle_num_threads']}"
+    start = _start_environment()
+    if start is None:
+        value = os.environ.get("OMP_NUM_THREADS")
+    else:
+        value = start.get("OMP_NUM_THREADS")
+    return None if value is None else f"OMP_NUM_THREADS={value}"
+
+
 def _configure_loaded_paddle(threads: int, mkl_unset: bool) -> None:
     """Paddle was imported before ba_net: its environment is fixed. The thread count can still
-    be applied (Paddle's ``core.set_num_threads``, unless OMP_NUM_THREADS asks for more than 1 --
-    Paddle sets it to 1 when unset); the MKL switch cannot: MKL has read its environment."""
+    be applied (Paddle's ``core.set_num_threads``) when Paddle's import left its default of 1 and
+    the user set no thread count of their own (:func:`user_thread_setting`: an explicit
+    ``OMP_NUM_THREADS=1`` or ``FLAGS_paddle_num_threads`` stays as it is); the MKL switch cannot:
+    MKL has read its environment."""
+    explicit = user_thread_setting()
     try:
         from paddle.base import core
 
-        if os.environ.get("OMP_NUM_THREADS") == "1" and threads > 1:
+        if explicit is not None:
+            logger.info("paddle was imported before ba_net: math threads left as set (%s)", explicit)
+        elif os.environ.get("OMP_NUM_THREADS") == "1" and threads > 1:
             core.set_num_threads(threads)
             logger.info("paddle was imported before ba_net: math threads set to %d now", threads)
     except Exception as exc:  # a Paddle without the call: one thread stays
