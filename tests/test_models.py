@@ -70,15 +70,17 @@ def test_num_classes_is_required_never_cifar10_by_default():
 def test_every_exported_model_builds_by_name():
     """Each model builder a models module exports (its __all__) is registered under its own name;
     the CIFAR ones (cheap to build) give the builder's network by name (same parameter count). The
-    ImageNet ones are built by name against hand counts in tests/test_resnet.py."""
+    ImageNet ones are built by name against hand counts in tests/test_resnet.py and against the
+    official code's counts in tests/test_backbones.py."""
     import inspect
 
-    from ba_net.models import cifar_resnet, resnet
+    from ba_net.models import cifar_resnet, efficientnet, mobilenetv3, resnet, resnext
 
-    for module in (cifar_resnet, resnet):
+    classes = ("ResNet", "CifarResNet", "MobileNetV3", "EfficientNet")
+    for module in (cifar_resnet, resnet, resnext, mobilenetv3, efficientnet):
         for name in module.__all__:
             builder = getattr(module, name)
-            if inspect.isfunction(builder) and inspect.signature(builder).return_annotation in ("ResNet", "CifarResNet"):
+            if inspect.isfunction(builder) and inspect.signature(builder).return_annotation in classes:
                 assert name in ba_net.list_models(), name
                 if module is cifar_resnet:
                     assert count_params(build_model(name, num_classes=10)) == count_params(builder(num_classes=10)), name

@@ -7,7 +7,10 @@ from functools import partial
 from ba_net.models.alexnet import AlexNet
 from ba_net.models.multi_attention import MultiAttentionAlexNet
 from ba_net.models import cifar_resnet as _cifar
+from ba_net.models import efficientnet as _efficientnet
+from ba_net.models import mobilenetv3 as _mobilenetv3
 from ba_net.models import resnet as _resnet
+from ba_net.models import resnext as _resnext
 from ba_net.models.signal import EcaCNN1D, SpatialAttentionNet
 
 _REGISTRY = {
@@ -44,6 +47,26 @@ _REGISTRY = {
     "ba_resnet34": _resnet.ba_resnet34,
     "ba_resnet50": _resnet.ba_resnet50,
     "ba_resnet101": _resnet.ba_resnet101,
+    "resnet152": _resnext.resnet152,
+    "ba_resnet152": _resnext.ba_resnet152,
+    "resnext50_32x4d": _resnext.resnext50_32x4d,
+    "ba_resnext50_32x4d": _resnext.ba_resnext50_32x4d,
+    "resnext101_32x4d": _resnext.resnext101_32x4d,
+    "ba_resnext101_32x4d": _resnext.ba_resnext101_32x4d,
+    "se_resnet50": _resnext.se_resnet50,
+    # the paper's lightweight backbones (224 px; EfficientNet-B1..B3 240 / 260 / 300 px)
+    "mobilenetv3_large": _mobilenetv3.mobilenetv3_large,
+    "mobilenetv3_small": _mobilenetv3.mobilenetv3_small,
+    "ba_mobilenetv3_large": _mobilenetv3.ba_mobilenetv3_large,
+    "ba_mobilenetv3_small": _mobilenetv3.ba_mobilenetv3_small,
+    "efficientnet_b0": _efficientnet.efficientnet_b0,
+    "efficientnet_b1": _efficientnet.efficientnet_b1,
+    "efficientnet_b2": _efficientnet.efficientnet_b2,
+    "efficientnet_b3": _efficientnet.efficientnet_b3,
+    "ba_efficientnet_b0": _efficientnet.ba_efficientnet_b0,
+    "ba_efficientnet_b1": _efficientnet.ba_efficientnet_b1,
+    "ba_efficientnet_b2": _efficientnet.ba_efficientnet_b2,
+    "ba_efficientnet_b3": _efficientnet.ba_efficientnet_b3,
 }
 
 
@@ -75,6 +98,13 @@ def build_model(name: str, num_classes: int, **kwargs):
     resnet18 / 34 / 50 / 101 and ba_resnet18 / 34 / 50 / 101: the ImageNet-form (224 px)
     ResNets and BA-ResNets of the paper. The ResNets take ``attention``-module keywords
     (reduction, act, gate, min_hidden) and carry their input side as ``model.input_size``.
+    resnet152 / ba_resnet152, resnext50_32x4d / resnext101_32x4d and their ba_ forms (BA at the
+    BA-ResNets' place), se_resnet50 (the official SE-ResNet-50: bias-free SE, r = 16): 224 px.
+    mobilenetv3_large / _small (their SE layers) and ba_mobilenetv3_large / _small (BA, r = 6,
+    hard sigmoid, in the expanded SE blocks): 224 px. efficientnet_b0..b3 (SE) and
+    ba_efficientnet_b0..b3 (BA, r = 6, swish, in the expanded blocks; ``unpooled_first_gate=True``
+    for the official code's first-block gate): 224 / 240 / 260 / 300 px. Every model carries its
+    input side as ``model.input_size``.
     """
     try:
         factory = _REGISTRY[name]

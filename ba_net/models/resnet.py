@@ -11,7 +11,9 @@ ImageNet form, :class:`ResNet` (input 224 px)::
     layer1..layer4: 64 / 128 / 256 / 512 planes, stride 2 at the first block of layers 2-4
     avgpool (global) - fc
     depth 18: BasicBlock [2, 2, 2, 2]   34: BasicBlock [3, 4, 6, 3]
-          50: Bottleneck [3, 4, 6, 3]   101: Bottleneck [3, 4, 23, 3]
+          50: Bottleneck [3, 4, 6, 3]   101: Bottleneck [3, 4, 23, 3]   152: [3, 8, 36, 3]
+    ResNeXt ``groups`` x ``width_per_group``: the 3x3 conv grouped, width planes * w / 64 * g
+    (32x4d: 2 x planes); ResNet-152, ResNeXt and SE-ResNet-50 builders are in ``resnext.py``.
 
 CIFAR form, :class:`ba_net.models.cifar_resnet.CifarResNet` (He et al. 2016, section 4.2; input
 32 px), built from the same blocks in ``cifar_resnet.py``::
@@ -92,18 +94,18 @@ def _kaiming_normal_fan_out(weight_shape) -> nn.initializer.KaimingNormal:
     return nn.initializer.KaimingNormal(fan_in=fan_out, nonlinearity="relu")
 
 
-def _conv(in_planes: int, out_planes: int, kernel: int, stride: int, padding: int) -> nn.Conv2D:
+def _conv(in_planes: int, out_planes: int, kernel: int, stride: int, padding: int, groups: int = 1) -> nn.Conv2D:
     """A bias-free convolution created with its final init, Kaiming-normal (fan_out, ReLU), so
     building a model draws each weight once (Paddle's Gaussian sampling dominates build time)."""
-    conv = nn.Conv2D(in_planes, out_planes, kernel, stride=stride, padding=padding, bias_attr=False,
-                     weight_attr=_kaiming_normal_fan_out([out_planes, in_planes, kernel, kernel]))
+    conv = nn.Conv2D(in_planes, out_planes, kernel, stride=stride, padding=padding, groups=groups, bias_attr=False,
+                     weight_attr=_kaiming_normal_fan_out([out_planes, in_planes // groups, kernel, kernel]))
     conv._kaiming_fan_out = True
     return conv
 
 
-def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2D:
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2D:
     """3x3 convolution with padding 1, no bias, Kaiming-normal (fan_out) init."""
-    return _conv(in_planes, out_planes, 3, stride, 1)
+    return _conv(in_planes, out_planes, 3, stride, 1, groups)
 
 
 def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2D:
@@ -112,10 +114,7 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2D:
 
 
 def _numel(x: paddle.Tensor) -> int:
-    n = 1
-    for d in x.shape:
-        n *= int(d)
-    return n
+    return math.prod(int(d) for d in x.shape)
 
 
 def _make_attention(attention: Optional[str], channels: int, bridge_channels: Sequence[int],
@@ -184,27 +183,31 @@ class BasicBlock(nn.Layer):
 
 
 class Bottleneck(nn.Layer):
-    """1x1 (planes) - 3x3 (planes, the stride here) - 1x1 (4 x planes) and a shortcut; the
-    attention slot weights bn3's output before the residual add. For "ba" the bridges are
-    relu(bn1(conv1(x))) and relu(bn2(conv2(.))).
+    """1x1 (width) - 3x3 (width, the stride and the groups here) - 1x1 (4 x planes) and a
+    shortcut, width = planes * base_width / 64 * groups (planes for a ResNet, 2 x planes for
+    ResNeXt 32x4d); the attention slot weights bn3's output before the residual add. For "ba"
+    the bridges are relu(bn1(conv1(x))) and relu(bn2(conv2(.))).
 
-    Args: as :class:`BasicBlock`; the output has ``planes * 4`` channels.
+    Args: as :class:`BasicBlock`, plus ``groups`` and ``base_width`` (torchvision's); the output
+    has ``planes * 4`` channels.
     """
 
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Layer] = None,
-                 attention: Optional[str] = None, attn_kwargs: Optional[dict] = None):
+                 attention: Optional[str] = None, attn_kwargs: Optional[dict] = None, groups: int = 1,
+                 base_width: int = 64):
         super().__init__()
-        width = planes * self.expansion
-        self.conv1 = conv1x1(inplanes, planes)
-        self.bn1 = nn.BatchNorm2D(planes)
-        self.conv2 = conv3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm2D(planes)
-        self.conv3 = conv1x1(planes, width)
-        self.bn3 = nn.BatchNorm2D(width)
+        out = planes * self.expansion
+        width = int(planes * (base_width / 64.0)) * groups
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn1 = nn.BatchNorm2D(width)
+        self.conv2 = conv3x3(width, width, stride, groups)
+        self.bn2 = nn.BatchNorm2D(width)
+        self.conv3 = conv1x1(width, out)
+        self.bn3 = nn.BatchNorm2D(out)
         self.relu = nn.ReLU()
-        self.attention = _make_attention(attention, width, (planes, planes), attn_kwargs, "Bottleneck")
+        self.attention = _make_attention(attention, out, (width, width), attn_kwargs, "Bottleneck")
         self.downsample = downsample
         self.stride = stride
 
@@ -258,7 +261,8 @@ class ResNetBase(nn.Layer):
         out_channels = planes * block.expansion
         if stride != 1 or self.inplanes != out_channels:
             downsample = nn.Sequential(conv1x1(self.inplanes, out_channels, stride), nn.BatchNorm2D(out_channels))
-        kwargs = dict(attention=self.attention_name, attn_kwargs=self._block_attn_kwargs(out_channels))
+        kwargs = dict(getattr(self, "block_kwargs", {}), attention=self.attention_name,
+                      attn_kwargs=self._block_attn_kwargs(out_channels))
         layers = [block(self.inplanes, planes, stride, downsample, **kwargs)]
         self.inplanes = out_channels
         layers += [block(self.inplanes, planes, **kwargs) for _ in range(1, blocks)]
@@ -303,17 +307,23 @@ class ResNet(ResNetBase):
         attention: None, or the attention in every block (ba, se, eca, cbam).
         min_hidden: minimum hidden width of the attention modules (1: the official behaviour).
         zero_init_residual: zero the last BN's weight of each block.
+        groups, width_per_group: ResNeXt's cardinality and group width (Bottleneck only).
         **attn_kwargs: passed to every attention module (reduction, act, gate, ...).
     """
 
     input_size = 224
 
     def __init__(self, block, layers: Sequence[int], num_classes: int, attention: Optional[str] = None,
-                 min_hidden: int = 1, zero_init_residual: bool = False, **attn_kwargs):
+                 min_hidden: int = 1, zero_init_residual: bool = False, groups: int = 1,
+                 width_per_group: int = 64, **attn_kwargs):
         super().__init__()
         if len(layers) != 4:
             raise ValueError(f"the ImageNet-form ResNet has 4 stages, got layers={list(layers)}")
         self._setup_attention(attention, min_hidden, attn_kwargs)
+        if (groups, width_per_group) != (1, 64):
+            if block is not Bottleneck:
+                raise ValueError("groups and width_per_group (ResNeXt) need the Bottleneck block")
+            self.block_kwargs = {"groups": groups, "base_width": width_per_group}
         self.inplanes = 64
         self.conv1 = _conv(3, 64, 7, stride=2, padding=3)
         self.bn1 = nn.BatchNorm2D(64)
@@ -376,18 +386,6 @@ def ba_resnet101(num_classes: int, **kwargs) -> ResNet:
 
 
 __all__ = [
-    "BasicBlock",
-    "Bottleneck",
-    "ResNet",
-    "ba_resnet18",
-    "ba_resnet34",
-    "ba_resnet50",
-    "ba_resnet101",
-    "conv1x1",
-    "conv3x3",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "stage_reduction",
+    "BasicBlock", "Bottleneck", "ResNet", "conv1x1", "conv3x3", "stage_reduction",
+    "resnet18", "resnet34", "resnet50", "resnet101", "ba_resnet18", "ba_resnet34", "ba_resnet50", "ba_resnet101",
 ]
