@@ -128,8 +128,7 @@ def test_compare_skips_the_figure_without_se(trained, tmp_path, caplog):
     groups = {m: rs for m, rs in report.by_model(report.collect_runs(Path(trained["output_dir"]) / "tiny"),
                                                    "ba_resnet20").items() if m != "resnet20_se"}
     test_split = D.read_cifar10(trained["data"]["data_file"], "test")
-    written = attention_figure.write_ba_vs_se(groups, test_split, tmp_path, report._model_kwargs, report._preset,
-                                             D.CIFAR10_CLASSES)
+    written = attention_figure.write_ba_vs_se(groups, test_split, tmp_path)
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("ba_net")]
     assert not written and not (tmp_path / attention_figure.FIGURE_NAME).exists()
     assert len(lines) == 1 and "not written" in lines[0] and "has ba_resnet20" in lines[0]

@@ -3,6 +3,7 @@ examples, tables, plots, run states, CLI."""
 import csv
 import json
 import math
+import re
 import time
 import warnings
 
@@ -297,6 +298,79 @@ def test_bad_folders_are_one_line_errors(tmp_path):
     (bad / "alexnet" / "seed1" / "history.json").write_text('{"status": "finished", "epochs": [{"epoch": 1}]}')
     with pytest.raises(RunStateError, match="lacks a finite train_loss"):
         collect_runs(bad)
+
+
+def _set_run(folder, config=None, **history):
+    """Overwrite parts of a synthetic run's config.yaml (None: remove it) and history.json."""
+    if config is None:
+        (folder / "config.yaml").unlink()
+    else:
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    h = read_history(folder)
+    h.update(history)
+    (folder / "history.json").write_text(json.dumps(h))
+
+
+def test_one_run_reader_answers_compare_export_and_predict(tmp_path):
+    """runs.results.Run: what compare, export and predict rebuild of a run (classes, preset,
+    model_kwargs, input size, weights, the model with them) comes from its own config and history;
+    representative() picks the run that speaks for a group; open_run refuses what read_run lists."""
+    from ba_net import data as D
+    from ba_net.errors import DataError
+    from ba_net.models import build_model
+    from ba_net.runs.results import open_run, read_run, representative
+
+    folder = write_run(tmp_path / "exp", "ba_resnet20", 0, [0.5, 0.6])
+    _set_run(folder, {"experiment": "exp", "model_kwargs": {"min_hidden": 4},
+                      "data": {"dataset": "cifar10", "transforms": "cifar", "data_file": "c.tar.gz"}})
+    run = read_run(folder, "ba_resnet20", 0)
+    assert (run.model, run.seed, run.status, run.experiment, run.dataset, run.data_file) == \
+        ("ba_resnet20", 0, "finished", "exp", "cifar10", "c.tar.gz")
+    assert run.classes == tuple(D.CIFAR10_CLASSES) and run.num_classes == 10  # no record: CIFAR-10's
+    assert run.preset is D.preset("cifar") and run.model_kwargs == {"min_hidden": 4} and run.input_size() == 32
+    fresh = run.untrained_model()
+    expected = build_model("ba_resnet20", num_classes=10, min_hidden=4)
+    assert {k: v.shape for k, v in fresh.state_dict().items()} == {k: v.shape for k, v in expected.state_dict().items()}
+    assert not run.has_weights
+    for tag, msg in ((None, "has no best.pdparams or final.pdparams"), ("last", "unknown weights 'last'"),
+                     ("best", "has no best.pdparams; export the other weights (--weights final)")):
+        with pytest.raises(RunStateError, match=re.escape(msg)):
+            run.weights(tag)
+    paddle.save(expected.state_dict(), str(folder / "final.pdparams"))
+    assert run.has_weights and run.weights() == run.weights("final") == folder / "final.pdparams"
+    model = run.build_model()
+    assert not model.training
+    for k, v in expected.state_dict().items():
+        np.testing.assert_array_equal(model.state_dict()[k].numpy(), v.numpy(), err_msg=k)
+    paddle.save(build_model("resnet20", num_classes=10).state_dict(), str(folder / "final.pdparams"))
+    with pytest.raises(RunStateError, match="ba_resnet20 seed 0 final weights .* does not fit"):
+        run.build_model("final")
+
+    # recorded classes win; the model gets as many outputs; a data set without fixed names needs the record
+    _set_run(folder, {"model_kwargs": {}, "data": {"dataset": "cifar100"}}, classes=["a", "b", "c"])
+    run = read_run(folder, "ba_resnet20", 0)
+    assert run.classes == ("a", "b", "c") and run.untrained_model().fc.weight.shape[-1] == 3
+    assert run.preset is D.preset("notebook") and run.input_size() == 32  # the model's side over its preset's
+    _set_run(folder, {"data": {"dataset": "cifar100"}}, classes=None)
+    with pytest.raises(DataError, match="records no class names"):
+        read_run(folder, "ba_resnet20", 0).classes
+
+    # the group's spokesman: a run with config.yaml and class names, else with config.yaml, else the first
+    bare = write_run(tmp_path / "exp", "ba_resnet20", 1, [0.5])
+    _set_run(bare, None)
+    named = write_run(tmp_path / "exp", "ba_resnet20", 2, [0.5])
+    _set_run(named, {"data": {"transforms": "cifar"}}, classes=list("abcd"))
+    runs = [read_run(f, "ba_resnet20", s) for s, f in ((1, bare), (0, folder), (2, named))]
+    assert representative(runs).seed == 2 and representative(runs[:2]).seed == 0
+    assert representative(runs[:1]).seed == 1 and representative(runs[:1]).preset is D.preset("notebook")
+
+    # strict for export and predict: a run that did not finish is refused in one line
+    _set_run(named, {"data": {"transforms": "cifar"}}, status="running")
+    assert read_run(named, "ba_resnet20", 2).status == "running"
+    with pytest.raises(RunStateError, match=r"is running \(1 of 1 epochs\), not finished"):
+        open_run(named)
+    with pytest.raises(RunStateError, match="is not a run folder: no history.json"):
+        open_run(named.parent)
 
 
 class _Sleepy(paddle.nn.Layer):

@@ -1,8 +1,10 @@
 """A finished run to a Paddle inference model, checked against the run's own model.
 
-:func:`export_run` is ``tools/export.py``: it rebuilds the run's model (its name, ``model_kwargs``
-and ``best`` or ``final`` weights), writes it with :func:`ba_net.accel.inference.export_for_inference`
-(``paddle.jit.save``: ``model.json`` + ``model.pdiparams``) and writes beside it ``export.json``,
+:func:`export_run` is ``tools/export.py``: it opens the finished run
+(:func:`ba_net.runs.results.open_run`), rebuilds its model with its ``best`` or ``final`` weights
+(:meth:`ba_net.runs.results.Run.build_model`), writes it with
+:func:`ba_net.accel.inference.export_for_inference` (``paddle.jit.save``: ``model.json`` +
+``model.pdiparams``) and writes beside it ``export.json``,
 the *spec*: the input (name, shape, dtype, layout, channel order), the eval transform's parameters
 (preset, sizes, mean, std), the class names, and where the weights came from. Then the **parity
 check** (:func:`parity_check`): the export is loaded with Paddle Inference
@@ -29,7 +31,6 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -38,6 +39,7 @@ import numpy as np
 
 from ba_net.errors import BaNetError, OutputError, RunStateError
 from ba_net.deploy.parity import PARITY_IMAGES, PARITY_RTOL, inference_forward, parity_batch, parity_check
+from ba_net.runs.results import WEIGHT_TAGS, Run, open_run
 
 logger = logging.getLogger(__name__)
 
@@ -46,99 +48,15 @@ SPEC_FORMAT = "ba-net export 1"
 MODEL_PREFIX = "model"  # export_for_inference writes <folder>/model.json and model.pdiparams
 ONNX_FILE = "model.onnx"
 ONNX_OPSET = 11
-WEIGHT_TAGS = ("best", "final")
 SOURCE_SIZE = 32  # CIFAR-10's image side: any other image is first resized to it
-RUN_FIX = "pass a run folder <output_dir>/<experiment>/<model>/seed<N> written by tools/train.py"
 
 
 # ------------------------------------------------------------------------------- the run
 
-@dataclass
-class SourceRun:
-    """A finished run folder as the export needs it."""
-
-    root: Path
-    model: str
-    seed: int
-    experiment: str
-    config: dict
-    history: dict
-
-    @property
-    def preset_name(self) -> str:
-        return (self.config.get("data") or {}).get("transforms") or "notebook"
-
-    @property
-    def model_kwargs(self) -> dict:
-        return dict(self.config.get("model_kwargs") or {})
-
-    @property
-    def data_file(self) -> Optional[str]:
-        return (self.config.get("data") or {}).get("data_file")
-
-    @property
-    def classes(self) -> tuple:
-        """The class names the run trained with (:func:`ba_net.data.datasets.run_classes`)."""
-        from ba_net.data.datasets import run_classes
-
-        return run_classes(self.history, self.config)
-
-    def weights(self, tag: str) -> Path:
-        """``<tag>.pdparams`` of the run; a one-line error for an unknown tag or a missing file."""
-        from ba_net.runs.folder import RunFolder
-
-        if tag not in WEIGHT_TAGS:
-            raise RunStateError(f"unknown weights {tag!r}; choose one of {', '.join(WEIGHT_TAGS)}")
-        path = RunFolder(self.root).weights(tag)[0]
-        if not path.is_file():
-            raise RunStateError(f"{self.root} has no {path.name}; export the other weights "
-                                f"(--weights {'final' if tag == 'best' else 'best'}) or rerun the run")
-        return path
-
-
-def open_run(run_dir) -> SourceRun:
-    """The finished run in ``run_dir``; one-line errors for a missing folder, a folder that is not
-    a run, a corrupt history or config, and a run that is still running or failed."""
-    from ba_net.files import read_json
-    from ba_net.runs.folder import RunFolder, read_history, read_run_config
-
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise RunStateError(f"run folder {root} does not exist; {RUN_FIX}")
-    folder = RunFolder(root)
-    if not folder.history.is_file():
-        nested = sorted(p.parent for p in root.glob("*/seed*/history.json"))
-        hint = f" (it holds runs, e.g. {nested[0]})" if nested else ""
-        raise RunStateError(f"{root} is not a run folder: no history.json{hint}; {RUN_FIX}")
-    raw = read_json(folder.history, "run history")
-    model = raw.get("model") or root.parent.name
-    seed = raw.get("seed")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        seed = int(root.name[4:]) if root.name.startswith("seed") and root.name[4:].lstrip("-").isdigit() else 0
-    fix = "rerun it with tools/train.py --force"
-    history = read_history(folder, model, seed, fix)
-    if history["status"] != "finished":
-        done = len(history["epochs"])
-        raise RunStateError(f"run {root} is {history['status']} ({done} of {history.get('epochs_planned', '?')} "
-                            f"epochs), not finished; finish it (tools/train.py ... --resume) before exporting")
-    config = read_run_config(folder, fix)
-    experiment = history.get("experiment") or config.get("experiment") or root.parent.parent.name
-    return SourceRun(root, model, seed, experiment, config, history)
-
-
-def build_run_model(run: SourceRun, tag: str):
-    """The run's model (eval mode) with its ``tag`` weights, and the weights file."""
-    from ba_net.models import build_model
-    from ba_net.runs.folder import load_weights
-
-    path = run.weights(tag)
-    try:
-        model = build_model(run.model, num_classes=len(run.classes), **run.model_kwargs)
-    except (ValueError, TypeError) as exc:
-        raise RunStateError(f"run {run.root}: cannot build model {run.model!r} ({exc})") from None
-    load_weights(model, path, f"{run.model} seed {run.seed} {tag} weights")
-    model.eval()
-    return model, path
+def build_run_model(run: Run, tag: str):
+    """(the run's model in eval mode with its ``tag`` weights, the weights file): what the export,
+    its verification and predicting from a run folder start from."""
+    return run.build_model(tag), run.weights(tag)
 
 
 def _sha256(path: Path) -> str:
@@ -151,24 +69,21 @@ def _sha256(path: Path) -> str:
 
 # ------------------------------------------------------------------------- the spec
 
-def run_spec(run: SourceRun, tag: str, model, weights: Path) -> dict:
+def run_spec(run: Run, tag: str, model, weights: Path) -> dict:
     """What ``export.json`` says about a model of ``run`` (all but the files and the parity)."""
     import paddle
 
-    from ba_net import data as D
-
-    p = D.preset(run.preset_name)
-    size = D.model_input_size(model) or p.image_size
+    p = run.preset
+    size = run.input_size(model)
     if size != p.image_size:
-        raise RunStateError(f"run {run.root}: model {run.model} takes {size} px images but its preset "
+        raise RunStateError(f"run {run.folder}: model {run.model} takes {size} px images but its preset "
                             f"{p.name} gives {p.image_size} px; the run cannot have trained like this")
     return {
         "format": SPEC_FORMAT, "model": run.model, "model_kwargs": run.model_kwargs,
-        "dataset": (run.config.get("data") or {}).get("dataset") or "cifar10",
-        "num_classes": len(run.classes), "classes": list(run.classes),
-        "experiment": run.experiment, "seed": run.seed, "source_run": str(run.root.resolve()),
+        "dataset": run.dataset, "num_classes": run.num_classes, "classes": list(run.classes),
+        "experiment": run.experiment, "seed": run.seed, "source_run": str(run.folder.resolve()),
         "weights": tag, "weights_file": str(weights.resolve()), "weights_sha256": _sha256(weights),
-        "best_val_acc": run.history.get("best_val_acc"), "epochs": len(run.history["epochs"]),
+        "best_val_acc": run.history.get("best_val_acc"), "epochs": len(run.epochs),
         "data_file": run.data_file,
         "input": {"name": "images", "shape": [None, 3, size, size], "dtype": "float32", "layout": "NCHW",
                   "channels": "RGB"},
@@ -256,10 +171,10 @@ def _onnx_forward(path: Path) -> Optional[Callable]:
 
 # ----------------------------------------------------------------------------- export
 
-def default_export_dir(run: SourceRun, tag: str) -> Path:
+def default_export_dir(run: Run, tag: str) -> Path:
     """``<output_dir>/export/<experiment>-<model>-seed<N>-<tag>``, ``<output_dir>`` being the
     folder that holds the run's experiment (the run is ``<output_dir>/<experiment>/<model>/seed<N>``)."""
-    root = run.root.resolve()
+    root = run.folder.resolve()
     output_dir = root.parents[2] if len(root.parents) > 2 else root.parent
     return output_dir / "export" / f"{run.experiment}-{run.model}-seed{run.seed}-{tag}"
 
@@ -312,7 +227,7 @@ def export_run(run_dir, weights: str = "best", out=None, force: bool = False, on
     except OSError as exc:
         raise write_error(out, exc) from None
     try:
-        logger.info("exporting %s (%s, %s weights) with paddle.jit.save ...", _relative(run.root), run.model, weights)
+        logger.info("exporting %s (%s, %s weights) with paddle.jit.save ...", _relative(run.folder), run.model, weights)
         size = spec["input"]["shape"][-1]
         export_for_inference(model, tmp, (3, size, size))
         logger.info("parity check on %d test images of %s ...", len(batch), _relative(batch_source))
@@ -383,7 +298,7 @@ def verify_export(export_dir, parity_images: Optional[int] = None, data_file: Op
     model, weights = build_run_model(run, spec["weights"])
     if _sha256(weights) != spec.get("weights_sha256"):
         raise RunStateError(f"{weights} changed since {folder} was exported (sha256 differs): the run was "
-                            f"retrained; export it again (tools/export.py {run.root} --force)")
+                            f"retrained; export it again (tools/export.py {run.folder} --force)")
     n = parity_images or (spec.get("parity") or {}).get("first_images") or PARITY_IMAGES
     batch, source = parity_batch(spec_transform(spec), n, data_file, spec.get("data_file"),
                                    spec.get("dataset", "cifar10"))
@@ -398,5 +313,5 @@ def verify_export(export_dir, parity_images: Optional[int] = None, data_file: Op
     return result
 
 
-__all__ = ["SourceRun", "build_run_model", "default_export_dir", "export_run", "open_run", "read_spec", "run_spec",
+__all__ = ["build_run_model", "default_export_dir", "export_run", "open_run", "read_spec", "run_spec",
            "spec_transform", "verify_export"]

@@ -32,13 +32,14 @@ class Classifier:
 
 
 def load_classifier(path, weights: Optional[str] = None) -> Classifier:
-    """An export folder (``export.json``, run with Paddle Inference) or a finished run folder (its
-    ``weights`` = best | final, default best, run in dygraph), with its eval transform."""
+    """An export folder (``export.json``, run with Paddle Inference) or a finished run folder
+    (:func:`ba_net.runs.results.open_run`; its ``weights`` = best | final, default best, run in
+    dygraph), with its eval transform (the run's spec, as the export would write it)."""
     import paddle
 
     from ba_net.errors import RunStateError
-    from ba_net.deploy.export import (MODEL_PREFIX, SPEC_FILE, build_run_model, open_run, read_spec, run_spec,
-                               spec_transform)
+    from ba_net.deploy.export import MODEL_PREFIX, SPEC_FILE, build_run_model, read_spec, run_spec, spec_transform
+    from ba_net.runs.results import open_run
 
     folder = Path(path)
     if not folder.is_dir():

@@ -42,16 +42,14 @@ def class_means(model, images, labels, transform, classes, batch_size: int = 64)
     return module, {c: sums[c] / counts[c] for c in classes if counts.get(c)}
 
 
-def write_ba_vs_se(groups: dict, test_split, out_dir, model_kwargs, preset, class_names) -> bool:
+def write_ba_vs_se(groups: dict, test_split, out_dir) -> bool:
     """attention_ba_vs_se.png: the mean gate per channel of the last attention module of BA and
-    of SE (each model's lowest finished seed's weights, best else final) for the first
-    :data:`FIGURE_CLASSES` classes of the test split, averaged over each class's test images.
-    ``groups``: {model: its runs}. Skipped with one log line (returns False) when the experiment
-    lacks either model, or weights for it."""
-    from ba_net.models import build_model
+    of SE (each model's lowest finished seed's weights, best else final, under its preset's eval
+    transform) for the first :data:`FIGURE_CLASSES` classes of the test split, averaged over each
+    class's test images and named by the run's classes. ``groups``: {model: its runs}. Skipped
+    with one log line (returns False) when the experiment lacks either model, or weights for it."""
     from ba_net.report.plots import plot_attention_channels, save_figure
     from ba_net.report.predictions import prediction_run
-    from ba_net.runs.folder import load_weights
 
     pair = ba_se_pair(set(groups))
     chosen = {m: prediction_run(groups[m]) for m in pair} if pair else {}
@@ -64,10 +62,9 @@ def write_ba_vs_se(groups: dict, test_split, out_dir, model_kwargs, preset, clas
     classes = [int(c) for c in np.unique(labels)[:FIGURE_CLASSES]]
     curves = {}
     for name, run in chosen.items():
-        model = build_model(name, **model_kwargs(groups[name]))
-        load_weights(model, run.weights(), f"{name} seed {run.seed} weights")
-        module, means = class_means(model, images, labels, preset(groups[name]).eval, classes)
-        curves[f"{name} seed {run.seed} ({run.weights().stem}), {module}"] = {class_names[c]: v for c, v in means.items()}
+        module, means = class_means(run.build_model(), images, labels, run.preset.eval, classes)
+        names = run.classes
+        curves[f"{name} seed {run.seed} ({run.weights().stem}), {module}"] = {names[c]: v for c, v in means.items()}
     save_figure(plot_attention_channels(curves), Path(out_dir) / FIGURE_NAME)
     logger.info("wrote %s (%s vs %s)", FIGURE_NAME, *pair)
     return True

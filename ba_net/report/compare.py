@@ -41,7 +41,7 @@ from ba_net.report.plots import plot_confusion, plot_curves, plot_per_class, plo
 from ba_net.report.power import welch_power
 from ba_net.report.predictions import confusion_matrix, predict_runs, prediction_run
 from ba_net.report.repro import reproducibility
-from ba_net.runs.results import Run, by_model, collect_runs
+from ba_net.runs.results import Run, by_model, collect_runs, representative
 from ba_net.runtime import describe_device, load_average
 from ba_net.report.throughput import ThroughputSettings, eval_pass_rate, forward_rate
 from ba_net.report.stats import TTest, mean_std
@@ -143,35 +143,6 @@ def _experiment_name(runs) -> str:
     return names.pop() if len(names) == 1 else runs[0].folder.parent.parent.name
 
 
-def _model_kwargs(runs) -> dict:
-    """The runs' model_kwargs, with as many outputs as their data set has classes."""
-    return {**next((r.config.get("model_kwargs") or {} for r in runs if r.config), {}),
-            "num_classes": len(_classes(runs))}
-
-
-def _classes(runs) -> tuple:
-    """The class names the runs trained with (their history.json; CIFAR-10's for older runs)."""
-    from ba_net.data.datasets import run_classes
-
-    run = next((r for r in runs if r.classes), None) or next((r for r in runs if r.config), None)
-    return run_classes({"classes": list(run.classes)}, run.config) if run else run_classes({}, {})
-
-
-def _preset(runs):
-    """The data preset the runs were trained with (data.transforms; notebook when unset)."""
-    from ba_net import data as D
-
-    return D.preset(next(((r.config.get("data") or {}).get("transforms", "notebook") for r in runs if r.config),
-                         "notebook"))
-
-
-def _input_size(model, runs) -> int:
-    """The image side ``model`` is built for; else the runs' preset's."""
-    from ba_net.data import model_input_size
-
-    return model_input_size(model) or _preset(runs).image_size
-
-
 def _sizes(summary: dict) -> dict:
     """{'image_size': the input size when every model has the same one (else None), 'image_sizes':
     {model: size}}."""
@@ -183,13 +154,11 @@ def _sizes(summary: dict) -> dict:
 def default_baseline(runs) -> str:
     """The baseline when none is given: alexnet when it ran, else the first model (by name)
     built without attention (resnet20 for the ResNet ablations), else the first model."""
-    from ba_net.models import build_model
-
     names = sorted({r.model for r in runs})
     if "alexnet" in names:
         return "alexnet"
     for name in names:
-        model = build_model(name, **_model_kwargs([r for r in runs if r.model == name]))
+        model = representative(r for r in runs if r.model == name).untrained_model()
         if getattr(model, "attention", None) is None and getattr(model, "attention_name", None) is None:
             return name
     return names[0]
@@ -197,7 +166,7 @@ def default_baseline(runs) -> str:
 
 def _eval_path(runs) -> str:
     """train.path of the runs (fast when unset): 'fast' evaluates through Paddle Inference."""
-    return next(((r.config.get("train") or {}).get("path", "fast") for r in runs if r.config), "fast")
+    return (representative(runs).config.get("train") or {}).get("path", "fast")
 
 
 # ============================================================== parameters, MACs, speed
@@ -206,13 +175,13 @@ def add_complexity(summary: dict, runs) -> None:
     """Parameter counts (paddle.summary's total, trainable) and forward multiply-accumulates per
     image of each model at its input size, built afresh with its runs' model_kwargs."""
     from ba_net.models.complexity import count_macs, count_params
-    from ba_net.models import build_model
 
     groups = by_model(runs, summary["baseline"])
     for row in summary["rows"]:
-        model = build_model(row["model"], **_model_kwargs(groups[row["model"]]))
+        run = representative(groups[row["model"]])
+        model = run.untrained_model()
         counts = count_params(model)
-        size = _input_size(model, groups[row["model"]])
+        size = run.input_size(model)
         row.update(params_total=counts["total"], params_trainable=counts["trainable"], input_size=size,
                    macs=count_macs(model, (1, 3, size, size)))
     summary["complexity"] = _sizes(summary)
@@ -221,8 +190,6 @@ def add_complexity(summary: dict, runs) -> None:
 def add_throughput(summary: dict, runs, settings: ThroughputSettings, test_split=None) -> None:
     """Measured images/s per model (benchmark, and the notebook's way when ``test_split`` =
     (images, labels) is given)."""
-    from ba_net.models import build_model
-
     groups = by_model(runs, summary["baseline"])
     load = load_average()
     workers = settings.num_workers
@@ -232,9 +199,9 @@ def add_throughput(summary: dict, runs, settings: ThroughputSettings, test_split
 
     path = _eval_path(runs)
     for row in summary["rows"]:
-        model_runs = groups[row["model"]]
-        built = build_model(row["model"], **_model_kwargs(model_runs))
-        row["input_size"] = _input_size(built, model_runs)
+        run = representative(groups[row["model"]])
+        built = run.untrained_model()
+        row["input_size"] = run.input_size(built)
         model = eval_model(built, path)
         row["throughput_img_s"] = forward_rate(model, settings.batch_size, row["input_size"],
                                                warmup=settings.warmup, repeats=settings.repeats)["img_s"]
@@ -243,7 +210,7 @@ def add_throughput(summary: dict, runs, settings: ThroughputSettings, test_split
             row["throughput_notebook_img_s"] = eval_pass_rate(model, *test_split, settings.batch_size,
                                                               max_batches=settings.max_batches,
                                                               num_workers=workers,
-                                                              transform=_preset(model_runs).eval)["img_s"]
+                                                              transform=run.preset.eval)["img_s"]
             line += f", {row['throughput_notebook_img_s']:.0f} img/s (test-set pass)"
         logger.info("%s", line)
     summary["throughput"] = {"device": describe_device(), "path": path, "batch_size": settings.batch_size,
@@ -262,11 +229,10 @@ def _seed_results(model_name: str, model_runs, test_split) -> dict:
     """{seed: {'weights', 'predicted', 'accuracy', 'confusion'}} for every finished seed with weights."""
     images, labels = test_split
     out = {}
-    for seed, (weights, predicted) in predict_runs(model_name, model_runs, images, _model_kwargs(model_runs),
-                                                   _eval_path(model_runs), _preset(model_runs).eval).items():
+    for seed, (weights, predicted) in predict_runs(model_runs, images, _eval_path(model_runs)).items():
         out[seed] = {"seed": seed, "weights": weights, "predicted": predicted,
                      "accuracy": float(np.mean(predicted == labels)),
-                     "confusion": confusion_matrix(labels, predicted, len(_classes(model_runs)))}
+                     "confusion": confusion_matrix(labels, predicted, representative(model_runs).num_classes)}
         logger.info("%s seed %d (%s): test accuracy %.4f", model_name, seed, weights, out[seed]["accuracy"])
     return out
 
@@ -275,7 +241,7 @@ def add_predictions(summary: dict, runs, test_split, out_dir, n_images: int = 8)
     """Evaluate every finished seed's saved weights (best.pdparams, else final) on the test split;
     write predictions.png and confusion.png (each model's lowest seed), per_class.png and
     per_class.csv (all its seeds). Returns the figures."""
-    classes = _classes(runs)
+    classes = representative(runs).classes
     images, labels = test_split
     results, confusions = {}, {}
     for model_name, model_runs in by_model(runs, summary["baseline"]).items():
@@ -304,7 +270,7 @@ def add_attention_figure(runs, baseline: str, test_split, out_dir) -> bool:
     """attention_ba_vs_se.png, BA's and SE's mean attention per channel for a few classes
     (:func:`ba_net.report.attention_figure.write_ba_vs_se`); one log line and False without both."""
     from ba_net.report.attention_figure import write_ba_vs_se
-    return write_ba_vs_se(by_model(runs, baseline), test_split, out_dir, _model_kwargs, _preset, _classes(runs))
+    return write_ba_vs_se(by_model(runs, baseline), test_split, out_dir)
 
 
 # ================================================================================ pipeline
@@ -315,9 +281,9 @@ def _test_split(runs):
     download)."""
     from ba_net import data as D
 
-    data = next((r.config.get("data") or {} for r in runs if r.config), {})
-    ds = D.dataset(data.get("dataset") or "cifar10")
-    data_file = data.get("data_file")
+    run = representative(runs)
+    ds = D.dataset(run.dataset)
+    data_file = run.data_file
     path = Path(data_file) if data_file and Path(data_file).is_file() else D.locate(ds)
     return D.read_split(ds, path, "test")
 

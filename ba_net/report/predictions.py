@@ -41,29 +41,25 @@ def confusion_matrix(truth, predicted, num_classes: int) -> np.ndarray:
 
 def prediction_run(model_runs) -> Optional[Run]:
     """The run whose weights represent a model: its lowest finished seed that saved weights."""
-    return next((r for r in sorted(model_runs, key=lambda r: r.seed) if r.finished and r.weights()), None)
+    return next(iter(prediction_runs(model_runs)), None)
 
 
 def prediction_runs(model_runs) -> list:
     """Every finished run of a model that saved weights, by seed."""
-    return [r for r in sorted(model_runs, key=lambda r: r.seed) if r.finished and r.weights()]
+    return [r for r in sorted(model_runs, key=lambda r: r.seed) if r.finished and r.has_weights]
 
 
-def predict_runs(model_name: str, model_runs, images, model_kwargs: dict, path: str = "fast",
-                 transform=None) -> dict:
-    """{seed: (weights file name, predicted classes)} for every finished seed with weights: one
-    model built, each seed's weights loaded into it and evaluated (``path`` as
-    :func:`ba_net.accel.paths.eval_model`) on the same ``images`` under ``transform`` (the eval
-    transform of the runs' preset)."""
+def predict_runs(model_runs, images, path: str = "fast") -> dict:
+    """{seed: (weights file name, predicted classes)} for every finished seed with weights: each
+    run's model with its weights (best, else final: :meth:`ba_net.runs.results.Run.build_model`)
+    evaluated (``path`` as :func:`ba_net.accel.paths.eval_model`) on the same ``images`` under the
+    eval transform of the run's preset."""
     from ba_net.accel.paths import eval_model
-    from ba_net.models import build_model
-    from ba_net.runs.folder import load_weights
 
-    model = build_model(model_name, **model_kwargs)
     out = {}
     for run in prediction_runs(model_runs):
-        load_weights(model, run.weights(), f"{model_name} seed {run.seed} weights")
-        out[run.seed] = (run.weights().name, predict(eval_model(model, path), images, transform=transform))
+        model = run.build_model()
+        out[run.seed] = (run.weights().name, predict(eval_model(model, path), images, transform=run.preset.eval))
     return out
 
 

@@ -1,7 +1,11 @@
-"""An experiment's runs as tools/compare.py reads them: :class:`Run` (one run folder's
-history.json and config.yaml, with the accuracies compare reports), :func:`collect_runs` (every
-``<model>/seed<N>`` of an experiment folder) and :func:`by_model` (grouped, baseline first). The
-run folder itself (paths, history checks, checkpoints) is :mod:`ba_net.runs.folder`."""
+"""One run folder, ``<output_dir>/<experiment>/<model>/seed<N>/``, as every reader sees it:
+:class:`Run` (its history.json and config.yaml, and what follows from them: status, accuracies,
+class names, data preset, model, weights). Two ways to get one: :func:`open_run`, strict, for
+export and predict (a finished run or a one-line error), and :func:`read_run` /
+:func:`collect_runs`, lenient, for compare (every ``<model>/seed<N>`` of an experiment folder,
+running and failed runs included); :func:`by_model` groups them, baseline first, and
+:func:`representative` picks the run that speaks for a group. The run folder's files, the
+history checks and the weight loading are :mod:`ba_net.runs.folder`."""
 from __future__ import annotations
 
 import re
@@ -10,28 +14,54 @@ from pathlib import Path
 from typing import Optional
 
 from ba_net.errors import RunStateError
-from ba_net.runs.folder import COMPARE_FIX, RunFolder, read_history, read_run_config
+from ba_net.runs.folder import COMPARE_FIX, RunFolder, load_weights, read_history, read_run_config
+
+WEIGHT_TAGS = ("best", "final")
+RUN_FIX = "pass a run folder <output_dir>/<experiment>/<model>/seed<N> written by tools/train.py"
+OPEN_FIX = "rerun it with tools/train.py --force"  # what open_run's errors about a corrupt run advise
 
 
 @dataclass
 class Run:
-    """One (model, seed) run folder as its history.json and config.yaml describe it."""
+    """One (model, seed) run folder as its history.json (checked) and config.yaml describe it."""
 
     model: str
     seed: int
     folder: Path
-    status: str
-    reason: Optional[str]
-    epochs: list
-    epochs_planned: Optional[int]
-    device: Optional[str]
-    config: dict = field(default_factory=dict)
-    classes: tuple = ()  # the class names history.json records (empty for runs from before the record)
+    history: dict
+    config: dict = field(default_factory=dict)  # {} for a run without config.yaml
+
+    # ------------------------------------------------------------------ the history
+    @property
+    def status(self) -> str:
+        return self.history["status"]
 
     @property
     def finished(self) -> bool:
         return self.status == "finished"
 
+    @property
+    def reason(self) -> Optional[str]:
+        return self.history.get("reason")
+
+    @property
+    def epochs(self) -> list:
+        return self.history["epochs"]
+
+    @property
+    def epochs_planned(self) -> Optional[int]:
+        return self.history.get("epochs_planned")
+
+    @property
+    def device(self) -> Optional[str]:
+        return self.history.get("device")
+
+    @property
+    def experiment(self) -> str:
+        """The experiment the run belongs to: its history's, else its config's, else the folder's."""
+        return self.history.get("experiment") or self.config.get("experiment") or self.folder.parent.parent.name
+
+    # --------------------------------------------------------------- the accuracies
     @property
     def best_val_acc(self) -> Optional[float]:
         return max((e["val_acc"] for e in self.epochs), default=None)
@@ -79,13 +109,90 @@ class Run:
     def wall_time_s(self) -> float:
         return float(sum(e.get("time_s") or 0.0 for e in self.epochs))
 
-    def weights(self) -> Optional[Path]:
-        """best.pdparams if present, else final.pdparams, else None."""
-        for tag in ("best", "final"):
-            path = RunFolder(self.folder).weights(tag)[0]
-            if path.is_file():
-                return path
-        return None
+    # ------------------------------------------------------------------- the data
+    @property
+    def dataset(self) -> str:
+        """The data set the run trained on (``data.dataset``; cifar10 when unset)."""
+        return (self.config.get("data") or {}).get("dataset") or "cifar10"
+
+    @property
+    def data_file(self) -> Optional[str]:
+        """The tarball the run read (``data.data_file``), as its config names it."""
+        return (self.config.get("data") or {}).get("data_file")
+
+    @property
+    def classes(self) -> tuple:
+        """The class names the run trained with (:func:`ba_net.data.datasets.run_classes`: its
+        history.json's, else CIFAR-10's for runs from before the record)."""
+        from ba_net.data.datasets import run_classes
+
+        return run_classes(self.history, self.config)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def preset(self):
+        """The data preset the run trained with (``data.transforms``; notebook when unset), a
+        :class:`ba_net.data.Preset`: its ``eval`` transform prepares the run's test images."""
+        from ba_net import data as D
+
+        return D.preset((self.config.get("data") or {}).get("transforms") or "notebook")
+
+    # ------------------------------------------------------------------ the model
+    @property
+    def model_kwargs(self) -> dict:
+        """The keywords the run built its model with (``model_kwargs``; num_classes apart)."""
+        return dict(self.config.get("model_kwargs") or {})
+
+    def input_size(self, model=None) -> int:
+        """The image side the run's model takes: the model's own (``model.input_size``; ``model``
+        built afresh when not given), else its preset's."""
+        from ba_net.data import model_input_size
+
+        return model_input_size(model if model is not None else self.untrained_model()) or self.preset.image_size
+
+    @property
+    def has_weights(self) -> bool:
+        """Whether the run saved best.pdparams or final.pdparams."""
+        return any(RunFolder(self.folder).weights(tag)[0].is_file() for tag in WEIGHT_TAGS)
+
+    def weights(self, tag: Optional[str] = None) -> Path:
+        """``<tag>.pdparams`` of the run (tag best | final; None: best if the run saved it, else
+        final); a one-line RunStateError for an unknown tag or a missing file."""
+        if tag is None:
+            tag = next((t for t in WEIGHT_TAGS if RunFolder(self.folder).weights(t)[0].is_file()), None)
+            if tag is None:
+                raise RunStateError(f"{self.folder} has no best.pdparams or final.pdparams; rerun the run")
+        if tag not in WEIGHT_TAGS:
+            raise RunStateError(f"unknown weights {tag!r}; choose one of {', '.join(WEIGHT_TAGS)}")
+        path = RunFolder(self.folder).weights(tag)[0]
+        if not path.is_file():
+            raise RunStateError(f"{self.folder} has no {path.name}; export the other weights "
+                                f"(--weights {'final' if tag == 'best' else 'best'}) or rerun the run")
+        return path
+
+    def untrained_model(self):
+        """The run's model as built before training: its name, ``num_classes`` and model_kwargs,
+        fresh weights (for counting parameters and timing); a one-line RunStateError when it
+        cannot be built."""
+        from ba_net.models import build_model
+
+        num_classes = self.num_classes
+        try:
+            return build_model(self.model, num_classes=num_classes, **self.model_kwargs)
+        except (ValueError, TypeError) as exc:
+            raise RunStateError(f"run {self.folder}: cannot build model {self.model!r} ({exc})") from None
+
+    def build_model(self, tag: Optional[str] = None):
+        """The run's model with its ``tag`` weights (:meth:`weights`; refused when they were made
+        for another architecture), in eval mode."""
+        path = self.weights(tag)
+        model = self.untrained_model()
+        load_weights(model, path, f"{self.model} seed {self.seed} {f'{tag} ' if tag else ''}weights")
+        model.eval()
+        return model
 
     def describe(self) -> dict:
         return {"model": self.model, "seed": self.seed, "status": self.status, "reason": self.reason,
@@ -96,12 +203,40 @@ class Run:
                 "device": self.device, "folder": str(self.folder)}
 
 
-def read_run(root: Path, model: str, seed: int) -> Run:
-    """The run in folder ``root`` (``<model>/seed<seed>``)."""
+# -------------------------------------------------------------- strict: export, predict
+
+def open_run(run_dir) -> Run:
+    """The finished run in ``run_dir``; one-line errors for a missing folder, a folder that is not
+    a run, a corrupt history or config, and a run that is still running or failed."""
+    from ba_net.files import read_json
+
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise RunStateError(f"run folder {root} does not exist; {RUN_FIX}")
     folder = RunFolder(root)
-    h = read_history(folder, model, seed, COMPARE_FIX)
-    return Run(model, seed, root, h["status"], h.get("reason"), h["epochs"], h.get("epochs_planned"),
-               h.get("device"), read_run_config(folder, COMPARE_FIX), tuple(h.get("classes") or ()))
+    if not folder.history.is_file():
+        nested = sorted(p.parent for p in root.glob("*/seed*/history.json"))
+        hint = f" (it holds runs, e.g. {nested[0]})" if nested else ""
+        raise RunStateError(f"{root} is not a run folder: no history.json{hint}; {RUN_FIX}")
+    raw = read_json(folder.history, "run history")
+    model = raw.get("model") or root.parent.name
+    seed = raw.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        seed = int(root.name[4:]) if root.name.startswith("seed") and root.name[4:].lstrip("-").isdigit() else 0
+    history = read_history(folder, model, seed, OPEN_FIX)
+    if history["status"] != "finished":
+        done = len(history["epochs"])
+        raise RunStateError(f"run {root} is {history['status']} ({done} of {history.get('epochs_planned', '?')} "
+                            f"epochs), not finished; finish it (tools/train.py ... --resume) before exporting")
+    return Run(model, seed, root, history, read_run_config(folder, OPEN_FIX))
+
+
+# -------------------------------------------------------------------- lenient: compare
+
+def read_run(root: Path, model: str, seed: int) -> Run:
+    """The run in folder ``root`` (``<model>/seed<seed>``), whatever its status."""
+    folder = RunFolder(root)
+    return Run(model, seed, root, read_history(folder, model, seed, COMPARE_FIX), read_run_config(folder, COMPARE_FIX))
 
 
 def collect_runs(experiment_dir) -> list:
@@ -132,4 +267,15 @@ def by_model(runs, baseline: str) -> dict:
     return out
 
 
-__all__ = ["Run", "by_model", "collect_runs", "read_run"]
+def representative(runs) -> Run:
+    """The run that speaks for ``runs`` (one model's seeds, or a whole experiment) where they are
+    built, read or evaluated alike: the first with a config.yaml and recorded class names, else
+    the first with a config.yaml, else the first."""
+    runs = list(runs)
+    if not runs:
+        raise ValueError("representative() of no runs")
+    return min(runs, key=lambda r: (not r.config, not r.history.get("classes")))  # the first of equals
+
+
+__all__ = ["OPEN_FIX", "RUN_FIX", "Run", "WEIGHT_TAGS", "by_model", "collect_runs", "open_run", "read_run",
+           "representative"]
