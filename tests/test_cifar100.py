@@ -248,7 +248,8 @@ def test_compare_shows_the_cifar100_names(trained, tmp_path):
 
 
 def test_export_spec_lists_the_cifar100_names(trained):
-    from ba_net.deploy.export import build_run_model, open_run, run_spec
+    from ba_net.deploy.export import build_run_model, run_spec
+    from ba_net.runs.results import open_run
 
     _, _, folder = trained
     run = open_run(folder)

@@ -5,10 +5,14 @@ One weight per channel from the globally pooled feature through a bottleneck MLP
     s = gate(W2 · act(W1 · GAP(x) + b1) + b2)     W1: C -> C // r, W2: C // r -> C (r = 16)
     y = x * s
 
-Both fully connected layers carry a bias, as in the paper's reference code. Works for inputs of
-any spatial rank ([B, C, H, W] images, [B, C, L] signals).
+Both fully connected layers carry a bias, as in the paper's reference code (``bias=False``: none,
+as the BA-Net code's SE-ResNet). ``hidden`` gives the width directly where a network rounds it
+(MobileNetV3 and EfficientNet make it a multiple of 8 or a fraction of the block's input). Works
+for inputs of any spatial rank ([B, C, H, W] images, [B, C, L] signals).
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import paddle
 import paddle.nn as nn
@@ -24,15 +28,21 @@ class SqueezeExcitation(nn.Layer):
         reduction: hidden width is ``channels // reduction`` (at least 1).
         act: hidden activation (relu by default), see :func:`helpers.make_activation`.
         gate: sigmoid (default) or hard_sigmoid.
+        hidden: the hidden width itself (then ``reduction`` is not used).
+        bias: whether the two linear layers have biases (default True).
     """
 
-    def __init__(self, channels: int, reduction: int = 16, act: str = "relu", gate: str = "sigmoid"):
+    def __init__(self, channels: int, reduction: int = 16, act: str = "relu", gate: str = "sigmoid",
+                 hidden: Optional[int] = None, bias: bool = True):
         super().__init__()
+        if hidden is not None and (isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1):
+            raise ValueError(f"hidden must be a positive integer, got {hidden!r}")
         self.channels = channels
-        self.hidden = hidden_width(channels, reduction)
-        self.squeeze = nn.Linear(channels, self.hidden)
+        self.hidden = hidden if hidden is not None else hidden_width(channels, reduction)
+        bias_attr = None if bias else False
+        self.squeeze = nn.Linear(channels, self.hidden, bias_attr=bias_attr)
         self.act = make_activation(act)
-        self.excite = nn.Linear(self.hidden, channels)
+        self.excite = nn.Linear(self.hidden, channels, bias_attr=bias_attr)
         self.gate = make_gate(gate)
 
     def weights(self, x: paddle.Tensor) -> paddle.Tensor:

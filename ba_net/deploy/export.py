@@ -313,5 +313,5 @@ def verify_export(export_dir, parity_images: Optional[int] = None, data_file: Op
     return result
 
 
-__all__ = ["build_run_model", "default_export_dir", "export_run", "open_run", "read_spec", "run_spec",
+__all__ = ["build_run_model", "default_export_dir", "export_run", "read_spec", "run_spec",
            "spec_transform", "verify_export"]

@@ -88,19 +88,10 @@ def make_divisible(v: float, divisor: int = 8, min_value: Optional[int] = None) 
     return new_v + divisor if new_v < 0.9 * v else new_v
 
 
-def squeeze_excitation(channels: int, hidden: int, act: str = "relu", gate: str = "sigmoid",
-                       bias: bool = True) -> nn.Layer:
-    """A :class:`ba_net.attention.SqueezeExcitation` with exactly ``hidden`` units (and biases or
-    not). The module's constructor takes a reduction only, and no integer reduction gives
-    MobileNetV3's make_divisible widths (120 channels -> 32): built with the nearest reduction,
-    its two linear layers are then replaced by ones of the wanted shape."""
-    se = create_attention("se", channels, reduction=max(1, channels // hidden), act=act, gate=gate)
-    if se.hidden != hidden or not bias:
-        bias_attr = None if bias else False
-        se.hidden = hidden
-        se.squeeze = nn.Linear(channels, hidden, bias_attr=bias_attr)
-        se.excite = nn.Linear(hidden, channels, bias_attr=bias_attr)
-    return se
+def squeeze_excitation(channels: int, hidden: int, act: str = "relu", gate: str = "sigmoid") -> nn.Layer:
+    """A :class:`ba_net.attention.SqueezeExcitation` with exactly ``hidden`` units (MobileNetV3's
+    make_divisible widths, e.g. 120 channels -> 32, are no integer reduction)."""
+    return create_attention("se", channels, hidden=hidden, act=act, gate=gate)
 
 
 def _conv_bn(inp: int, oup: int, kernel: int, stride: int = 1, groups: int = 1, act: Optional[nn.Layer] = None):

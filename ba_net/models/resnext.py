@@ -24,7 +24,6 @@ classes) are 16,048 fewer than the usual SE-ResNet-50 with biases (``resnet50(at
 """
 from __future__ import annotations
 
-from ba_net.attention import SqueezeExcitation
 from ba_net.models.resnet import Bottleneck, ResNet
 
 
@@ -60,13 +59,7 @@ def ba_resnext101_32x4d(num_classes: int, **kwargs) -> ResNet:
 
 def se_resnet50(num_classes: int, **kwargs) -> ResNet:
     """SE-ResNet-50 as the official code builds it: SE (r = 16) on bn3's output, bias-free."""
-    model = ResNet(Bottleneck, [3, 4, 6, 3], num_classes, attention="se", **kwargs)
-    # SqueezeExcitation always has biases (no option for it yet): drop them, as the official SELayer.
-    for layer in model.sublayers():
-        if isinstance(layer, SqueezeExcitation):
-            layer.squeeze.bias = None
-            layer.excite.bias = None
-    return model
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, attention="se", bias=False, **kwargs)
 
 
 __all__ = [
