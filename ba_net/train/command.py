@@ -22,7 +22,7 @@ def models_table() -> str:
     """A Markdown table of every model: name, trainable parameters with a 10-class head, input."""
     rows = ["| model | trainable parameters (10 classes) | input |", "|---|---:|---|"]
     for name in list_models():
-        with paddle.utils.unique_name.guard():
+        with paddle.utils.unique_name.guard(), paddle.LazyGuard():  # shapes only: no weights drawn
             model = build_model(name, num_classes=LISTED_CLASSES)
         size = getattr(model, "input_size", None)
         shape = getattr(model, "input_shape", None)
