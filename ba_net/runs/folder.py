@@ -2,13 +2,14 @@
 reads or writes them apart from the training loop itself.
 
 Its files: ``config.yaml`` (the run's resolved config, :func:`run_config`), ``history.json``
-(status running / finished / failed, per-epoch metrics, the loss every ``train.log_every``
+(status running / interrupted / finished / failed, per-epoch metrics, the loss every ``train.log_every``
 iterations), ``train.log`` (:class:`RunLog`), ``vdl/`` (:mod:`ba_net.train.dashboard`), ``best.*`` and
 ``final.*`` (weights ``.pdparams``, optimizer state ``.pdopt``), and until the run finishes
 ``state.json`` naming the last completed epoch's pair in ``checkpoint/`` (:func:`save_resume_state`).
 
-The engine asks :func:`plan_experiment` whether to start, resume or skip each run; compare reads
-them with :func:`ba_net.runs.results.collect_runs`; both read history.json through :func:`read_history`.
+The engine asks :func:`plan_experiment` whether to start, resume or skip each run; compare, export
+and predict read a run through :class:`ba_net.runs.results.Run`; both check history.json through
+:func:`read_history`.
 ``.pdparams`` / ``.pdopt`` files are pickles: they are loaded only from the run folder.
 """
 from __future__ import annotations
