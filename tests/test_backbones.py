@@ -187,3 +187,42 @@ def test_efficientnet_ba_weights_the_activated_depthwise_from_the_activated_expa
     gate = build_model("ba_efficientnet_b0", num_classes=10, unpooled_first_gate=True).blocks[0].attention
     assert isinstance(gate, PointwiseGate)
     assert gate.weights(paddle.randn([2, 32, 5, 5])).shape == [2, 32, 5, 5]
+
+
+def _perturbed(key, value, rng):
+    """The initial weights scaled by 1 +- 10 %, biases and BatchNorm statistics moved off their
+    initial 0 / 1 (as training moves them): the activations keep their scale, the logits vary."""
+    if key.endswith("_variance"):
+        return (1.0 + 0.5 * np.abs(rng.standard_normal(value.shape))).astype("float32")
+    shift = 0.1 * rng.standard_normal(value.shape) if value.ndim == 1 else 0.0
+    return (value * (1.0 + 0.1 * rng.standard_normal(value.shape)) + shift).astype("float32")
+
+
+@pytest.mark.parametrize("name", ["ba_mobilenetv3_small", "ba_efficientnet_b0", "ba_resnext50_32x4d"])
+def test_new_backbones_take_the_fast_path_and_export_with_parity(name, tmp_path):
+    """Each family traces into the fast path's training program (no fallback to dygraph), and its
+    Paddle Inference export gives dygraph's logits (at 64 px; weights drawn wide enough that the
+    logits are not just the head's bias, as they nearly are at initialisation)."""
+    from ba_net.accel import paths as accel
+    from ba_net.accel.inference import InferenceRunner, export_for_inference
+    from ba_net.config import load_config
+    from ba_net.train.loss import LabelSmoothingCrossEntropy
+    from ba_net.train.optim import build_optimizer
+
+    cfg = load_config(None, ("train.batch_size=2", "optimizer.name=momentum", "optimizer.lr=0.01"))
+    rng = np.random.default_rng(0)
+    with paddle.utils.unique_name.guard():
+        model = build_model(name, num_classes=10)
+        model.set_state_dict({k: paddle.to_tensor(_perturbed(k, v.numpy(), rng)) for k, v in model.state_dict().items()})
+        scheduler = paddle.optimizer.lr.LambdaDecay(0.01, lambda _: 1.0)
+        optimizer = build_optimizer(cfg, model.parameters(), scheduler)
+        fast = accel.prepare_training(cfg, name, model, optimizer, lambda p: build_optimizer(cfg, p, scheduler),
+                                      LabelSmoothingCrossEntropy(0.1), device="cpu", image_shape=(2, 3, 64, 64))
+        assert fast is not None, f"{name} fell back to dygraph"
+    model.eval()
+    x = rng.standard_normal((2, 3, 64, 64)).astype("float32")
+    with paddle.no_grad():
+        ref = model(paddle.to_tensor(x)).numpy()
+    assert np.abs(ref - ref.mean(axis=1, keepdims=True)).max() > 1e-3  # logits that say something
+    got = InferenceRunner(export_for_inference(model, tmp_path / "export", (3, 64, 64))).run_numpy(x)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())

@@ -161,7 +161,7 @@ class MBConvBlock(nn.Layer):
             return out
         if self.training and self.drop_connect_rate > 0:
             keep = 1.0 - self.drop_connect_rate
-            mask = paddle.floor(keep + paddle.rand([out.shape[0], 1, 1, 1], dtype=out.dtype))
+            mask = (paddle.rand([out.shape[0], 1, 1, 1], dtype=out.dtype) < keep).astype(out.dtype)  # traceable
             out = out / keep * mask
         return out + x
 
