@@ -56,4 +56,15 @@ __all__ = [
     "create_attention",
     "list_attention",
     "list_models",
+    "register_paddlex",
 ]
+
+
+def __getattr__(name):
+    """``ba_net.register_paddlex``, loaded on first use (:mod:`ba_net.deploy.paddlex`): ``import
+    ba_net`` imports neither the deploy code nor paddlex, an optional extra."""
+    if name == "register_paddlex":
+        from ba_net.deploy.paddlex import register_paddlex
+
+        return register_paddlex
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,8 @@
 """tools/predict.py: top-k of the test split, of image files and of folders through an export
-and through a run's weights, against the dygraph model's argmax computed here; probabilities,
-the CSV, a folder with a file that is no image, and one-line errors that write nothing."""
+and through a run's weights, against the dygraph model's argmax computed here; its transform is
+the preset's eval transform on 32 px images bit for bit, and one resize straight to the model's
+side on any other image; probabilities, the CSV, a folder with a file that is no image, an earlier
+export refused with the command that exports again, and one-line errors that write nothing."""
 import csv
 import importlib.util
 import json
@@ -81,14 +83,15 @@ def test_export_and_run_weights_give_the_dygraph_top1(preset, runs, cifar_subset
 
 
 def test_probabilities_sum_to_one_and_topk_is_sorted(runs, cifar_subset):
+    """The export's probabilities come from its graph (float32 softmax), the run's from its logits."""
     run, export = runs["cifar"]
-    for model in (export, run):
+    for model, atol in ((export, 1e-6), (run, 1e-9)):
         classifier = load_classifier(model)
         items, _ = split_items(str(cifar_subset), None, 30)
         result = predict_items(classifier, items, batch_size=7, k=4)
         probs = result["probabilities"]
         assert probs.shape == (30, 10) and np.all(probs >= 0)
-        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=atol)
         for row, p in zip(result["rows"], probs):
             assert len(row["top"]) == 4
             assert [c for c, _, _ in row["top"]] == np.argsort(-p, kind="stable")[:4].tolist()
@@ -119,22 +122,56 @@ def test_folder_with_a_non_image_warns_once_and_predicts_the_rest(runs, cifar_su
     assert "1 unreadable file(s) skipped" in proc.stdout and "img0.png" in proc.stdout  # the table
 
 
-def test_a_large_image_file_goes_through_the_32px_step(runs, cifar_subset, tmp_path):
-    """A 96 x 64 photo is brought to 32 x 32 (INTER_AREA) then through the preset's transform."""
-    run, export = runs["cifar"]
+@pytest.mark.parametrize("preset", ["notebook", "cifar"])
+def test_predicts_transform_is_the_presets_eval_transform_on_32px_images(preset, runs, cifar_subset):
+    """Bit for bit, for an export and for a run folder: what compare's figures apply is what
+    tools/predict.py (and PaddleX, tests/test_paddlex.py) apply."""
+    run, export = runs[preset]
+    images, _ = D.read_cifar10(cifar_subset, "test")
+    for model in (export, run):
+        transform = load_classifier(model).transform
+        for img in images[:16]:
+            np.testing.assert_array_equal(transform(img), D.preset(preset).eval(img))
+
+
+@pytest.mark.parametrize("preset,flag", [("notebook", cv2.INTER_LINEAR), ("cifar", cv2.INTER_AREA)])
+def test_a_larger_image_file_is_resized_once_to_the_models_side(preset, flag, runs, cifar_subset, tmp_path):
+    """A 96 x 64 photo is resized straight to the model's side (128 px bilinear for notebook, 32
+    px INTER_AREA for cifar), stretched, then normalized as the preset; the export and the run
+    folder give the dygraph model's probabilities of that image."""
+    run, export = runs[preset]
     images, _ = D.read_cifar10(cifar_subset, "test")
     big = cv2.resize(images[5], (96, 64), interpolation=cv2.INTER_CUBIC)
     path = tmp_path / "big.png"
     cv2.imwrite(str(path), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
-    small = cv2.resize(big, (32, 32), interpolation=cv2.INTER_AREA)
-    result = predict_items(load_classifier(run), file_items([path]), k=1)
-    model = build_model("resnet20", num_classes=10)
+    p = D.preset(preset)
+    once = cv2.resize(big, (p.image_size, p.image_size), interpolation=flag)
+    model = build_model(run.parent.name, num_classes=10)
     model.set_state_dict(paddle.load(str(run / "best.pdparams")))
     model.eval()
     with paddle.no_grad():
-        logits = model(paddle.to_tensor(D.cifar_eval_transform(small)[None])).numpy()[0]
+        logits = model(paddle.to_tensor(p.eval(once)[None])).numpy()[0]
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
-    np.testing.assert_allclose(result["probabilities"][0], expected, atol=1e-6)
+    for source, atol in ((run, 1e-6), (export, 1e-5)):
+        result = predict_items(load_classifier(source), file_items([path]), k=1)
+        np.testing.assert_allclose(result["probabilities"][0], expected, atol=atol)
+
+
+def test_an_earlier_export_is_refused_with_the_command_that_exports_again(runs, tmp_path, capsys):
+    """model.json + model.pdiparams with an export.json of format 'ba-net export 1': one line."""
+    run, export = runs["cifar"]
+    old = tmp_path / "old"
+    old.mkdir()
+    spec = json.loads((export / "export.json").read_text())
+    spec["format"] = "ba-net export 1"
+    (old / "export.json").write_text(json.dumps(spec))
+    shutil.copy(export / "inference.json", old / "model.json")
+    shutil.copy(export / "inference.pdiparams", old / "model.pdiparams")
+    assert _tool_main()(["-m", str(old), "--test-split", "--limit", "2", "--out", str(tmp_path / "p")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1 and "earlier ba-net" in err[0]
+    assert f"python tools/export.py {run.resolve()} --weights best --out {old} --force" in err[0]
+    assert not (tmp_path / "p").exists()
 
 
 def _cases(runs, tmp_path):

@@ -5,15 +5,17 @@
 
 MODEL is an export folder written by tools/export.py (run with Paddle Inference) or a finished
 run folder <output_dir>/<experiment>/<model>/seed<N> (its best weights, or --weights final, run
-in dygraph). Images are read with OpenCV (BGR converted to RGB) and prepared with the model's
-eval transform, read from export.json or the run's config.yaml: an image that is not 32 x 32 is
-first resized to 32 x 32 (the CIFAR-10 side the model learnt from; INTER_AREA, stretched), then
-as the preset says (notebook / plain: resized to 128 px; cifar: kept at 32 px), normalized with
-the preset's mean and std. A folder's files are tried in name order (not recursive); each one
-OpenCV cannot decode gets one warning line and is skipped. A file named on the command line that
-cannot be decoded is an error. --test-split classifies the test split of the model's data set
-(CIFAR-10 or CIFAR-100, as its run trained) from --data-file, else the model's run's data file,
-else the embedded CIFAR-10 sample (CIFAR-100: BA_NET_CIFAR100 or Paddle's cache), with the true class.
+in dygraph). Images are read with OpenCV (BGR converted to RGB) and prepared with the transform
+the export declares (export.json; for a run folder, the one its export would declare), exactly
+as PaddleX prepares them from the export's inference.yml: one resize straight to the model's
+side, stretched, not cropped (notebook / plain: 128 px, bilinear; cifar: 32 px, INTER_AREA; a
+32 x 32 CIFAR image gets exactly the preset's eval transform), normalized with the preset's mean
+and std. A folder's files are tried in name order (not recursive); each one OpenCV cannot decode
+gets one warning line and is skipped. A file named on the command line that cannot be decoded is
+an error. An export of an earlier ba-net (model.json) is refused with the command that exports
+the run again. --test-split classifies the test split of the model's data set (CIFAR-10 or
+CIFAR-100, as its run trained) from --data-file, else the model's run's data file, else the
+embedded CIFAR-10 sample (CIFAR-100: BA_NET_CIFAR100 or Paddle's cache), with the true class.
 
 Prints a table (the first --show rows) and the images/s, and writes every row to
 DIR/predictions.csv (--out DIR, default the current folder; never beside the model: an export or

@@ -17,11 +17,24 @@ from ba_net.accel.tracing import global_means_as_pooling
 logger = logging.getLogger(__name__)
 
 
-def export_for_inference(model, directory, image_shape: Optional[tuple] = None) -> Path:
+class _Softmax(paddle.nn.Layer):
+    """``model`` followed by a softmax over the classes: the graph outputs probabilities."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        return paddle.nn.functional.softmax(self.model(images), axis=-1)
+
+
+def export_for_inference(model, directory, image_shape: Optional[tuple] = None, prefix: str = "model",
+                         softmax: bool = False) -> Path:
     """``paddle.jit.save`` of ``model`` in eval mode with a dynamic batch; returns the path prefix
-    (``<directory>/model``; Paddle 3 writes ``model.json`` and ``model.pdiparams``). The input is
-    ``image_shape`` (C, H, W), by default (3, s, s) with s the model's ``input_size`` (128 if it
-    has none)."""
+    (``<directory>/<prefix>``; Paddle 3 writes ``<prefix>.json`` and ``<prefix>.pdiparams``). The
+    input is ``image_shape`` (C, H, W), by default (3, s, s) with s the model's ``input_size`` (128
+    if it has none). The graph outputs the logits, or with ``softmax`` their softmax over the
+    classes (what tools/export.py ships: PaddleX shows the output as scores)."""
     from paddle.static import InputSpec
 
     from ba_net.data import model_input_size
@@ -32,18 +45,19 @@ def export_for_inference(model, directory, image_shape: Optional[tuple] = None) 
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    prefix = directory / "model"
+    path = directory / prefix
     was_training = model.training
     model.eval()
+    layer = _Softmax(model).eval() if softmax else model
     try:
         with global_means_as_pooling(), quiet_paddle():
-            static = paddle.jit.to_static(model, input_spec=[InputSpec([None, *image_shape], "float32", "images")],
+            static = paddle.jit.to_static(layer, input_spec=[InputSpec([None, *image_shape], "float32", "images")],
                                           full_graph=True)
-            paddle.jit.save(static, str(prefix))
+            paddle.jit.save(static, str(path))
     finally:
         if was_training:
             model.train()
-    return prefix
+    return path
 
 
 def _model_files(prefix: Path) -> tuple[str, str]:

@@ -1,7 +1,11 @@
 """Deployment: a finished run exported to a Paddle inference model, checked, and used to predict.
 
-* :mod:`~ba_net.deploy.export`: tools/export.py (the export folder, its ``export.json`` spec, ONNX).
-* :mod:`~ba_net.deploy.parity`: the export's logits against the run's own model.
+* :mod:`~ba_net.deploy.export`: tools/export.py (the export folder PaddleX runs as it is, its
+  ``export.json`` spec and its one pre-processing, ONNX).
+* :mod:`~ba_net.deploy.parity`: the export's probabilities against the run's own model's logits.
+* :mod:`~ba_net.deploy.paddlex`: the export's ``inference.yml``, a pipeline config, and
+  :func:`~ba_net.deploy.paddlex.register_paddlex` (``ba_net.register_paddlex()``; paddlex is an
+  optional extra, imported only there).
 * :mod:`~ba_net.deploy.predict`: tools/predict.py (top-k classes of images through an export or a
   run's weights).
 

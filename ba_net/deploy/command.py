@@ -38,7 +38,13 @@ def export_command(args: argparse.Namespace) -> int:
     if spec.get("onnx_parity"):
         print(describe_parity(spec["onnx_parity"], "ONNX Runtime"))
     files = ", ".join(f for f in spec["files"].values() if f)
-    print(f"files: {files}, export.json (preset {spec['transform']['preset']}, {spec['transform']['image_size']} px)")
+    t = spec["transform"]
+    resize = ", ".join(f"{k} {v}" for k, v in t["resize"].items())
+    crop = f", centre crop {t['crop']}" if t.get("crop") else ""
+    print(f"files: {files}, export.json (preset {t['preset']}: resize {resize} px {t['interpolation']}{crop}, "
+          f"normalize; output: probabilities)")
+    print(f"PaddleX: create_model(model_name={spec['paddlex']['model_name']!r}, model_dir={str(spec['export_dir'])!r}) "
+          f"after ba_net.register_paddlex() (docs/paddlex.md)")
     return 0
 
 

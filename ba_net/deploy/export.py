@@ -1,26 +1,45 @@
-"""A finished run to a Paddle inference model, checked against the run's own model.
+"""A finished run to an inference model PaddleX runs as it is, checked against the run's own model.
 
 :func:`export_run` is ``tools/export.py``: it opens the finished run
 (:func:`ba_net.runs.results.open_run`), rebuilds its model with its ``best`` or ``final`` weights
-(:meth:`ba_net.runs.results.Run.build_model`), writes it with
-:func:`ba_net.accel.inference.export_for_inference` (``paddle.jit.save``: ``model.json`` +
-``model.pdiparams``) and writes beside it ``export.json``,
-the *spec*: the input (name, shape, dtype, layout, channel order), the eval transform's parameters
-(preset, sizes, mean, std), the class names, and where the weights came from. Then the **parity
-check** (:func:`parity_check`): the export is loaded with Paddle Inference
-(:class:`ba_net.accel.inference.InferenceRunner`) and its logits on a fixed batch of real test images
-(the first :data:`PARITY_IMAGES` of the run's data file, else of the embedded sample) are compared
-with the dygraph model's; above the tolerance the export fails and nothing is kept. Everything is
-written into a hidden temporary folder beside the destination and renamed into place at the end,
-so the destination holds a complete, checked export or nothing. :func:`verify_export` repeats the
-check on an existing export folder (e.g. after copying it).
+(:meth:`ba_net.runs.results.Run.build_model`) and writes the export folder:
 
-The tolerance and why: :mod:`ba_net.deploy.parity`.
+* ``inference.json`` + ``inference.pdiparams``: the model followed by a softmax, saved by
+  :func:`ba_net.accel.inference.export_for_inference` (``paddle.jit.save``); input ``images``
+  [N, 3, S, S] float32 RGB, normalized; output the class probabilities [N, classes];
+* ``inference.yml``: what PaddleX needs to run it (:mod:`ba_net.deploy.paddlex`: model name,
+  pre-processing, ``Topk`` with the class names);
+* ``export.json``, the *spec*: the input, the transform (below), the class names, where the
+  weights came from and the parity result.
 
-:func:`spec_transform` turns a spec's transform parameters back into the function that
-prepares an image: it reproduces each preset's eval transform exactly on 32 x 32 images and first
-brings an image of any other size to 32 x 32, the side of the CIFAR-10 images the model learnt
-from (``cv2.INTER_AREA``, stretched, not cropped).
+Then the **parity check** (:mod:`ba_net.deploy.parity`): the export is loaded with Paddle
+Inference and its output on a fixed batch of real test images (the first :data:`PARITY_IMAGES`
+of the run's data file, else of the embedded sample) is compared with the dygraph model's
+logits, as log-probabilities and as probabilities; above the tolerance the export fails and
+nothing is kept. Everything is written into a hidden temporary folder beside the destination and
+renamed into place at the end, so the destination holds a complete, checked export or nothing.
+:func:`verify_export` repeats the check on an existing export folder (e.g. after copying it).
+
+**One pre-processing everywhere.** The transform an export declares (:func:`preset_transform`,
+``export.json``'s ``transform``, ``inference.yml``'s ``transform_ops``) is one resize straight to
+the model's input side, then normalization, with no crop: ``notebook`` / ``plain`` resize to 128
+px with bilinear interpolation (``cv2.INTER_LINEAR``, what their eval transform does to 32 px
+images), ``cifar`` to 32 px with ``cv2.INTER_AREA`` (a 32 x 32 image is not resized at all, as
+in its eval transform; a larger one is averaged down, not aliased). :func:`spec_transform` is
+that transform, used by tools/predict.py for exports and run folders alike; PaddleX applies the
+same steps from ``inference.yml``. On CIFAR images (32 x 32) it is each preset's eval transform
+bit for bit (tested), which is also what tools/compare.py's figures apply. Why one step: PaddleX
+keeps its pre-processing steps by name (a second ``ResizeImage`` replaces the first) and stacks
+the images of a batch before the graph runs, so the two-step resize of earlier exports (any
+image to 32 px with INTER_AREA, then to the preset's side) can be expressed neither in its
+config nor in the graph. What it changes: only images that are not 32 x 32, and only for the
+128 px presets; such an image is now resized once, bilinearly, to 128 px (stretched, not
+cropped), so it keeps the detail it has above 32 px instead of being reduced to 32 px first. The
+``cifar`` preset's transform is unchanged (one INTER_AREA resize to 32 px).
+
+Exports of earlier versions (``model.json`` + ``model.pdiparams``, ``export.json`` format
+``ba-net export 1``) are refused by :func:`read_spec` with one line naming the command that
+exports the run again: their two-step resize is what PaddleX cannot run.
 """
 from __future__ import annotations
 
@@ -38,17 +57,19 @@ import cv2
 import numpy as np
 
 from ba_net.errors import BaNetError, OutputError, RunStateError
+from ba_net.deploy.paddlex import CONFIG_FILE, PADDLEX_MODEL_NAME, write_inference_config
 from ba_net.deploy.parity import PARITY_IMAGES, PARITY_RTOL, inference_forward, parity_batch, parity_check
 from ba_net.runs.results import WEIGHT_TAGS, Run, open_run
 
 logger = logging.getLogger(__name__)
 
 SPEC_FILE = "export.json"
-SPEC_FORMAT = "ba-net export 1"
-MODEL_PREFIX = "model"  # export_for_inference writes <folder>/model.json and model.pdiparams
-ONNX_FILE = "model.onnx"
+SPEC_FORMAT = "ba-net export 2"
+LEGACY_FORMAT = "ba-net export 1"  # model.json + model.pdiparams, two-step resize, logits: refused
+MODEL_PREFIX = "inference"  # export_for_inference writes <folder>/inference.json and inference.pdiparams
+ONNX_FILE = "inference.onnx"
 ONNX_OPSET = 11
-SOURCE_SIZE = 32  # CIFAR-10's image side: any other image is first resized to it
+INTERPOLATIONS = {"LINEAR": cv2.INTER_LINEAR, "AREA": cv2.INTER_AREA}  # PaddleX's names -> OpenCV's
 
 
 # ------------------------------------------------------------------------------- the run
@@ -87,28 +108,53 @@ def run_spec(run: Run, tag: str, model, weights: Path) -> dict:
         "data_file": run.data_file,
         "input": {"name": "images", "shape": [None, 3, size, size], "dtype": "float32", "layout": "NCHW",
                   "channels": "RGB"},
-        "transform": {"preset": p.name, "description": p.description, "source_size": SOURCE_SIZE,
-                      "image_size": size, "resize_interpolation": "linear" if size != SOURCE_SIZE else None,
+        "output": {"shape": [None, run.num_classes], "values": "probabilities (softmax in the graph)"},
+        "transform": {"preset": p.name, "description": p.description, "image_size": size, **preset_transform(p),
                       "scale": "pixel / 255", "mean": list(p.mean), "std": list(p.std)},
+        "paddlex": {"model_name": PADDLEX_MODEL_NAME, "config": CONFIG_FILE},
         "paddle_version": paddle.__version__,
     }
 
 
+def preset_transform(p) -> dict:
+    """The preset ``p``'s eval transform as one step PaddleX can express: ``resize`` (``size``: a
+    square of that side; ``resize_short``: the short side to it, the long one in proportion),
+    ``interpolation`` (PaddleX's name) and ``crop`` (a centred square, or None). See the module
+    docstring for the choice. A preset without such a step is refused (RunStateError)."""
+    if p.name in ("notebook", "plain"):  # their eval: cv2.resize to 128 px, INTER_LINEAR
+        return {"resize": {"size": p.image_size}, "interpolation": "LINEAR", "crop": None}
+    if p.name == "cifar":  # its eval: no resize (32 px); any other size: INTER_AREA to 32 px
+        return {"resize": {"size": p.image_size}, "interpolation": "AREA", "crop": None}
+    if p.name.startswith("imagenet"):  # short side to size / 0.875, centre crop (PaddleX's rounding)
+        return {"resize": {"resize_short": int(p.image_size / 0.875)}, "interpolation": "AREA",
+                "crop": p.image_size}
+    raise RunStateError(f"preset {p.name}: tools/export.py knows no single-step transform PaddleX can run for "
+                        f"it; add one to ba_net.deploy.export.preset_transform")
+
+
 def spec_transform(spec: dict) -> Callable:
-    """The image preparation a spec describes: HWC uint8 RGB (any size) -> CHW float32. An image
-    that is not ``source_size`` square is first resized to it (INTER_AREA, stretched), then
-    resized to ``image_size`` (INTER_LINEAR) when that differs, then normalized. On 32 x 32 images
-    this is exactly the preset's eval transform (tested)."""
+    """The image preparation a spec describes, exactly as PaddleX runs ``inference.yml``: HWC
+    uint8 RGB (any size) -> resized (not when it has the size already) -> centre-cropped (if the
+    spec says so) -> CHW float32, normalized. On 32 x 32 images this is each CIFAR preset's eval
+    transform bit for bit (tested)."""
     t = spec["transform"]
-    source, size = int(t["source_size"]), int(t["image_size"])
+    resize, crop = t["resize"], t.get("crop")
+    interpolation = INTERPOLATIONS[t["interpolation"]]
     mean = np.asarray(t["mean"], dtype=np.float32)
     std = np.asarray(t["std"], dtype=np.float32)
 
     def prepare(img: np.ndarray, rng=None) -> np.ndarray:
-        if img.shape[:2] != (source, source):
-            img = cv2.resize(img, (source, source), interpolation=cv2.INTER_AREA)
-        if size != source:
-            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+        h, w = img.shape[:2]
+        if "size" in resize:
+            th = tw = int(resize["size"])
+        else:  # PaddleX's ResizeByShort: both sides scaled, rounded
+            scale = int(resize["resize_short"]) / min(h, w)
+            th, tw = round(h * scale), round(w * scale)
+        if (th, tw) != (h, w):
+            img = cv2.resize(img, (tw, th), interpolation=interpolation)
+        if crop:  # PaddleX's CropImage: the centred square, offsets rounded down
+            top, left = max(0, (th - int(crop)) // 2), max(0, (tw - int(crop)) // 2)
+            img = img[top:top + int(crop), left:left + int(crop)]
         return ((img.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)
 
     return prepare
@@ -122,6 +168,11 @@ def read_spec(export_dir) -> dict:
     if not folder.is_dir():
         raise RunStateError(f"export folder {folder} does not exist; pass a folder written by tools/export.py")
     spec = read_json(folder / SPEC_FILE, "export spec")
+    if spec.get("format") == LEGACY_FORMAT:
+        again = (f"python tools/export.py {spec.get('source_run', 'RUN_DIR')} --weights {spec.get('weights', 'best')} "
+                 f"--out {folder} --force")
+        raise RunStateError(f"{folder} is an export of an earlier ba-net (model.json, a two-step resize PaddleX "
+                            f"cannot run); export the run again: {again}")
     missing = [k for k in ("format", "model", "classes", "input", "transform") if k not in spec]
     if spec.get("format") != SPEC_FORMAT or missing:
         raise RunStateError(f"{folder / SPEC_FILE} is not a ba-net export spec ({SPEC_FORMAT!r}); export the run "
@@ -141,7 +192,7 @@ def onnx_available() -> None:
 
 
 def write_onnx(folder: Path) -> Path:
-    """``model.onnx`` converted from the Paddle 3 export in ``folder`` by paddle2onnx (opset
+    """``inference.onnx`` converted from the Paddle 3 export in ``folder`` by paddle2onnx (opset
     :data:`ONNX_OPSET`; ``optimize_tool='None'``: its default, polygraphy, pip-installs
     onnxruntime and onnx_graphsurgeon on first use)."""
     import paddle2onnx
@@ -154,7 +205,7 @@ def write_onnx(folder: Path) -> Path:
         raise BaNetError(f"paddle2onnx could not convert the export ({exc.__class__.__name__}: "
                          f"{' '.join(str(exc).split())[:200]}); export without --onnx") from None
     if not out.is_file():
-        raise BaNetError("paddle2onnx wrote no model.onnx; export without --onnx")
+        raise BaNetError(f"paddle2onnx wrote no {ONNX_FILE}; export without --onnx")
     return out
 
 
@@ -229,11 +280,14 @@ def export_run(run_dir, weights: str = "best", out=None, force: bool = False, on
     try:
         logger.info("exporting %s (%s, %s weights) with paddle.jit.save ...", _relative(run.folder), run.model, weights)
         size = spec["input"]["shape"][-1]
-        export_for_inference(model, tmp, (3, size, size))
+        export_for_inference(model, tmp, (3, size, size), prefix=MODEL_PREFIX, softmax=True)
+        write_inference_config(tmp, spec)
         logger.info("parity check on %d test images of %s ...", len(batch), _relative(batch_source))
-        result = parity_check(model, inference_forward(tmp / MODEL_PREFIX, "the exported model"), batch, "Paddle Inference", rtol)
+        result = parity_check(model, inference_forward(tmp / MODEL_PREFIX, "the exported model"), batch,
+                              "Paddle Inference", rtol)
         spec["parity"] = {**result, "data_file": str(batch_source), "split": "test", "first_images": len(batch)}
-        spec["files"] = {"model": f"{MODEL_PREFIX}.json", "params": f"{MODEL_PREFIX}.pdiparams", "onnx": None}
+        spec["files"] = {"model": f"{MODEL_PREFIX}.json", "params": f"{MODEL_PREFIX}.pdiparams", "config": CONFIG_FILE,
+                         "onnx": None}
         if onnx:
             spec["files"]["onnx"], spec["onnx_parity"] = ONNX_FILE, _export_onnx(tmp, model, batch, batch_source, rtol)
         spec["created"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -253,7 +307,7 @@ def export_run(run_dir, weights: str = "best", out=None, force: bool = False, on
 
 
 def _export_onnx(folder: Path, model, batch, batch_source, rtol: float) -> Optional[dict]:
-    """``model.onnx`` beside the Paddle export in ``folder``, and its parity result (None, with
+    """``inference.onnx`` beside the Paddle export in ``folder``, and its parity result (None, with
     one warning line, when onnxruntime is missing to check it)."""
     write_onnx(folder)
     forward = _onnx_forward(folder / ONNX_FILE)
@@ -303,8 +357,8 @@ def verify_export(export_dir, parity_images: Optional[int] = None, data_file: Op
     batch, source = parity_batch(spec_transform(spec), n, data_file, spec.get("data_file"),
                                    spec.get("dataset", "cifar10"))
     logger.info("parity check of %s on %d test images of %s ...", _relative(folder), len(batch), _relative(source))
-    result = {**parity_check(model, inference_forward(folder / MODEL_PREFIX, str(folder)), batch, "Paddle Inference", rtol),
-              "data_file": str(source)}
+    result = {**parity_check(model, inference_forward(folder / MODEL_PREFIX, str(folder)), batch, "Paddle Inference",
+                             rtol), "data_file": str(source)}
     onnx = (spec.get("files") or {}).get("onnx")
     if onnx and (folder / onnx).is_file():
         forward = _onnx_forward(folder / onnx)
@@ -313,5 +367,5 @@ def verify_export(export_dir, parity_images: Optional[int] = None, data_file: Op
     return result
 
 
-__all__ = ["build_run_model", "default_export_dir", "export_run", "read_spec", "run_spec",
-           "spec_transform", "verify_export"]
+__all__ = ["MODEL_PREFIX", "SPEC_FILE", "SPEC_FORMAT", "build_run_model", "default_export_dir", "export_run",
+           "preset_transform", "read_spec", "run_spec", "spec_transform", "verify_export"]

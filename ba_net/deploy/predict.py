@@ -1,6 +1,13 @@
 """``tools/predict.py``: top-k classes of image files, folders or the test split through an exported
 model or a run's weights (:func:`load_classifier`, :func:`predict_items`, :func:`predictions_csv`,
-:func:`predictions_table`)."""
+:func:`predictions_table`).
+
+Every image goes through the transform the export declares (:func:`ba_net.deploy.export.spec_transform`:
+one resize straight to the model's side, then normalization; for a run folder, the transform its
+export would declare), which is what PaddleX applies to the same export from its
+``inference.yml``: tools/predict.py and PaddleX agree on images of any size (tests/test_paddlex.py).
+An export's graph gives the probabilities (softmax in the graph); a run folder's model gives
+logits, turned into probabilities here."""
 from __future__ import annotations
 
 import logging
@@ -18,8 +25,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Classifier:
-    """A model to classify with: ``forward`` maps a NCHW float32 batch to logits (numpy), after
-    the images went through ``transform`` (the spec's, :func:`ba_net.deploy.export.spec_transform`)."""
+    """A model to classify with: ``forward`` maps a NCHW float32 batch to class probabilities
+    (numpy, float64), after the images went through ``transform`` (the spec's,
+    :func:`ba_net.deploy.export.spec_transform`)."""
 
     spec: dict
     forward: Callable
@@ -34,7 +42,8 @@ class Classifier:
 def load_classifier(path, weights: Optional[str] = None) -> Classifier:
     """An export folder (``export.json``, run with Paddle Inference) or a finished run folder
     (:func:`ba_net.runs.results.open_run`; its ``weights`` = best | final, default best, run in
-    dygraph), with its eval transform (the run's spec, as the export would write it)."""
+    dygraph), with its eval transform (the run's spec, as the export would write it). An export of
+    an earlier ba-net (``model.json``) is refused with one line saying how to export it again."""
     import paddle
 
     from ba_net.errors import RunStateError
@@ -56,7 +65,8 @@ def load_classifier(path, weights: Optional[str] = None) -> Classifier:
         except Exception as exc:
             raise RunStateError(f"Paddle Inference cannot load the export {folder} ({exc.__class__.__name__}); "
                                 f"export the run again") from None
-        return Classifier(spec, runner.run_numpy, spec_transform(spec),
+        return Classifier(spec, lambda batch: np.asarray(runner.run_numpy(batch), dtype=np.float64),
+                          spec_transform(spec),
                           f"export {folder} (Paddle Inference; {spec['model']} seed {spec.get('seed')}, "
                           f"{spec.get('weights')} weights)")
     if (folder / "history.json").is_file():
@@ -67,7 +77,7 @@ def load_classifier(path, weights: Optional[str] = None) -> Classifier:
 
         def forward(batch):
             with paddle.no_grad():
-                return model(paddle.to_tensor(batch)).numpy()
+                return softmax(model(paddle.to_tensor(batch)).numpy())
 
         return Classifier(spec, forward, spec_transform(spec),
                           f"run {folder} ({run.model} seed {run.seed}, {weights_file.name}, dygraph)")
@@ -178,9 +188,8 @@ def predict_items(classifier: Classifier, items, batch_size: int = 64, k: int = 
         done += len(batch)
         if kept:
             t0 = time.monotonic()
-            logits = np.asarray(classifier.forward(np.stack(tensors).astype(np.float32)))
+            p = np.asarray(classifier.forward(np.stack(tensors).astype(np.float32)), dtype=np.float64)
             forward_time += time.monotonic() - t0
-            p = softmax(logits)
             probs.append(p)
             order = np.argsort(-p, axis=1, kind="stable")[:, :k]
             for item, row, top in zip(kept, p, order):
