@@ -97,17 +97,26 @@ def _without_comment(line: str) -> str:
     return line
 
 
+HEREDOC = re.compile(r"<<-?\s*['\"]?(\w+)['\"]?")
+
+
 def _command_lines(text: str):
     """(line number, command) of each command of the ``bash`` blocks: comments dropped, ``\\``
-    continuations joined, ``&&`` chains split, spaces normalized."""
-    fence, pending, start = None, "", 0
+    continuations joined, ``&&`` chains split, spaces normalized; a here-document's lines belong
+    to the command that opens it (shown as its first line)."""
+    fence, pending, start, heredoc = None, "", 0, None
     for no, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
+        if heredoc:
+            heredoc = None if stripped == heredoc else heredoc
+            continue
         if stripped.startswith("```"):
             fence = stripped[3:].strip() if fence is None else None
             continue
         if fence != "bash":
             continue
+        opened = HEREDOC.search(_without_comment(stripped))
+        heredoc = opened.group(1) if opened else None
         if not pending:
             start = no
         stripped = _without_comment(stripped).strip()
@@ -137,11 +146,14 @@ def _tool_call(tokens):
     launcher: (tool, args, launcher flags)); None for anything else."""
     launch = []
     if tokens[:1] == ["timeout"]:
-        tokens = tokens[tokens.index("python"):]
+        tokens = tokens[next(i for i, t in enumerate(tokens) if t.endswith("python")):]
+    if tokens[:1] == [".venv/bin/python"]:
+        tokens = ["python"] + tokens[1:]
     if tokens[:3] == ["python", "-m", "paddle.distributed.launch"]:
         script = next(i for i, t in enumerate(tokens) if t.startswith("tools/"))
         launch, tokens = tokens[3:script], ["python"] + tokens[script:]
-    m = re.fullmatch(r"tools/(\w+)\.py", tokens[1]) if tokens[:1] == ["python"] and len(tokens) > 1 else None
+    python = tokens[:1] in (["python"], [".venv/bin/python"])  # the activated environment's, or named
+    m = re.fullmatch(r"tools/(\w+)\.py", tokens[1]) if python and len(tokens) > 1 else None
     if m and m.group(1) in TOOLS:
         return m.group(1), tokens[2:], launch
     return None
