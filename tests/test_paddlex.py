@@ -136,6 +136,8 @@ def _tool_predictions(export: Path, paths, out: Path) -> dict:
 
 
 def _paddlex_predictions(results, paths) -> tuple:
+    """{file: {class: score}}, {file: top-1}, {file: label names}. One image per batch (PaddleX's
+    default): PaddleX 3.7.2 gives every result its whole batch's class_ids (2-D), docs/paddlex.md."""
     probs, top1, labels = {}, {}, {}
     for path, result in zip(paths, results):
         ids = np.asarray(result["class_ids"]).reshape(-1)
