@@ -58,6 +58,8 @@ ELSEWHERE = {
         ("tests/test_train.py", "def test_finished_run_is_skipped_and_force_reruns("),
     "python tools/compare.py -c experiments/quick.yaml":
         ("tests/test_cli.py", "def test_compare_takes_the_config_that_trained_the_experiment("),
+    ".venv/bin/python - <<'EOF'":
+        ("tests/test_paddlex.py", "def test_paddlex_runs_the_export_and_agrees_with_predict("),
     "python tools/train.py --list-models":
         ("tests/test_cli.py", "def test_list_models_prints_every_model_with_its_count("),
     "python tools/benchmark.py --quick": ("tests/test_accel.py", "def test_benchmark_quick_writes_every_row("),
@@ -76,6 +78,11 @@ NOT_RUN = {
     'pip install -e ".[peer]"': "installs PyTorch from the registry",
     "pip install paddle2onnx onnxruntime": "an install from the registry (both are in the test extra)",
     "python -m pytest -q tests/test_docs.py": "this very test (make test runs it)",
+    '.venv/bin/pip install -e ".[deploy]"': "PaddleX from the registry (.ci/run installs it for tests/test_paddlex.py)",
+    "cat > ba_net_pipeline.yaml <<'EOF'": "the pipeline file of PaddleX's command line below",
+    '.venv/bin/python -c "import sys, ba_net; ba_net.register_paddlex(); from paddlex.paddlex_cli import main; '
+    'sys.exit(main())" --pipeline ba_net_pipeline.yaml --input cat.png':
+        "PaddleX's command line; tests/test_paddlex.py runs the same pipeline config from Python",
 }
 # tiny settings appended to every training that runs
 TINY_TRAIN = ["-o", "train.epochs=1", "-o", "train.max_steps_per_epoch=2", "-o", "seeds=[0]",
@@ -159,11 +166,17 @@ def _tool_call(tokens):
     return None
 
 
+def _snippet(tokens) -> bool:
+    """``python -c "..."``: run as shown, in the folder the other commands run in, before them."""
+    return tokens[:2] in (["python", "-c"], [".venv/bin/python", "-c"])
+
+
 def test_every_doc_command_is_classified():
     assert len(COMMANDS) >= 30, [c for _, c, _ in COMMANDS]  # the extraction still finds the docs' commands
     unknown = [f"{where}: {command}" for where, command, tokens in COMMANDS
                if command not in ELSEWHERE and command not in NOT_RUN and _tool_call(tokens) is None
-               and tokens[0] not in ("make", "visualdl") and command != ". .venv/bin/activate"]
+               and not _snippet(tokens) and tokens[0] not in ("make", "visualdl")
+               and command != ". .venv/bin/activate"]
     assert not unknown, "doc commands no test runs or checks (run them here, or list them in ELSEWHERE / " \
                         "NOT_RUN):\n" + "\n".join(unknown)
     shown = {command for _, command, _ in COMMANDS}
@@ -428,6 +441,9 @@ def photos(module_tmp):
     for i in range(3):
         cv2.imwrite(str(root / "photos" / f"{i}.png"), np.ascontiguousarray(images[i][..., ::-1]))
     (root / "photos" / "notes.txt").write_text("not an image")
+    for name in ("data", "experiments", "tools"):  # relative paths of the commands, as in the repository
+        (root / name).symlink_to(REPO / name)
+    (root / ".venv").symlink_to(Path(sys.prefix))  # .venv/bin/python: the interpreter running the tests
     return root
 
 
@@ -441,6 +457,13 @@ def test_doc_commands_run_with_tiny_settings(photos, monkeypatch, capsys):
     order = sorted(runs, key=lambda r: (ORDER[r[2]] + ("--verify" in r[3]), COMMANDS.index(
         next(c for c in COMMANDS if c[0] == r[0] and c[1] == r[1]))))
     failed, times, done = [], [], set()
+    env = dict(os.environ, PATH=f"{Path(sys.prefix) / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+    for where, command, tokens in COMMANDS:  # python -c snippets first (they make files, e.g. an image)
+        if _snippet(tokens) and command not in ELSEWHERE and command not in NOT_RUN:
+            proc = subprocess.run(["bash", "-c", command], cwd=photos, env=env, capture_output=True, text=True,
+                                  timeout=300)
+            if proc.returncode:
+                failed.append(f"{where}: {command}\n    exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
     for where, command, name, args in order:
         if command in done:  # shown on several pages: once is enough
             continue
