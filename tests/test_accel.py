@@ -1,5 +1,5 @@
 """The fast paths give what plain dygraph gives: training steps and state, exported logits; and
-tools/benchmark.py runs end to end (smoke settings; its past targets are in docs/PERFORMANCE.md).
+tools/benchmark.py runs end to end (smoke settings; its past targets are in docs/performance.md).
 
 What must hold, and the tolerances (they are meant for any x86-64 CPU, Intel or AMD):
 
@@ -324,7 +324,7 @@ def test_benchmark_quick_writes_every_row(tmp_path, cifar_subset):
         assert not peer and proc.stderr.count("PyTorch peer: skipped") == 1
     assert result["ba_overhead_pct"]["ba_alexnet"] and result["ba_overhead_interleaved"]["ba_alexnet"]["train"]["pairs"] >= 1
     assert result["macs_per_image"] == {"alexnet": 97_012_352, "ba_alexnet": 97_049_408}  # 128 px, as the README
-    assert "targets" not in result and "Targets" not in proc.stdout  # past targets: docs/PERFORMANCE.md
+    assert "targets" not in result and "Targets" not in proc.stdout  # past targets: docs/performance.md
     assert "| train step | alexnet | fast |" in proc.stdout and "Method:" in proc.stdout
 
 
