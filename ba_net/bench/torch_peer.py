@@ -1,6 +1,8 @@
 """The PyTorch peer of tools/benchmark.py: our AlexNet (:class:`ba_net.models.alexnet.AlexNet`,
-without attention) written again in PyTorch, and its training step and eval forward timed the
-way a PyTorch user would run them on this CPU.
+without attention) and, in :mod:`ba_net.bench.torch_resnet`, ResNet-20 / BA-ResNet-20 and
+ResNet-50 / BA-ResNet-50 written again in PyTorch, and their training step and eval forward timed
+the way a PyTorch user would run them on this CPU (``spec['model']`` names the model, AlexNet
+when absent).
 
 Nothing in ba_net needs PyTorch: this module imports only the standard library and NumPy at the
 top, and ``torch`` inside the functions that use it. :func:`torch_importable` tells whether the
@@ -8,7 +10,7 @@ peer can run without importing it.
 
 The measurement runs in a subprocess of its own that never imports Paddle or ba_net
 (:func:`measure_peer` loads this file by its path, so the package's ``__init__`` -- which loads
-Paddle -- does not run): the two frameworks bring their own OpenMP and math libraries, and a
+Paddle -- does not run; :func:`torch_models` loads torch_resnet.py the same way): the two frameworks bring their own OpenMP and math libraries, and a
 framework left in a process slows the next one down. What it measures, on one synthetic batch of
 the benchmark's size, medians of repeats after untimed warm-up steps:
 
@@ -17,8 +19,10 @@ the benchmark's size, medians of repeats after untimed warm-up steps:
 * ``eval fwd``: eval-mode forward under ``torch.inference_mode()``, logits copied to NumPy;
 
 each in eager mode with contiguous (NCHW) tensors and with ``channels_last`` (NHWC) model and
-input; and the fp32 GEMM rate of ``torch.mm`` (n x n x n, 2 n^3 FLOPs), one more candidate for
-the benchmark's yardstick. Weights are PyTorch's default initialisation: irrelevant to speed.
+input; and the fp32 GEMM rate of ``torch.mm`` (n x n x n, 2 n^3 FLOPs; not when ``gemm_size`` is
+0), one more candidate for the benchmark's yardstick. Weights are PyTorch's default
+initialisation: irrelevant to speed. ``spec['task'] == 'ba_overhead'`` measures BA's cost over
+the plain model instead (:func:`ba_net.bench.torch_resnet.measure_ba_overhead`).
 
 Rows measured one after the other see different loads on a shared machine, so
 :func:`take_turns` also runs our fast train step / Paddle Inference forward and the peer in two
@@ -79,6 +83,29 @@ def build_torch_alexnet(num_classes: int, dropout: float = 0.5):
     return TorchAlexNet()
 
 
+def torch_models():
+    """The module :mod:`ba_net.bench.torch_resnet`: imported from the package when this file was,
+    else (a peer worker, no ba_net) loaded by its path like this file."""
+    if __package__:
+        from ba_net.bench import torch_resnet
+
+        return torch_resnet
+    name = "ba_net_torch_resnet"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().with_name("torch_resnet.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def build_torch_model(name: str, num_classes: int):
+    """The peer's ``name`` in PyTorch: alexnet, or one of :data:`ba_net.bench.torch_resnet.MODELS`."""
+    if name == "alexnet":
+        return build_torch_alexnet(num_classes)
+    return torch_models().build_torch_resnet(name, num_classes)
+
+
 def _median_rate(fn: Callable[[], int], repeats: int) -> dict:
     rates = []
     for _ in range(repeats):
@@ -125,13 +152,13 @@ def measure_torch(spec: dict) -> dict:
     torch.manual_seed(0)
     batch, size, steps = int(spec["batch"]), int(spec["image_size"]), int(spec["steps"])
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-           "onednn": bool(torch.backends.mkldnn.is_available()), "rows": []}
-    out["gemm"] = _torch_gemm(int(spec["gemm_size"]), int(spec["repeats"]))
+           "onednn": bool(torch.backends.mkldnn.is_available()), "rows": [], "model": spec.get("model", "alexnet")}
+    out["gemm"] = _torch_gemm(int(spec["gemm_size"]), int(spec["repeats"])) if int(spec["gemm_size"]) else None
     images = torch.randn(batch, 3, size, size)
     labels = torch.randint(0, 10, (batch,))
     for layout in LAYOUTS:
         fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-        model = build_torch_alexnet(10).to(memory_format=fmt)
+        model = build_torch_model(out["model"], 10).to(memory_format=fmt)
         x = images.contiguous(memory_format=fmt)
         step = _train_step(model, x, labels, spec)
         for _ in range(int(spec["warmup"])):
@@ -162,7 +189,10 @@ def worker_main(arg: str) -> None:
     """Entry of the peer's subprocess: ``arg`` is the JSON spec, with ``out`` the result file."""
     spec = json.loads(arg)
     try:
-        result = measure_torch(spec)
+        if spec.get("task") == "ba_overhead":
+            result = torch_models().measure_ba_overhead(spec, _train_step)
+        else:
+            result = measure_torch(spec)
     except ImportError as exc:
         result = {"unavailable": f"import torch failed: {(str(exc) or type(exc).__name__).splitlines()[0]}"}
     Path(spec["out"]).write_text(json.dumps(result))
@@ -207,7 +237,7 @@ def _torch_tasks(spec: dict) -> dict:
 
     def prepare(task):
         fmt = torch.channels_last if spec[f"{task}_layout"] == "channels_last" else torch.contiguous_format
-        model = build_torch_alexnet(10).to(memory_format=fmt)
+        model = build_torch_model(spec.get("model", "alexnet"), 10).to(memory_format=fmt)
         x = images.contiguous(memory_format=fmt)
         if task == "eval":
             model.eval()
@@ -222,13 +252,15 @@ def _torch_tasks(spec: dict) -> dict:
 
 
 def _paddle_tasks(spec: dict) -> Callable:
-    """task -> callable for our AlexNet: the fast path's train step and the Paddle Inference
-    forward (the predictor is made only when the eval turns start, after every train turn: a
+    """task -> callable for our ``spec['model']`` (AlexNet when absent): the fast path's train
+    step and the Paddle Inference forward (the predictor is made only when the eval turns start, after every train turn: a
     predictor in the process slows the training program down)."""
     from ba_net.bench.rows import Settings, eval_callable, make_trainer, row_config, sample_batch
 
-    settings = Settings(batch_size=int(spec["batch"]), image_sizes={"alexnet": int(spec["image_size"])})
-    x, y = sample_batch(settings, "alexnet")
+    name = spec.get("model", "alexnet")
+    settings = Settings(batch_size=int(spec["batch"]), large_batch_size=int(spec["batch"]),
+                        image_sizes={name: int(spec["image_size"])})
+    x, y = sample_batch(settings, name)
     held = {}
 
     def prepare(task):
@@ -236,11 +268,11 @@ def _paddle_tasks(spec: dict) -> Callable:
 
         held.clear()  # the trainer goes before the predictor comes
         if task == "eval":
-            runner = eval_callable("alexnet", "inference", Path(tempfile.mkdtemp(prefix="ba_net_turns_")))
+            runner = eval_callable(name, "inference", Path(tempfile.mkdtemp(prefix="ba_net_turns_")))
             held["runner"] = runner
             return lambda: runner(x).numpy()
         with paddle.utils.unique_name.guard():
-            step = make_trainer("alexnet", "fast", row_config(settings, "fast", model="alexnet"))["step"]
+            step = make_trainer(name, "fast", row_config(settings, "fast", model=name))["step"]
         held["step"] = step
         return lambda: float(step(x, y))
 
@@ -341,5 +373,5 @@ def count_torch_params(model) -> int:
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
-__all__ = ["LAYOUTS", "TASKS", "build_torch_alexnet", "count_torch_params", "measure_peer", "measure_torch",
-           "serve", "take_turns", "torch_importable", "worker_commands", "worker_main"]
+__all__ = ["LAYOUTS", "TASKS", "build_torch_alexnet", "build_torch_model", "count_torch_params", "measure_peer",
+           "measure_torch", "serve", "take_turns", "torch_importable", "torch_models", "worker_commands", "worker_main"]
