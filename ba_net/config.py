@@ -55,8 +55,14 @@ SCHEMA = {
     "output_dir": Field("output", "str", "runs go to <output_dir>/<experiment>/<model>/seed<seed>/"),
     "device": Field("auto", "str", "auto (GPU when Paddle has CUDA), cpu or gpu", choices=lambda: ["auto", "cpu", "gpu"]),
     "data": {
-        "dataset": Field("cifar10", "str", "cifar10 or cifar100 (the 100 fine labels); the models get as many "
-                         "outputs as it has classes (ba_net/data/datasets.py DATASETS)", choices=_datasets),
+        "dataset": Field("cifar10", "str", "cifar10, cifar100 (the 100 fine labels) or imagefolder (ImageNet-style "
+                         "files under data.data_dir); the models get as many outputs as it has classes "
+                         "(ba_net/data/datasets.py DATASETS)", choices=_datasets),
+        "data_dir": Field(None, "str", "the root of data.dataset: imagefolder (read by no other data set): train/ "
+                          "and val/ folders of class sub-folders (the ImageNet / torchvision layout), or PaddleClas's "
+                          "train_list.txt and val_list.txt ('relative/path label' a line); val/ is the test split. "
+                          "Relative paths start at the config file's folder (at the working directory in -o)",
+                          nullable=True),
         "data_file": Field(None, "str", "the data set's python tarball (cifar-10-python.tar.gz, "
                            "cifar-100-python.tar.gz); relative paths start at the config file's folder "
                            "(at the working directory in -o); null: $BA_NET_CIFAR10 (or $BA_NET_CIFAR100), "
@@ -69,7 +75,8 @@ SCHEMA = {
                                   nullable=True, minimum=0),
         "transforms": Field("notebook", "str", "data preset: train and eval transforms, image size, normalization "
                             "(ba_net/data/presets.py PRESETS: notebook and plain 128 px for AlexNet, cifar 32 px for the "
-                            "CIFAR ResNets); the models must be built for its image size", choices=_presets),
+                            "CIFAR ResNets, imagenet 224 px and imagenet240 / 260 / 300 for ImageNet-style folders); "
+                            "the models must be built for its image size", choices=_presets),
         "mixup_alpha": Field(0.0, "float", "batch mixup with lambda ~ Beta(alpha, alpha); 0 = off", minimum=0.0),
         "val_split": Field(None, "int", "hold out this many training images (class-stratified, the same for every "
                            "model and seed) to pick the best epoch on; the test split is then only reported. null: "
@@ -202,13 +209,15 @@ def parse_override(text: str) -> dict:
 
 
 def _anchor_data_file(cfg: dict, folder: Path) -> None:
-    """Make a relative ``data.data_file`` absolute: relative to the config file's folder when the
-    file set it, to the working directory when an override or ``base`` did, so a run means the
-    same file whatever directory it is started from (and its saved config names it exactly)."""
-    value = cfg["data"]["data_file"]
-    if value is not None:
-        path = Path(value).expanduser()
-        cfg["data"]["data_file"] = os.path.abspath(folder / path)
+    """Make a relative ``data.data_file`` (and ``data.data_dir``) absolute: relative to the config
+    file's folder when the file set it, to the working directory when an override or ``base`` did,
+    so a run means the same data whatever directory it is started from (and its saved config
+    names it exactly)."""
+    for key in ("data_file", "data_dir"):
+        value = cfg["data"][key]
+        if value is not None:
+            path = Path(value).expanduser()
+            cfg["data"][key] = os.path.abspath(folder / path)
 
 
 def load_config(path: Optional[str | Path] = None, overrides: tuple = (), base: Optional[dict] = None) -> dict:

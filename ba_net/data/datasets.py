@@ -28,7 +28,9 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 class Dataset:
     """One data set: ``splits`` maps 'train' / 'test' to the base names of its members, each a
     pickled dict with ``b'data'`` [N, 3072] uint8 and ``label_key`` [N]; the class names are
-    ``classes`` or, when ``names_member`` is set, that member's ``names_key`` list."""
+    ``classes`` or, when ``names_member`` is set, that member's ``names_key`` list. The image
+    folder (``imagefolder``, :mod:`ba_net.data.imagefolder`) has no tarball: ``num_classes`` is
+    None (the folder says it when it is read) and ``tarball`` is empty."""
 
     name: str
     title: str
@@ -38,7 +40,7 @@ class Dataset:
     env: str
     splits: dict
     label_key: bytes
-    num_classes: int
+    num_classes: Optional[int]
     classes: Optional[tuple] = None
     names_member: Optional[str] = None
     names_key: Optional[bytes] = None
@@ -54,6 +56,7 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
             "https://dataset.bj.bcebos.com/cifar/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85",
             "BA_NET_CIFAR100", {"train": ("train",), "test": ("test",)}, b"fine_labels", 100,
             names_member="meta", names_key=b"fine_label_names"),
+    Dataset("imagefolder", "image folder", "", "", "", "", {}, b"", None),  # data.data_dir: ba_net.data.imagefolder
 )}
 
 
@@ -79,6 +82,13 @@ class _ArrayUnpickler(pickle.Unpickler):
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"forbidden object {module}.{name}")
+
+
+def needs_tarball(ds: Dataset) -> None:
+    """A one-line DataError for a tarball reader asked for a data set without one (the image folder)."""
+    if not ds.tarball:
+        raise DataError(f"data.dataset: {ds.name} has no tarball: it is read from data.data_dir "
+                        f"(ba_net.data.load_splits, or ba_net.data.test_split for a run's test split)")
 
 
 def _again(ds: Dataset) -> str:
@@ -122,6 +132,7 @@ def _unpickle(ds: Dataset, path: Path, name: str, raw: bytes, kind: str = "batch
 def read_split(ds: Dataset, path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Images [N, 32, 32, 3] uint8 RGB and labels [N] int64 of ``split`` ('train' or 'test') of
     the ``ds`` tarball at ``path`` (CIFAR-100: the fine labels)."""
+    needs_tarball(ds)
     wanted = ds.splits[split]
     found = _read_members(ds, path, wanted)
     images, labels = [], []
@@ -164,8 +175,8 @@ def run_classes(history: dict, config: dict) -> tuple:
         return tuple(str(c) for c in recorded)
     ds = dataset((config.get("data") or {}).get("dataset") or "cifar10")
     if ds.classes is None:
-        raise DataError(f"the run's history.json records no class names and {ds.title}'s come from its tarball; "
-                        f"rerun the run with this version")
+        raise DataError(f"the run's history.json records no class names and {ds.title}'s come from its "
+                        f"{'folders' if not ds.tarball else 'tarball'}; rerun the run with this version")
     return tuple(ds.classes)
 
 

@@ -2,10 +2,13 @@
 place that says what a preset means: its train transform, its eval transform, the image size they
 produce and the normalization (:data:`PRESETS`: ``notebook`` and ``plain`` at 128 px with ImageNet
 statistics, for AlexNet; ``cifar`` at 32 px with CIFAR-10's own, for the CIFAR ResNets, on
-CIFAR-100 too). A transform takes the image and a generator; it never draws from global state."""
+CIFAR-100 too; ``imagenet`` at 224 px, and ``imagenet240`` / ``260`` / ``300`` for EfficientNet-B1
+to B3, for image folders of any image size). A transform takes the image and a generator; it
+never draws from global state."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Optional
 
 import cv2
@@ -51,7 +54,9 @@ def plain_transform(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _resized_crop_box(rng, height, width, scale, ratio, attempts=10):
-    """RandomResizedCrop's box, drawn as Paddle draws it (fallback: the whole image)."""
+    """RandomResizedCrop's box (top, left, height, width), drawn as Paddle (and torchvision) draw
+    it; after ``attempts`` misses, the central crop of the image at the nearest allowed aspect
+    ratio (the whole image when its own ratio is allowed, as for every square image)."""
     area = height * width
     log_ratio = (np.log(ratio[0]), np.log(ratio[1]))
     for _ in range(attempts):
@@ -61,7 +66,12 @@ def _resized_crop_box(rng, height, width, scale, ratio, attempts=10):
         h = int(round(np.sqrt(target / aspect)))
         if 0 < w <= width and 0 < h <= height:
             return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
-    return 0, 0, height, width
+    h, w = height, width
+    if width / height < min(ratio):
+        h = int(round(width / min(ratio)))
+    elif width / height > max(ratio):
+        w = int(round(height * max(ratio)))
+    return (height - h) // 2, (width - w) // 2, h, w
 
 
 def _saturation_as_paddle_cv2(img: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
@@ -117,6 +127,50 @@ def cifar_transform(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return to_normalized_chw(img, CIFAR_MEAN, CIFAR_STD)
 
 
+# ImageNet's recipe (torchvision's reference training, the official BA-Net main.py, PaddleClas):
+# RandomResizedCrop(size, scale 0.08-1, ratio 3/4-4/3) + flip; eval: resize of the short side to
+# size / 0.875 (256 for 224; rounded down as timm does) + centre crop; ImageNet mean and std.
+IMAGENET_SCALE = (0.08, 1.0)
+IMAGENET_RATIO = (3 / 4, 4 / 3)
+EVAL_CROP_FRACTION = 0.875
+
+
+def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """cv2.resize with INTER_AREA when shrinking (close to the antialiased bilinear of PIL that
+    torchvision's recipe uses; INTER_LINEAR alone would alias), INTER_LINEAR when enlarging."""
+    shrink = width <= img.shape[1] and height <= img.shape[0]
+    return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def imagenet_transform(img: np.ndarray, rng: np.random.Generator, size: int = 224) -> np.ndarray:
+    """ImageNet training: RandomResizedCrop(size, scale 0.08-1, ratio 3/4-4/3) of the image at
+    its own size, RandomHorizontalFlip(0.5), ToTensor, Normalize (ImageNet mean and std)."""
+    top, left, h, w = _resized_crop_box(rng, img.shape[0], img.shape[1], IMAGENET_SCALE, IMAGENET_RATIO)
+    img = _resize(img[top:top + h, left:left + w], size, size)
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    return to_normalized_chw(img)
+
+
+def imagenet_eval_transform(img: np.ndarray, rng=None, size: int = 224) -> np.ndarray:
+    """ImageNet evaluation: the short side resized to int(size / 0.875) (256 for 224), the long
+    side in proportion (rounded down, as torchvision's Resize), the centre size x size crop,
+    ToTensor, Normalize (ImageNet mean and std)."""
+    resize = int(size / EVAL_CROP_FRACTION)
+    h, w = img.shape[:2]
+    nh, nw = (resize, int(resize * w / h)) if h <= w else (int(resize * h / w), resize)
+    img = _resize(img, nw, nh)
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    return to_normalized_chw(img[top:top + size, left:left + size])
+
+
+def _imagenet_preset(name: str, size: int) -> "Preset":
+    return Preset(name, partial(imagenet_transform, size=size), partial(imagenet_eval_transform, size=size), size,
+                  tuple(MEAN.tolist()), tuple(STD.tolist()),
+                  f"ImageNet's: RandomResizedCrop {size} (scale 0.08-1), flip; eval resize {int(size / 0.875)} + "
+                  f"centre crop {size}; ImageNet statistics")
+
+
 @dataclass(frozen=True)
 class Preset:
     """What a ``data.transforms`` preset does: ``train(img, rng)`` and ``eval(img)`` map a HWC
@@ -141,6 +195,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "Resize 128 and flip; ImageNet statistics"),
     Preset("cifar", cifar_transform, cifar_eval_transform, 32, tuple(CIFAR_MEAN.tolist()), tuple(CIFAR_STD.tolist()),
            "32 px, no resize: RandomCrop 32 with 4 px zero padding, flip; CIFAR-10's statistics"),
+    _imagenet_preset("imagenet", 224),  # ResNets, ResNeXts, MobileNetV3, EfficientNet-B0
+    _imagenet_preset("imagenet240", 240),  # EfficientNet-B1
+    _imagenet_preset("imagenet260", 260),  # EfficientNet-B2
+    _imagenet_preset("imagenet300", 300),  # EfficientNet-B3
 )}
 
 
@@ -171,7 +229,8 @@ def check_models_fit(cfg: dict) -> None:
     from ba_net.models import build_model
 
     p = preset(cfg["data"]["transforms"])
-    num_classes = dataset(cfg["data"].get("dataset") or "cifar10").num_classes
+    # an image folder's class count is known once it is read; the input size does not depend on it
+    num_classes = dataset(cfg["data"].get("dataset") or "cifar10").num_classes or 1000
     misfits = {}
     for name in cfg["models"]:
         with paddle.utils.unique_name.guard():

@@ -4,7 +4,9 @@ validation set.
 
 One path for the data: ``data.dataset`` names a :class:`ba_net.data.datasets.Dataset` (CIFAR-10 or
 CIFAR-100), :func:`locate` finds its python tarball (:func:`locate_cifar10` for CIFAR-10),
-:func:`read_split` reads one split into memory (no extraction, a restricted unpickler),
+:func:`read_split` reads one split into memory (no extraction, a restricted unpickler) -- or, for
+``imagefolder``, :func:`ba_net.data.imagefolder.read_image_folder` lists the files of
+``data.data_dir`` (decoded when indexed) --
 :func:`hold_out` sets aside ``data.val_split`` training images, and :mod:`ba_net.data.loading` serves
 them in seeded batches. What is done to each image is a *preset* (``data.transforms``), and
 :func:`preset` is the one place that says what a preset means: its train transform, its eval
@@ -22,8 +24,9 @@ from typing import Optional
 
 import numpy as np
 
-from ba_net.data.datasets import DATASETS, Dataset, dataset, read_class_names, read_split
+from ba_net.data.datasets import DATASETS, Dataset, dataset, needs_tarball, read_class_names, read_split
 from ba_net.data.download import download_file
+from ba_net.data.imagefolder import read_image_folder
 from ba_net.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -54,6 +57,7 @@ def locate(ds: Dataset, data_file: Optional[str] = None, download: bool = True, 
     else Paddle's cache (:func:`cache_path`), else downloaded into that cache from ``url``
     (default ``ds.url``, Paddle's mirror) by :func:`download_file`, checked against ``ds.md5``.
     The file is not read here: :func:`read_split` refuses a truncated or corrupt one."""
+    needs_tarball(ds)
     for value, origin in ((data_file, "data.data_file"), (os.environ.get(ds.env), ds.env)):
         if value:
             path = Path(value).expanduser()
@@ -108,20 +112,40 @@ def hold_out(labels: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.
     return np.setdiff1d(np.arange(len(labels)), held), np.sort(held)
 
 
-def load_splits(data: dict) -> dict:
-    """The config's data (its ``data`` section) in memory: {'train', 'test'} (images, labels),
-    'val' when ``val_split`` holds training images out (:func:`hold_out`), and 'classes' (the
-    class names of ``data.dataset``, in label order)."""
+def _read(data: dict, wanted=("train", "test")):
+    """(data set title, where it was read, {split: (images, labels)} of ``wanted`` and 'classes')
+    of a config's data section."""
     ds = dataset(data.get("dataset") or "cifar10")
-    path = locate(ds, data["data_file"], url=data["download_url"])
-    splits = {s: read_split(ds, path, s) for s in ("train", "test")}
-    if data["val_split"]:
+    if ds.name == "imagefolder":
+        folder = read_image_folder(data.get("data_dir"))
+        return f"image folder ({folder['layout']})", folder["root"], folder
+    path = locate(ds, data.get("data_file"), url=data.get("download_url"))
+    return ds.title, path, {**{s: read_split(ds, path, s) for s in wanted},
+                            "classes": read_class_names(ds, path)}
+
+
+def load_splits(data: dict) -> dict:
+    """The config's data (its ``data`` section): {'train', 'test'} (images, labels), 'val' when
+    ``val_split`` holds training images out (:func:`hold_out`), and 'classes' (the class names of
+    ``data.dataset``, in label order). The images of a tarball are read into memory ([N, H, W, 3]
+    uint8); those of ``imagefolder`` (``data.data_dir``, :mod:`ba_net.data.imagefolder`: its val
+    is the test split) are :class:`~ba_net.data.imagefolder.ImageFiles`, decoded when indexed."""
+    title, path, read = _read(data)
+    splits = {s: read[s] for s in ("train", "test")}
+    if data.get("val_split"):
         images, labels = splits["train"]
         kept, held = hold_out(labels, data["val_split"])
         splits.update(train=(images[kept], labels[kept]), val=(images[held], labels[held]))
     sizes = " / ".join(f"{len(v[0])} {k}" for k, v in splits.items())
-    splits["classes"] = read_class_names(ds, path)
-    logger.info("%s from %s: %s images, %d classes%s", ds.title, path, sizes, len(splits["classes"]),
+    splits["classes"] = read["classes"]
+    logger.info("%s from %s: %s images, %d classes%s", title, path, sizes, len(splits["classes"]),
                 " (val held out of train: it picks the best epoch)" if "val" in splits else
-                " (no data.val_split: the best epoch is picked on test, as the notebook does)")
+                " (no data.val_split: the best epoch is picked on test, as the notebook and the paper do)")
     return splits
+
+
+def test_split(data: dict) -> tuple:
+    """(images, labels) of the test split of a config's ``data`` section, whatever the data set:
+    a tarball's test members (in memory) or an image folder's val (ImageFiles). For the tools that
+    evaluate a finished run (its saved config's data section)."""
+    return _read(data, ("test",))[2]["test"]
