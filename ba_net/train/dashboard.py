@@ -3,8 +3,9 @@
 Scalars (step: the iteration for the first two, the epoch for the others):
 
 * ``loss/train_iter``, ``lr``: every ``train.log_every`` iterations;
-* ``loss/train``, ``loss/val``, ``acc/train``, ``acc/val``, ``lr/epoch``: every epoch, and
-  ``loss/test``, ``acc/test`` when ``data.val_split`` holds a validation set out of train;
+* ``loss/train``, ``loss/val``, ``acc/train``, ``acc/val``, ``acc5/val`` (top-5), ``lr/epoch``:
+  every epoch, and ``loss/test``, ``acc/test``, ``acc5/test`` when ``data.val_split`` holds a
+  validation set out of train (a history from before top-5 was recorded has no ``acc5/*``);
 * ``hparam/best_val_acc``, ``hparam/final_val_acc``, ``hparam/final_train_acc``: once, when the
   run finishes; with the hyperparameters of :func:`run_hparams` they make the HYPERPARAMETERS tab.
 
@@ -37,21 +38,23 @@ HIST_BUCKETS = 20
 FIXED_IMAGES = 32  # the fixed validation batch: the first 32 images of the validation split
 GRID_IMAGES = 16  # of which the prediction grid shows the first 16, 8 per row
 GRID_COLUMNS = 8
-TILE = 64  # each 32 px CIFAR image drawn at 64 px
+TILE = 64  # each image drawn at 64 x 64 px (a 32 px CIFAR image twice its size)
 CAPTION = 24  # two caption lines under each tile
 CELL_WIDTH = TILE + 12  # room for 12 characters of caption ("T automobile")
 PREDICTION_TAG = "predictions/val"
 METRICS = ("hparam/best_val_acc", "hparam/final_val_acc", "hparam/final_train_acc")
 EPOCH_TAGS = (("loss/train", "train_loss"), ("loss/val", "val_loss"), ("acc/train", "train_acc"),
-              ("acc/val", "val_acc"), ("lr/epoch", "lr"), ("loss/test", "test_loss"), ("acc/test", "test_acc"))
+              ("acc/val", "val_acc"), ("acc5/val", "val_acc5"), ("lr/epoch", "lr"), ("loss/test", "test_loss"),
+              ("acc/test", "test_acc"), ("acc5/test", "test_acc5"))
 
 
 @dataclass
 class FixedBatch:
-    """The images a run probes every epoch: ``raw`` HWC uint8 as stored, ``inputs`` NCHW float32
-    under the eval transform, their ``labels`` and the class names."""
+    """The images a run probes every epoch: ``raw`` a list of HWC uint8 images as stored (an
+    image folder's at their own sizes), ``inputs`` NCHW float32 under the eval transform, their
+    ``labels`` and the class names."""
 
-    raw: np.ndarray
+    raw: list
     inputs: np.ndarray
     labels: np.ndarray
     classes: tuple
@@ -62,8 +65,9 @@ def fixed_batch(loader, classes, n: int = FIXED_IMAGES) -> FixedBatch:
     draws nothing from its generator), read directly (the loader itself is not iterated)."""
     ds = loader.dataset
     n = min(n, len(ds))
-    items = [ds[(i, 0, 0)] for i in range(n)]
-    return FixedBatch(np.asarray(ds.images[:n]), np.stack([x for x, _ in items]).astype(np.float32),
+    items = [ds.load((i, 0, 0)) for i in range(n)]
+    raw = [np.asarray(ds.images[i]) for i in range(n)]  # not stacked: an image folder's differ in size
+    return FixedBatch(raw, np.stack([x for x, _ in items]).astype(np.float32),
                       np.asarray([int(y) for _, y in items]), tuple(classes))
 
 

@@ -175,13 +175,15 @@ class _Training:
         return {**record, "time_s": round(time.time() - t0, 3)}, steps
 
     def _validate(self, model, prefix: str = "") -> dict:
-        """``<prefix>val_loss`` / ``_acc`` and, with a hold-out, ``<prefix>test_loss`` / ``_acc``
-        (the test split is then reported, never selected on)."""
+        """``<prefix>val_loss`` / ``_acc`` / ``_acc5`` (top-5) and, with a hold-out,
+        ``<prefix>test_loss`` / ``_acc`` / ``_acc5`` (the test split is then reported, never
+        selected on)."""
         out = {}
         for split, loader in (("val", self.val_loader), ("test", self.test_loader)):
             if loader is not None:
-                out[f"{prefix}{split}_loss"], out[f"{prefix}{split}_acc"] = evaluate(model, loader, self.loss_fn,
-                                                                                      self.ctx)
+                result = evaluate(model, loader, self.loss_fn, self.ctx)
+                out.update({f"{prefix}{split}_loss": result.loss, f"{prefix}{split}_acc": result.acc,
+                            f"{prefix}{split}_acc5": result.acc5})
         return out
 
     def record(self, record: dict, new_iters: list) -> None:

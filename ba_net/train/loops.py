@@ -1,7 +1,7 @@
 """The one training loop and the one evaluation loop: :func:`train_epoch` (one pass over the
 training loader: a step per batch, through the fast path's ``step_fn``, AMP's scaler or plain
 dygraph; mixup; the loss every ``log_every`` iterations; progress lines with ETA) and
-:func:`evaluate` (mean loss and accuracy over a loader). Both reduce over data-parallel ranks
+:func:`evaluate` (mean loss, top-1 and top-5 accuracy over a loader). Both reduce over data-parallel ranks
 (:class:`ba_net.train.distributed.Distributed`); :mod:`ba_net.train.engine` runs them for each epoch."""
 from __future__ import annotations
 
@@ -21,22 +21,41 @@ logger = logging.getLogger(__name__)
 PROGRESS_SECONDS = 15.0
 
 
-def evaluate(model, loader, loss_fn, ctx: Optional[Distributed] = None) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` over ``loader`` (summed over ranks)."""
+class Evaluation(tuple):
+    """What :func:`evaluate` measured: unpacks as ``(loss, acc)``; ``.loss``, ``.acc`` and
+    ``.acc5`` (top-5 accuracy: the label among the five highest logits; 1.0 when there are at
+    most five classes) by name."""
+
+    def __new__(cls, loss: float, acc: float, acc5: float):
+        self = super().__new__(cls, (loss, acc))
+        self.loss, self.acc, self.acc5 = loss, acc, acc5
+        return self
+
+
+TOP_K = 5
+
+
+def evaluate(model, loader, loss_fn, ctx: Optional[Distributed] = None) -> Evaluation:
+    """Mean loss, top-1 and top-5 accuracy of ``model`` over ``loader`` (summed over ranks)."""
     ctx = ctx or Distributed()
     model.eval()
     loss_sum = paddle.zeros([], dtype="float64")
     correct = paddle.zeros([], dtype="int64")
+    correct5 = paddle.zeros([], dtype="int64")
     count = 0
     with paddle.no_grad():
         for images, labels in loader:
             logits = model(images)
             n = int(labels.shape[0])
+            labels = labels.reshape([-1])
             loss_sum += loss_fn(logits, labels).astype("float64") * n
-            correct += (logits.argmax(axis=1) == labels.reshape([-1])).astype("int64").sum()
+            correct += (logits.argmax(axis=1) == labels).astype("int64").sum()
+            top = paddle.topk(logits, k=min(TOP_K, int(logits.shape[1])), axis=1)[1]
+            correct5 += (top == labels.reshape([-1, 1]).astype(top.dtype)).astype("int64").sum()
             count += n
-    loss_sum, correct, count = ctx.sum([float(loss_sum), float(correct), count])
-    return loss_sum / max(count, 1), correct / max(count, 1)
+    loss_sum, correct, correct5, count = ctx.sum([float(loss_sum), float(correct), float(correct5), count])
+    count = max(count, 1)
+    return Evaluation(loss_sum / count, correct / count, correct5 / count)
 
 
 def _step(model, images, target, loss_fn, optimizer, scaler, step_fn):
@@ -106,4 +125,4 @@ def train_epoch(model, loader, loss_fn, optimizer, scheduler, *, epoch, seed, mi
     return mean_loss, correct / max(count, 1), step
 
 
-__all__ = ["evaluate", "train_epoch"]
+__all__ = ["Evaluation", "evaluate", "train_epoch"]
