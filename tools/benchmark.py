@@ -4,6 +4,7 @@
                               [--models alexnet ba_alexnet] [--data-file FILE] [--out output]
     python tools/benchmark.py --resnet [--large-batch-size 16]   # ResNet-20/50 and BA-ResNet-20/50
     python tools/benchmark.py --quick        # tiny settings: a smoke test, the numbers mean nothing
+    python tools/benchmark.py --loader DATA_DIR [--batch-size 32]   # loader img/s per worker count
 
 Rows: train-step images/s per path, end-to-end training with the real data pipeline, eval
 (forward on a batch, and the notebook's test-set pass), each against the notebook's way (dygraph,
@@ -16,6 +17,9 @@ BA-ResNet-20 (32 px, batch --batch-size) and ResNet-50 and BA-ResNet-50 (224 px,
 --large-batch-size), with MACs, parameters and BA's overhead over each plain model. The
 method is printed under the table; the JSON holds every repeat. Close other work first: the
 figures move with the load of the machine. Writes DIR/benchmark.json (--out DIR, default output).
+--loader DATA_DIR measures only the data pipeline: decode + augment (imagenet preset, 224 px) of
+the JPEG files of an image folder's train split, in images/s for 0, 1, 2, 4, ... loader workers up
+to the usable cores, to size data.num_workers; it writes DIR/loader.json.
 Exit codes: 0 done, 1 a measurement could not be taken, 2 bad input, 130 Ctrl-C, 143 SIGTERM.
 """
 import sys
@@ -25,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _tool_setup  # noqa: E402,F401  (the checkout on sys.path, then ba_net, or a one-line error)
 from ba_net import cli  # noqa: E402
 from ba_net.bench.benchmark import benchmark_command  # noqa: E402
+from ba_net.bench.loader import loader_command  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -43,11 +48,14 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, help="loader workers for the fast path's end-to-end training "
                                                     "(default: the config default data.num_workers)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="device (default auto)")
+    parser.add_argument("--loader", metavar="DATA_DIR", help="measure only the loader: decode + augment images/s "
+                        "per worker count on the image folder DATA_DIR (train/ and val/, or train_list.txt); "
+                        "--batch-size default 32")
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
     cli.add_out(parser, "benchmark.json; default output")
     args = parser.parse_args(argv)
     args.command = " ".join(["python", "tools/benchmark.py"] + list(argv if argv is not None else sys.argv[1:]))
-    return cli.run(benchmark_command, args)
+    return cli.run(loader_command if args.loader else benchmark_command, args)
 
 
 if __name__ == "__main__":
