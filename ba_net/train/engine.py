@@ -182,8 +182,9 @@ class _Training:
         for split, loader in (("val", self.val_loader), ("test", self.test_loader)):
             if loader is not None:
                 result = evaluate(model, loader, self.loss_fn, self.ctx)
-                out.update({f"{prefix}{split}_loss": result.loss, f"{prefix}{split}_acc": result.acc,
-                            f"{prefix}{split}_acc5": result.acc5})
+                out[f"{prefix}{split}_loss"], out[f"{prefix}{split}_acc"] = result  # unpacks as (loss, acc)
+                if getattr(result, "acc5", None) is not None:  # a plain (loss, acc) has none
+                    out[f"{prefix}{split}_acc5"] = result.acc5
         return out
 
     def record(self, record: dict, new_iters: list) -> None:
