@@ -165,7 +165,7 @@ def test_cifar_train_transform_is_zero_padded_random_crop_and_flip(train_split):
 def test_presets_own_their_transforms_size_and_normalization(train_split):
     """preset(name) is the one description of a preset; the notebook's two keep their transforms."""
     img = train_split[0][2]
-    assert list(D.PRESETS) == ["notebook", "plain", "cifar"]
+    assert list(D.PRESETS) == ["notebook", "plain", "cifar", "imagenet", "imagenet240", "imagenet260", "imagenet300"]
     nb, plain, cifar = D.preset("notebook"), D.preset("plain"), D.preset("cifar")
     assert (nb.train, nb.eval, nb.image_size) == (D.notebook_transform, D.eval_transform, 128)
     assert (plain.train, plain.eval, plain.image_size) == (D.plain_transform, D.eval_transform, 128)

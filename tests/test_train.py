@@ -15,7 +15,7 @@ from ba_net.data.loading import SeededBatchSampler
 from ba_net.errors import RunStateError
 from helpers import read_history, run_tool, strip_times, tiny_config, unreachable_url
 
-EPOCH_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "time_s"}
+EPOCH_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc5", "lr", "time_s"}
 
 
 def _run(tmp_path, data_file, resume=False, force=False, **sections):

@@ -63,7 +63,8 @@ def plain_reason(exc: Exception) -> str:
 
 
 def prepare_training(cfg: dict, model_name: str, model, optimizer, make_optimizer: Callable, loss_fn, *,
-                     device: str, world: int = 1, image_shape: Optional[tuple] = None) -> Optional[StaticTrainer]:
+                     device: str, world: int = 1, image_shape: Optional[tuple] = None,
+                     num_classes: Optional[int] = None) -> Optional[StaticTrainer]:
     """The training step for ``cfg['train']['path']``: a :class:`StaticTrainer`, or None for the
     engine's own dygraph step. ``image_shape`` (the training batch's shape, checked first) defaults
     to ``train.batch_size`` images of the size of the preset ``data.transforms``. A trainer is
@@ -79,7 +80,8 @@ def prepare_training(cfg: dict, model_name: str, model, optimizer, make_optimize
         size = preset(cfg["data"]["transforms"]).image_size
         image_shape = (cfg["train"]["batch_size"], 3, size, size)
 
-    num_classes = dataset(cfg["data"].get("dataset") or "cifar10").num_classes  # as the engine builds the model
+    if num_classes is None:  # as the engine builds the model (an image folder's count is known only once read)
+        num_classes = dataset(cfg["data"].get("dataset") or "cifar10").num_classes
     try:
         trainer = StaticTrainer(model_name, cfg["model_kwargs"], num_classes, model, optimizer, make_optimizer, loss_fn)
         diff = trainer.check(tuple(image_shape), soft_targets=cfg["data"]["mixup_alpha"] > 0)

@@ -282,6 +282,8 @@ def _test_split(runs):
     from ba_net import data as D
 
     run = representative(runs)
+    if run.dataset == "imagefolder":  # its val/ folder, read where the run read it
+        return D.test_split(run.config["data"])
     ds = D.dataset(run.dataset)
     data_file = run.data_file
     path = Path(data_file) if data_file and Path(data_file).is_file() else D.locate(ds)

@@ -135,7 +135,8 @@ class _Training:
         else:
             self.fast = accel.prepare_training(cfg, self.model_name, self.model, self.optimizer,
                                                lambda p: build_optimizer(cfg, p, self.scheduler), self.loss_fn,
-                                               device=self.history["device"], world=self.ctx.world)  # None: dygraph
+                                               device=self.history["device"], world=self.ctx.world,
+                                               num_classes=len(self.classes))  # None: dygraph
         if self.ctx.main:
             atomic_write_text(self.folder.config, dump_config(run_config(cfg, self.model_name, self.seed)))
             atomic_write_json(self.folder.history, self.history)
