@@ -9,6 +9,7 @@ import numpy as np
 import paddle
 import pytest
 
+from ba_net.errors import CheckFailed
 from ba_net import build_model
 from ba_net.bench import benchmark
 from ba_net.bench.rows import Settings
@@ -179,5 +180,5 @@ def test_take_turns_alternates_abba_and_pairs_the_times(tmp_path):
 def test_take_turns_reports_a_dead_worker(tmp_path):
     commands = {"ours": [sys.executable, "-c", FAKE_WORKER, "ours", "0.1", str(tmp_path / "log")],
                 "pytorch": [sys.executable, "-c", "import sys; sys.exit('no torch (fake)')"]}
-    with pytest.raises(RuntimeError, match="worker pytorch stopped.*\n.*no torch"):
+    with pytest.raises(CheckFailed, match="worker pytorch stopped.*\n.*no torch"):
         torch_peer.take_turns(commands, ("train",), turns=2, units=1, images_per_unit=1, pause=0.0)
