@@ -6,11 +6,14 @@ the next one in the same process. The notebook's way needs a subprocess anyway: 
 (Paddle's defaults: one thread, no MKL CPU switch) must be set before Paddle loads. The GEMM rate
 is measured at the start and at the end; the higher is the yardstick.
 
-When PyTorch is importable, the PyTorch peer (:mod:`ba_net.bench.torch_peer`, our AlexNet written again
-in PyTorch) is measured in the same run, in a subprocess that never loads Paddle: train step and
-eval forward, eager with contiguous and with channels-last tensors; each of our AlexNet rows of
-those sections gets "x PyTorch" (its rate / PyTorch's best of that section). Without PyTorch
-those rows are skipped with one log line.
+When PyTorch is importable, the PyTorch peer (:mod:`ba_net.bench.torch_peer`: our AlexNet, and
+with ``--resnet`` our ResNets from :mod:`ba_net.bench.torch_resnet`, written again in PyTorch) is
+measured in the same run, in subprocesses that never load Paddle: train step and eval forward,
+eager with contiguous and with channels-last tensors; each of our rows of those sections for a
+model the peer has gets "x PyTorch" (its rate / PyTorch's best of that section and model), and
+ours and the peer's best layout take turns (ABBA) per model. In the ResNet suite BA's overhead
+over its plain model is measured in PyTorch too, the way ours is. Without PyTorch the peer is
+skipped with one log line.
 
 FLOPs count 2 per multiply-accumulate; a training step is taken as 3 x the forward
 (:func:`ba_net.models.complexity.count_macs`, at the model's input size), so a row's rate is
@@ -41,6 +44,7 @@ from ba_net.bench.rows import (
 from ba_net.errors import CheckFailed, ConfigError
 from ba_net.runtime import cpu_model, load_average, select_device, usable_cpus
 from ba_net.bench.torch_peer import TASKS, measure_peer, take_turns, torch_importable, worker_commands
+from ba_net.bench.torch_resnet import MODELS as TORCH_RESNETS
 from ba_net.bench.table import row_label
 
 logger = logging.getLogger(__name__)
@@ -158,12 +162,15 @@ def run_benchmark(settings: Settings) -> dict:
     gemm_end = measure_gemm(settings.gemm_size, settings.repeats)
     result["gemm"] = {"paddle": max(gemm_start["paddle"], gemm_end["paddle"]),
                       "numpy": max(gemm_start["numpy"], gemm_end["numpy"]), "start": gemm_start, "end": gemm_end}
-    if result.get("peer", {}).get("gemm"):
+    if (result.get("peer") or {}).get("gemm"):
         result["gemm"]["pytorch"] = result["peer"]["gemm"]
     yardstick(result)
     vs_pytorch(result)
     result["ba_overhead_interleaved"] = {ba: measure("ba_overhead", settings, ba, "fast" if on_cpu() else "dygraph")
                                          for _, ba in ba_pairs(settings.models)}
+    if settings.suite == "resnet" and result.get("peer"):
+        result["peer_ba_overhead"] = {ba: measure_torch_ba_overhead(result, settings, ba)
+                                      for _, ba in ba_pairs(settings.models) if ba in PEER_MODELS}
     _ratios(result)
     result["load_average_1min"] = {"before": load_before, "after": load_average()}
     result["seconds"] = round(time.time() - started, 1)
@@ -189,11 +196,14 @@ def _measure_rows(result: dict, settings: Settings) -> None:
 
     e2e_path = "fast" if cpu else "dygraph"
     if settings.suite == "resnet":  # the paths training and tools/compare.py use
-        logger.info("PyTorch peer: not measured in the ResNet suite (the peer is AlexNet)")
+        peer = peer_ready() and any(m in PEER_MODELS for m in settings.models)
         for model in settings.models:
             add("train step", model, e2e_path, measure("train_step", settings, model, e2e_path))
+            peer_rows = measure_torch_peer(result, settings, model, checked=True) if peer and model in PEER_MODELS else []
             add("eval fwd", model, "inference" if cpu else "dygraph",
                 measure("eval_fwd", settings, model, "inference" if cpu else "dygraph")["forward"])
+            for row in sorted(peer_rows, key=lambda r: r["section"] != "train step"):
+                add(row["section"], model, row["path"], row)
         return
     if PEER_MODEL not in settings.models:
         logger.info("PyTorch peer: not measured (it is %s, which --models leaves out)", PEER_MODEL)
@@ -202,7 +212,7 @@ def _measure_rows(result: dict, settings: Settings) -> None:
             add("train step", model, path, measure("train_step", settings, model, path))
         peer_eval = []
         if model == PEER_MODEL:  # right after our train steps, so the two are measured close in time
-            for row in measure_torch_peer(result, settings):
+            for row in measure_torch_peer(result, settings, model):
                 if row["section"] == "train step":
                     add(row["section"], model, row["path"], row)
                 else:
@@ -221,44 +231,84 @@ def _measure_rows(result: dict, settings: Settings) -> None:
 
 # ------------------------------------------------------------------------- the PyTorch peer
 
-PEER_MODEL = "alexnet"  # the model ba_net.bench.torch_peer defines in PyTorch
+PEER_MODEL = "alexnet"  # the model of the AlexNet suite that ba_net.bench.torch_peer defines in PyTorch
+PEER_MODELS = (PEER_MODEL, *TORCH_RESNETS)  # every model the peer has
 
 
-def measure_torch_peer(result: dict, settings: Settings) -> list:
-    """The PyTorch peer's rows (train step and eval fwd, paths "pytorch eager" and "pytorch
-    channels_last") for AlexNet at its batch and input size, measured in a subprocess of their
-    own; result["peer"] gets the versions and PyTorch's GEMM rate. Returns [] with one log line
-    when PyTorch cannot be imported (or not on CPU)."""
+def peer_ready() -> bool:
+    """True if the peer can be measured here (CPU, torch importable); else one log line."""
     if not on_cpu():
         logger.info("PyTorch peer: skipped (measured on CPU only)")
-        return []
+        return False
     if not torch_importable():
         logger.info("PyTorch peer: skipped (torch is not importable; `pip install torch` to measure it)")
-        return []
+        return False
+    return True
+
+
+def _peer_spec(settings: Settings, model: str) -> dict:
     from ba_net.config import load_config
 
     cfg = load_config(None)
-    spec = {"batch": settings.batch_for(PEER_MODEL), "image_size": settings.image_size(PEER_MODEL),
-            "steps": settings.steps_for(PEER_MODEL), "repeats": settings.repeats, "warmup": settings.warmup,
+    return {"model": model, "batch": settings.batch_for(model), "image_size": settings.image_size(model),
+            "steps": settings.steps_for(model), "repeats": settings.repeats, "warmup": settings.warmup,
             "gemm_size": settings.gemm_size, "threads": usable_cpus(), "lr": cfg["optimizer"]["lr"],
             "weight_decay": cfg["optimizer"]["weight_decay"], "label_smoothing": cfg["loss"]["label_smoothing"]}
+
+
+def measure_torch_peer(result: dict, settings: Settings, model: str = PEER_MODEL, checked: bool = False) -> list:
+    """The PyTorch peer's rows of ``model`` (train step and eval fwd, paths "pytorch eager" and
+    "pytorch channels_last") at its batch and input size, measured in a subprocess of their own,
+    then ours and the peer's best layouts taking turns (result["peer_turns"][model]; AlexNet's
+    also as result["peer_interleaved"]); result["peer"] gets the versions and PyTorch's GEMM rate
+    (measured with the first model). Returns [] with one log line when PyTorch cannot be imported
+    (or not on CPU; ``checked``: :func:`peer_ready` was asked already), [] silently after that."""
+    if result.get("peer_unavailable") or not (checked or peer_ready()):
+        return []
+    spec = _peer_spec(settings, model)
+    spec["gemm_size"] = 0 if result.get("peer") else spec["gemm_size"]
     measured = measure_peer(spec, env=_child_env(False, settings.device))
     if "unavailable" in measured:
         logger.info("PyTorch peer: skipped (%s)", measured["unavailable"])
+        result["peer_unavailable"] = measured["unavailable"]
         return []
-    result["peer"] = {k: measured[k] for k in ("torch", "threads", "onednn", "gemm")}
+    result.setdefault("peer", {k: measured[k] for k in ("torch", "threads", "onednn", "gemm")})
     rows = [{**r, "path": f"pytorch {r['layout']}"} for r in measured["rows"]]
     best = {s: max((r for r in rows if r["section"] == s), key=lambda r: r["img_s"])["layout"]
             for s in ("train step", "eval fwd")}
     turns = max(4, 2 * settings.repeats)
     try:
-        result["peer_interleaved"] = take_turns(
-            worker_commands({**spec, "train_layout": best["train step"], "eval_layout": best["eval fwd"]}), TASKS,
-            turns, spec["steps"], spec["batch"], env=_child_env(False, settings.device))
-        result["peer_interleaved"]["layouts"] = {"train": best["train step"], "eval": best["eval fwd"]}
-    except RuntimeError as exc:
+        done = take_turns(worker_commands({**spec, "train_layout": best["train step"], "eval_layout": best["eval fwd"]}),
+                          TASKS, turns, spec["steps"], spec["batch"], env=_child_env(False, settings.device))
+        result.setdefault("peer_turns", {})[model] = {**done, "layouts": {"train": best["train step"],
+                                                                          "eval": best["eval fwd"]}}
+        if model == PEER_MODEL:
+            result["peer_interleaved"] = result["peer_turns"][model]
+    except (RuntimeError, CheckFailed) as exc:
         logger.warning("PyTorch peer, taking turns: failed (%s)", str(exc).splitlines()[0])
     return rows
+
+
+def measure_torch_ba_overhead(result: dict, settings: Settings, ba_model: str) -> dict:
+    """BA's overhead over its plain model in PyTorch, measured as ours is
+    (:func:`ba_net.bench.torch_resnet.measure_ba_overhead`, ``steps x repeats`` pairs), each task
+    in the layout PyTorch runs ``ba_model`` fastest in (its rows in result["rows"])."""
+    best = {}
+    for r in result["rows"]:
+        if r["model"] == ba_model and r["path"].startswith("pytorch ") and r["img_s"] > best.get(r["section"], (0,))[0]:
+            best[r["section"]] = (r["img_s"], r["path"][len("pytorch "):])
+    spec = {**_peer_spec(settings, ba_model), "task": "ba_overhead", "gemm_size": 0,
+            "pairs": settings.steps_for(ba_model) * settings.repeats,
+            "train_layout": best.get("train step", (0, "eager"))[1], "eval_layout": best.get("eval fwd", (0, "eager"))[1]}
+    try:
+        out = measure_peer(spec, env=_child_env(False, settings.device))
+    except (RuntimeError, CheckFailed) as exc:
+        logger.warning("PyTorch peer, %s's overhead: failed (%s)", ba_model, str(exc).splitlines()[0])
+        return {}
+    if "train" in out:
+        logger.info("%s overhead in PyTorch, interleaved: train %+.1f %%, eval %+.1f %%", ba_model,
+                    out["train"]["overhead_pct"], out["eval"]["overhead_pct"])
+    return out
 
 
 def yardstick(result: dict) -> float:
@@ -282,15 +332,16 @@ def yardstick(result: dict) -> float:
 
 
 def vs_pytorch(result: dict) -> None:
-    """``vs_pytorch`` of each row of the peer's model in a section the peer measured: its img/s
-    over PyTorch's best (eager or channels_last) in that section."""
+    """``vs_pytorch`` of each row of a model in a section the peer measured that model in: its
+    img/s over PyTorch's best (eager or channels_last) for that model and section."""
     best = {}
     for r in result["rows"]:
         if r["path"].startswith("pytorch "):
-            best[r["section"]] = max(best.get(r["section"], 0.0), r["img_s"])
+            key = (r["section"], r["model"])
+            best[key] = max(best.get(key, 0.0), r["img_s"])
     for r in result["rows"]:
-        if r["model"] == PEER_MODEL and best.get(r["section"]):
-            r["vs_pytorch"] = r["img_s"] / best[r["section"]]
+        if best.get((r["section"], r["model"])):
+            r["vs_pytorch"] = r["img_s"] / best[(r["section"], r["model"])]
 
 
 def _ratios(result: dict) -> None:
@@ -341,5 +392,5 @@ def benchmark_command(args) -> int:
     return 0
 
 
-__all__ = ["PEER_MODEL", "Settings", "benchmark_command", "measure_gemm", "measure_in_subprocess", "measure_torch_peer",
-           "run_benchmark", "vs_pytorch", "yardstick"]
+__all__ = ["PEER_MODEL", "PEER_MODELS", "Settings", "benchmark_command", "measure_gemm", "measure_in_subprocess",
+           "measure_torch_ba_overhead", "measure_torch_peer", "peer_ready", "run_benchmark", "vs_pytorch", "yardstick"]

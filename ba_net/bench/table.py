@@ -39,12 +39,28 @@ def format_table(result: dict) -> str:
     for ba, o in (result.get("ba_overhead_interleaved") or {}).items():
         lines += [f"{ba}'s overhead over {ba[3:]}, both models in one process, alternated step by step "
                   f"(median of paired time ratios - 1): training (fast train step) {o['train']['overhead_pct']:+.1f} %, "
-                  f"eval (Paddle Inference forward) {o['eval']['overhead_pct']:+.1f} %."]
+                  f"eval (Paddle Inference forward) {o['eval']['overhead_pct']:+.1f} %" + _peer_overhead(result, ba)]
     for ba, per_row in (result.get("ba_overhead_pct") or {}).items():
         lines += [f"{ba} from the rows above (measured at different moments, so load drift enters): " + ", ".join(
             f"{k} {v:+.1f} %" for k, v in per_row.items())]
     lines += ["", "Method: " + _method(result)]
     return "\n".join(lines)
+
+
+def _peer_overhead(result: dict, ba: str) -> str:
+    """The end of BA's overhead line: the same measurement in PyTorch, when it was taken."""
+    o = (result.get("peer_ba_overhead") or {}).get(ba)
+    if not o or "train" not in o:
+        return "."
+    return (f"; in PyTorch, measured the same way: training ({o['layouts']['train']}) "
+            f"{o['train']['overhead_pct']:+.1f} %, eval ({o['layouts']['eval']}) {o['eval']['overhead_pct']:+.1f} % "
+            f"({o['train']['pairs']} pairs each).")
+
+
+def _turns_cell(result: dict, model: str, task: str) -> str:
+    """ours / PyTorch from the two taking turns (above 1: ours faster), with PyTorch's layout."""
+    t = (result.get("peer_turns") or {}).get(model)
+    return f"{t[task]['ours_over_pytorch']:.2f} ({t['layouts'][task]})" if t and task in t else ""
 
 
 def _peer_line(result: dict) -> str:
@@ -61,6 +77,11 @@ def _peer_line(result: dict) -> str:
                  f"{t['pytorch_img_s']:.1f} img/s (ours / PyTorch {t['ours_over_pytorch']:.2f}), eval forward "
                  f"inference {e['ours_img_s']:.1f} vs PyTorch {turns['layouts']['eval']} {e['pytorch_img_s']:.1f} "
                  f"img/s ({e['ours_over_pytorch']:.2f})")
+    others = [m for m in (result.get("peer_turns") or {}) if m != "alexnet"]
+    if others:
+        t = result["peer_turns"][others[0]]["train"]
+        line += (f"; {', '.join(others)}: ours and PyTorch's faster layout taking turns (two processes, ABBA, "
+                 f"{t['turns']} turns each, medians), ours / PyTorch in the model table")
     return line
 
 
@@ -73,16 +94,23 @@ def _model_table(result: dict) -> list:
     rate = {(r["section"], r["model"]): r["img_s"] for r in result["rows"]
             if (r["section"], r["path"]) in (("train step", train_path), ("eval fwd", eval_path))}
     inter = result.get("ba_overhead_interleaved") or {}
+    peer_over = {m: o for m, o in (result.get("peer_ba_overhead") or {}).items() if "train" in o}
+    turns = set(result.get("peer_turns") or {}) & set(result["settings"]["models"])
     lines = [f"| model | input | batch | MACs / image | params | train step img/s ({train_path}) | "
-             f"eval fwd img/s ({eval_path}) | BA overhead train / eval |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             + ("ours / PyTorch train (turns) | " if turns else "") + f"eval fwd img/s ({eval_path}) | "
+             + ("ours / PyTorch eval (turns) | " if turns else "") + "BA overhead train / eval |"
+             + (" PyTorch's BA overhead train / eval |" if peer_over else ""),
+             "|---|---:|---:|---:|---:|---:|" + "---:|" * (2 * bool(turns) + 2 + bool(peer_over))]
     for m in result["settings"]["models"]:
         i = result["input"][m]
-        over = (f"{inter[m]['train']['overhead_pct']:+.1f} % / {inter[m]['eval']['overhead_pct']:+.1f} %"
-                if m in inter else "")
+        over = [f"{o[m]['train']['overhead_pct']:+.1f} % / {o[m]['eval']['overhead_pct']:+.1f} %" if m in o else ""
+                for o in (inter, peer_over)]
         cells = [f"{rate[(s, m)]:.1f}" if (s, m) in rate else "" for s in ("train step", "eval fwd")]
+        if turns:
+            cells = [cells[0], _turns_cell(result, m, "train"), cells[1], _turns_cell(result, m, "eval")]
         lines.append(f"| {m} | {i['image_size']} px | {i['batch_size']} | {result['macs_per_image'][m]:,} | "
-                     f"{result['params'][m]['trainable']:,} | {cells[0]} | {cells[1]} | {over} |")
+                     f"{result['params'][m]['trainable']:,} | {' | '.join(cells)} | {over[0]} |"
+                     + (f" {over[1]} |" if peer_over else ""))
     return lines + [""]
 
 
@@ -113,14 +141,18 @@ def _method(result: dict) -> str:
         "Paddle Inference with oneDNN.",
         "MACs: forward multiply-accumulates per image at the model's input size (count_macs); params: "
         "trainable parameters (paddle.summary's total, BatchNorm statistics included, in the JSON).",
-        "PyTorch peer (if torch is importable): our AlexNet written in PyTorch (ba_net/bench/torch_peer.py), in a "
+        "PyTorch peer (if torch is importable): our AlexNet (ba_net/bench/torch_peer.py) and ResNets "
+        "(ba_net/bench/torch_resnet.py; BA as the official code writes it, per branch Linear + BatchNorm1d) "
+        "written in PyTorch, with our weights copied in giving our logits (tested), in a "
         "subprocess without Paddle, torch threads = usable cores; train step = forward + label-smoothed cross "
         "entropy + backward + Adam (same lr and weight decay) on the same batch and size, eval fwd under "
         "torch.inference_mode(); eager NCHW (pytorch eager) and channels_last; x PyTorch = img/s / PyTorch's "
-        "best of the same section. Taking turns: our fast train step and Paddle Inference forward against "
-        "PyTorch's better layout of each, in two persistent processes that run alternately (ABBA, 0.5 s apart, "
-        "the other one idle), so both see the same load; ours / PyTorch = the median over pairs of PyTorch's "
-        "time / ours.",
+        "best of the same section and model. Taking turns: our fast train step and Paddle Inference forward "
+        "against PyTorch's better layout of each, in two persistent processes that run alternately (ABBA, 0.5 s "
+        "apart, the other one idle), so both see the same load; ours / PyTorch = the median over pairs of "
+        "PyTorch's time / ours (above 1: ours is faster)." + (
+            " PyTorch's BA overhead: the BA model and its plain model in one PyTorch process, in the BA model's "
+            "faster layout, alternated step by step as ours are." if result.get("peer_ba_overhead") else ""),
         "% of best = the row's rate (6 x forward MACs per image x img/s for training, 2 x for evaluation) / "
         "the best rate measured in this run: the fp32 GEMM rates (Paddle at the start and end, the higher; "
         "NumPy; PyTorch) and every row's own rate, so it never exceeds 100.",
