@@ -48,7 +48,8 @@ def export_for_inference(model, directory, image_shape: Optional[tuple] = None, 
     path = directory / prefix
     was_training = model.training
     model.eval()
-    layer = _Softmax(model).eval() if softmax else model
+    layer = _Softmax(model) if softmax else model
+    layer.eval()  # Layer.eval() returns None before Paddle 3.1: never chain it
     try:
         with global_means_as_pooling(), quiet_paddle():
             static = paddle.jit.to_static(layer, input_spec=[InputSpec([None, *image_shape], "float32", "images")],
