@@ -181,12 +181,17 @@ def test_efficientnet_ba_weights_the_activated_depthwise_from_the_activated_expa
     np.testing.assert_allclose(bridges[0].numpy(), swish(seen["bn0"]), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(seen["proj_in"], seen["attention"])
     assert _trainable(attention) == _ba_count(96, 96 // 6)
-    # the expand-ratio-1 block: an SE (pooled, hidden 32 / 4) by default, the official per-position gate on request
-    assert isinstance(model.blocks[0].attention, SqueezeExcitation)
-    assert _trainable(model.blocks[0].attention) == _se_count(32, 8)
-    gate = build_model("ba_efficientnet_b0", num_classes=10, unpooled_first_gate=True).blocks[0].attention
+    # the expand-ratio-1 block: the official per-position gate (hidden 32 / 4) by default, a pooled SE on request,
+    # with the same parameters; the baseline's first block pools
+    gate = model.blocks[0].attention
     assert isinstance(gate, PointwiseGate)
     assert gate.weights(paddle.randn([2, 32, 5, 5])).shape == [2, 32, 5, 5]
+    assert _trainable(gate) == _se_count(32, 8)
+    pooled = build_model("ba_efficientnet_b0", num_classes=10, unpooled_first_gate=False).blocks[0].attention
+    assert isinstance(pooled, SqueezeExcitation) and _trainable(pooled) == _se_count(32, 8)
+    assert isinstance(_model("efficientnet_b0").blocks[0].attention, SqueezeExcitation)
+    with pytest.raises(ValueError, match="baseline pools"):
+        build_model("efficientnet_b0", num_classes=10, unpooled_first_gate=True)
 
 
 def _perturbed(key, value, rng):

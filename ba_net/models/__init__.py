@@ -102,8 +102,8 @@ def build_model(name: str, num_classes: int, **kwargs):
     BA-ResNets' place), se_resnet50 (the official SE-ResNet-50: bias-free SE, r = 16): 224 px.
     mobilenetv3_large / _small (their SE layers) and ba_mobilenetv3_large / _small (BA, r = 6,
     hard sigmoid, in the expanded SE blocks): 224 px. efficientnet_b0..b3 (SE) and
-    ba_efficientnet_b0..b3 (BA, r = 6, swish, in the expanded blocks; ``unpooled_first_gate=True``
-    for the official code's first-block gate): 224 / 240 / 260 / 300 px. Every model carries its
+    ba_efficientnet_b0..b3 (BA, r = 6, swish, in the expanded blocks; the first block's gate
+    per position as the official code's, ``unpooled_first_gate=False`` pools it): 224 / 240 / 260 / 300 px. Every model carries its
     input side as ``model.input_size``.
     """
     try:

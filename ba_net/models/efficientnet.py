@@ -30,10 +30,15 @@ Plain (``efficientnet_b*``): SE in every block, hidden ``max(1, int(inp * 0.25))
 BA (``ba_efficientnet_b*``): every expanded block has Bridge Attention instead, ``BA(d, [e])``:
 GAP(e) and GAP(d), both after their swish, hidden oup // 6, swish, sigmoid, as the official
 ``BA_module_efficientnet([oup], oup, reduction=6)``. The expand-ratio-1 block (the first one) has
-no bridge and keeps an SE-shaped gate with the baseline's widths; the official code applies it
-to d *unpooled* (``x * att(x)`` with 1x1 convolutions: a per-position gate), while its
-commented-out lines and the paper's "keep SE" pool first. We pool (an SE layer) by default;
-``unpooled_first_gate=True`` builds the official per-position gate (same parameters).
+no bridge and keeps an SE-shaped gate with the baseline's widths (1x1 convolutions with bias,
+swish, sigmoid), which the official code applies to d *unpooled*: ``x * att(x)``, one weight per
+position and channel (:class:`PointwiseGate`). Its commented-out lines (and the paper's "blocks
+without a bridge keep SE") pool first, but the unpooled gate is what the code runs (the only
+BA-EfficientNet of the repository that publishes B0's 71.704 % top-1), so it is our default
+(``unpooled_first_gate=None``: on in the BA models). ``unpooled_first_gate=False`` builds the
+pooled SE gate instead; both have the same parameters (the counts below hold for either) and the
+same weights (reshaped), so they differ only in what the gate sees. The baseline always pools (its
+SE is EfficientNet-PyTorch's).
 
 Initialisation as the official code (PyTorch's defaults, nothing re-initialised): Conv2D and
 Linear weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)), BatchNorm 1 / 0.
@@ -45,7 +50,7 @@ attention: baseline ``_se_reduce`` / ``_se_expand`` (1x1 convs) -> ``attention.s
 ``attention.excite`` (weight [o, i, 1, 1] -> [i, o]); BA blocks ``att.*`` -> ``attention.*`` as in
 ``resnet.py`` (pre_fusions.0 -> squeeze.0 / norms.0, cur_fusion -> squeeze.1 / norms.1,
 generation.1 -> excite); the first BA block's ``att.0`` / ``att.2`` -> ``attention.squeeze`` /
-``attention.excite`` (reshaped and transposed, or as they are with ``unpooled_first_gate``).
+``attention.excite`` (as they are; reshaped and transposed with ``unpooled_first_gate=False``).
 
 Trainable parameters at 1,000 classes: B0 5,288,548 (EfficientNet-PyTorch), BA-B0 8,418,640,
 BA-B1 13,328,308, BA-B2 15,669,908, BA-B3 21,518,832 (official code); B1 7,794,184, B2 9,109,994,
@@ -179,19 +184,22 @@ class EfficientNet(nn.Layer):
         num_classes: size of the last layer; dropout: before it.
         attention: None (SE, the baseline) or "ba".
         drop_connect_rate: the last block's stochastic-depth rate (0.2).
-        unpooled_first_gate: the official BA code's per-position gate in the first block.
+        unpooled_first_gate: the first (unexpanded) block's gate in a BA model: the official
+            code's per-position gate (True; None: True for BA, the default) or a pooled SE (False).
     """
 
     input_size = 224
 
     def __init__(self, width: float, depth: float, image_size: int, num_classes: int, dropout: float = 0.2,
                  attention: Optional[str] = None, drop_connect_rate: float = 0.2,
-                 unpooled_first_gate: bool = False):
+                 unpooled_first_gate: Optional[bool] = None):
         super().__init__()
         if attention not in (None, "ba"):
             raise ValueError(f"EfficientNet takes attention None (SE) or 'ba', got {attention!r}")
         if unpooled_first_gate and attention != "ba":
             raise ValueError("unpooled_first_gate is the BA model's first-block gate; the baseline pools")
+        if unpooled_first_gate is None:
+            unpooled_first_gate = attention == "ba"  # the official BA code's gate
         self.input_size = int(image_size)
         self.attention_name = attention
         stem = round_filters(32, width)
@@ -262,22 +270,26 @@ def efficientnet_b3(num_classes: int, **kwargs) -> EfficientNet:
 
 
 def ba_efficientnet_b0(num_classes: int, **kwargs) -> EfficientNet:
-    """BA-EfficientNet-B0: Bridge Attention (r = 6, swish) in every expanded block."""
+    """BA-EfficientNet-B0: Bridge Attention (r = 6, swish) in every expanded block, the official
+    per-position gate in the first (``unpooled_first_gate=False``: a pooled SE there)."""
     return efficientnet_b0(num_classes, attention="ba", **kwargs)
 
 
 def ba_efficientnet_b1(num_classes: int, **kwargs) -> EfficientNet:
-    """BA-EfficientNet-B1: Bridge Attention (r = 6, swish) in every expanded block."""
+    """BA-EfficientNet-B1: Bridge Attention (r = 6, swish) in every expanded block, the official
+    per-position gate in the first (``unpooled_first_gate=False``: a pooled SE there)."""
     return efficientnet_b1(num_classes, attention="ba", **kwargs)
 
 
 def ba_efficientnet_b2(num_classes: int, **kwargs) -> EfficientNet:
-    """BA-EfficientNet-B2: Bridge Attention (r = 6, swish) in every expanded block."""
+    """BA-EfficientNet-B2: Bridge Attention (r = 6, swish) in every expanded block, the official
+    per-position gate in the first (``unpooled_first_gate=False``: a pooled SE there)."""
     return efficientnet_b2(num_classes, attention="ba", **kwargs)
 
 
 def ba_efficientnet_b3(num_classes: int, **kwargs) -> EfficientNet:
-    """BA-EfficientNet-B3: Bridge Attention (r = 6, swish) in every expanded block."""
+    """BA-EfficientNet-B3: Bridge Attention (r = 6, swish) in every expanded block, the official
+    per-position gate in the first (``unpooled_first_gate=False``: a pooled SE there)."""
     return efficientnet_b3(num_classes, attention="ba", **kwargs)
 
 
