@@ -34,11 +34,12 @@ from typing import Optional
 import numpy as np
 
 from ba_net.files import atomic_write_text
-from ba_net.errors import RunStateError
+from ba_net.errors import DataError, RunStateError
 from ba_net.report.evidence import aa_control, evaluate
 from ba_net.report.per_class import per_class_csv, summarize_per_class
 from ba_net.report.plots import plot_confusion, plot_curves, plot_per_class, plot_predictions, save_figure
 from ba_net.report.power import welch_power
+from ba_net.report.published import published_column
 from ba_net.report.predictions import confusion_matrix, predict_runs, prediction_run
 from ba_net.report.repro import reproducibility
 from ba_net.runs.results import Run, by_model, collect_runs, representative
@@ -99,7 +100,8 @@ def summarize(runs, baseline: str = "alexnet") -> dict:
                "epochs": sorted({len(r.epochs) for r in done})}
         for key, attr in (("val_acc_best", "best_val_acc"), ("val_acc_final", "final_val_acc"),
                           ("train_acc_final", "final_train_acc"), ("wall_time_s", "wall_time_s"),
-                          ("test_acc", "test_acc"), ("test_acc_best", "best_test_acc"), ("ema_acc", "ema_acc")):
+                          ("test_acc", "test_acc"), ("test_acc_best", "best_test_acc"), ("ema_acc", "ema_acc"),
+                          ("acc5", "acc5")):
             values = [getattr(r, attr) for r in done]
             row[f"{key}_mean"], row[f"{key}_std"] = mean_std(values) if None not in values else (None, None)
         row.update(params_total=None, params_trainable=None, input_size=None, macs=None, throughput_img_s=None,
@@ -108,10 +110,20 @@ def summarize(runs, baseline: str = "alexnet") -> dict:
         rows.append(row)
     excluded = [_exclusion(r) for r in runs if not r.finished]
     devices = sorted({r.device for r in runs if r.device})
+    dataset, num_classes = representative(runs).dataset, _num_classes(runs)
     return {"experiment": _experiment_name(runs), "baseline": baseline, "metric": name, "metric_doc": METRICS[name],
-            "rows": rows, "runs": [r.describe() for r in runs], "excluded": excluded, "train_devices": devices,
+            "dataset": dataset, "num_classes": num_classes, "top5": num_classes is not None and num_classes > 10,
+            "published": published_column(groups, dataset, num_classes), "rows": rows, "runs": [r.describe() for r in runs], "excluded": excluded, "train_devices": devices,
             "reproducibility": reproducibility(runs, baseline), "aa": None, "complexity": None, "throughput": None,
             "predictions": None, "per_class": None, "notes": []}
+
+
+def _num_classes(runs) -> Optional[int]:
+    """The experiment's class count (its runs' recorded classes), None when no run says."""
+    try:
+        return representative(runs).num_classes
+    except DataError:  # an image folder's run from before the class record
+        return None
 
 
 def _versus_baseline(model: str, baseline: str, values: dict, base_values: dict) -> dict:

@@ -11,6 +11,7 @@ from pathlib import Path
 from ba_net.files import atomic_write_json, atomic_write_text
 from ba_net.report.per_class import per_class_notes
 from ba_net.report.power import ALPHA, MAX_SEEDS, POWER
+from ba_net.report.published import HEADER as PUBLISHED_HEADER, published_cell
 
 # The notebook's throughput (test-set pass, data loading included, one V100 GPU).
 NOTEBOOK_THROUGHPUT = {"AlexNet": 2612.0, "BA-AlexNet": 2533.0}
@@ -34,6 +35,21 @@ RUN_COLUMNS = {"val_acc_best": (("best val acc %", "best_val_acc"), ("final val 
                "test_acc": (("test acc % (epoch of best val)", "test_acc"), ("best test acc %", "best_test_acc"),
                             ("best val acc %", "best_val_acc"))}
 DELTA_OF = {"val_acc_best": "best val", "test_acc": "test acc"}
+TOP5_HEADER = "top-5 % (same epoch)"
+TOP5_CSV = ("acc5_mean", "acc5_std")  # with the top-5 column (data sets of more than 10 classes)
+PUBLISHED_CSV = ("published_top1_pct", "published_source")  # with the published column (ImageNet-like data)
+
+
+def _published(summary: dict) -> dict:
+    """The published figures compare shows ({} when it shows none)."""
+    published = summary.get("published") or {}
+    return published if published.get("shown") else {}
+
+
+def csv_columns(summary: dict) -> tuple:
+    """comparison.csv's columns: :data:`CSV_COLUMNS`, then top-5 and the published figure when the
+    table shows them."""
+    return CSV_COLUMNS + (TOP5_CSV if summary.get("top5") else ()) + (PUBLISHED_CSV if _published(summary) else ())
 
 
 def _pct(v, signed=False) -> str:
@@ -43,7 +59,7 @@ def _pct(v, signed=False) -> str:
 def _mean_pm_std(row, key) -> str:
     mean, std = row[f"{key}_mean"], row[f"{key}_std"]
     if mean is None:
-        return "–"
+        return "n/a" if key == "acc5" else "–"  # top-5: a history from before it was recorded
     return _pct(mean) if std is None else f"{_pct(mean)} ± {_pct(std)}"
 
 
@@ -92,16 +108,20 @@ def comparison_table(summary: dict) -> str:
     """The comparison table (Markdown): one row per model, its accuracy over seeds, the difference
     to the baseline with its interval, p, power, parameters, MACs and throughput."""
     rows, base, metric = summary["rows"], summary["baseline"], summary.get("metric", "val_acc_best")
-    acc_columns = ACC_COLUMNS[metric] + ((("EMA weights: " + ACC_COLUMNS[metric][0][0], "ema_acc"),)
-                                         if any(r.get("ema_acc_mean") is not None for r in rows) else ())
-    heads = ["model", "seeds", *(h for h, _ in acc_columns), f"Δ {DELTA_OF[metric]} vs {base} (pp) [95 % CI]",
+    acc_columns = ACC_COLUMNS[metric][:1] + (((TOP5_HEADER, "acc5"),) if summary.get("top5") else ()) + \
+        ACC_COLUMNS[metric][1:] + ((("EMA weights: " + ACC_COLUMNS[metric][0][0], "ema_acc"),)
+                                   if any(r.get("ema_acc_mean") is not None for r in rows) else ())
+    published = _published(summary)
+    heads = ["model", "seeds", *(h for h, _ in acc_columns), *([PUBLISHED_HEADER] if published else []),
+             f"Δ {DELTA_OF[metric]} vs {base} (pp) [95 % CI]",
              "p", "min. detectable Δ (pp)", "seeds to detect Δ", "params total (trainable)", "MACs / image",
              "img/s benchmark", "img/s test-set pass"]
     out = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for r in rows:
         seeds = f"{r['n_seeds']} of {r['n_runs']}"
         params = "–" if r["params_total"] is None else f"{_count(r['params_total'])} ({_count(r['params_trainable'])})"
-        accs = " | ".join(_mean_pm_std(r, key) for _, key in acc_columns)
+        accs = " | ".join([_mean_pm_std(r, key) for _, key in acc_columns]
+                          + ([published_cell(published, r["model"])] if published else []))
         out.append(f"| {r['model']} | {seeds} | {accs} | {_delta_cell(r)} | {_p_cell(r)} | {_mde_cell(r)} | "
                    f"{_needed_cell(r)} | {params} | "
                    f"{_count(r['macs'])} | {_speed(r['throughput_img_s'], summary)} | "
@@ -115,12 +135,15 @@ def markdown(summary: dict) -> str:
     metric = summary.get("metric", "val_acc_best")
     out = [f"# Comparison: experiment `{summary['experiment']}`", "", comparison_table(summary)]
     out += _conclusions(summary) + _reproducibility(summary)
-    run_heads = [h for h, _ in RUN_COLUMNS[metric]]
+    run_columns = RUN_COLUMNS[metric][:1] + ((("top-5 %", "acc5"),) if summary.get("top5") else ()) + \
+        RUN_COLUMNS[metric][1:]
+    run_heads = [h for h, _ in run_columns]
     out += ["", "## Runs", "", "| model | seed | status | epochs | " + " | ".join(run_heads) + " | final train acc % | "
             "wall time s | note |", "|" + "---|" * (7 + len(run_heads))]
     for run in summary["runs"]:
         note = "" if run["included"] else "excluded from the statistics" + (f": {run['reason']}" if run["reason"] else "")
-        accs = " | ".join(_pct(run.get(key)) for _, key in RUN_COLUMNS[metric])
+        accs = " | ".join("n/a" if key == "acc5" and run.get(key) is None else _pct(run.get(key))
+                          for _, key in run_columns)
         out.append(f"| {run['model']} | {run['seed']} | {run['status']} | {run['epochs_done']}/{run['epochs_planned']} | "
                    f"{accs} | {_pct(run['final_train_acc'])} | {run['wall_time_s']:.1f} | {note} |")
     out += ["", "## Method", ""] + [f"- {line}" for line in _method_notes(summary)]
@@ -192,6 +215,12 @@ def _method_notes(summary: dict) -> list:
         "p-values from scipy.stats.t). With one seed on a side no interval is possible "
         "and CI and p are left empty.",
     ] + _power_notes(summary)
+    if summary.get("top5"):
+        notes.append(f"{TOP5_HEADER}: top-5 accuracy (the label among the five highest logits) of the same epoch "
+                     "and split as the first accuracy column, mean ± std over the same seeds; shown for data sets of "
+                     "more than 10 classes. n/a: a run's history was written before top-5 was recorded.")
+    if (summary.get("published") or {}).get("note"):
+        notes.append(summary["published"]["note"])
     if any(r.get("ema_acc_mean") is not None for r in rows):
         notes.append("EMA weights: the exponential moving average of each run's weights (train.ema_decay), "
                      "evaluated every epoch beside them; its column applies the first column's rule to the "
@@ -263,12 +292,16 @@ def _throughput_notes(summary: dict) -> list:
 
 def _csv(summary: dict) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    columns = csv_columns(summary)
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
+    published = _published(summary).get("models", {})
     for r in summary["rows"]:
         ci = r["delta_ci95"] or (None, None)
-        flat = {**r, "seeds": ";".join(str(s) for s in r["seeds"]), "delta_ci95_low": ci[0], "delta_ci95_high": ci[1]}
-        writer.writerow({k: "" if flat.get(k) is None else flat[k] for k in CSV_COLUMNS})
+        entry = published.get(r["model"]) or {}
+        flat = {**r, "seeds": ";".join(str(s) for s in r["seeds"]), "delta_ci95_low": ci[0], "delta_ci95_high": ci[1],
+                "published_top1_pct": entry.get("top1"), "published_source": entry.get("source")}
+        writer.writerow({k: "" if flat.get(k) is None else flat[k] for k in columns})
     return buf.getvalue()
 
 
@@ -280,4 +313,5 @@ def write_tables(summary: dict, out_dir) -> None:
     atomic_write_text(out_dir / "comparison.csv", _csv(summary))
 
 
-__all__ = ["CSV_COLUMNS", "NOTEBOOK_THROUGHPUT", "comparison_table", "markdown", "write_tables"]
+__all__ = ["CSV_COLUMNS", "NOTEBOOK_THROUGHPUT", "TOP5_HEADER", "comparison_table", "csv_columns", "markdown",
+           "write_tables"]

@@ -73,13 +73,30 @@ class Run:
         return any("test_acc" in e for e in self.epochs)
 
     @property
+    def best_epoch(self) -> Optional[dict]:
+        """The epoch record of the highest validation accuracy, the first of equals (the epoch of
+        best.pdparams); None before the first epoch."""
+        if not self.epochs:
+            return None
+        return self.epochs[max(range(len(self.epochs)), key=lambda i: (self.epochs[i]["val_acc"], -i))]
+
+    @property
     def test_acc(self) -> Optional[float]:
         """The accuracy a held-out run reports: on the test split at its best validation epoch (the
         first of equals, the epoch of best.pdparams); None without a hold-out."""
         if not self.held_out:
             return None
-        best = max(range(len(self.epochs)), key=lambda i: (self.epochs[i]["val_acc"], -i))
-        return self.epochs[best].get("test_acc")
+        return self.best_epoch.get("test_acc")
+
+    @property
+    def acc5(self) -> Optional[float]:
+        """Top-5 accuracy of the epoch the compared top-1 comes from (:attr:`best_epoch`): its
+        ``test_acc5`` beside :attr:`test_acc` with a hold-out, else its ``val_acc5`` beside
+        :attr:`best_val_acc`. None for a history written before top-5 was recorded."""
+        epoch = self.best_epoch
+        if epoch is None:
+            return None
+        return epoch.get("test_acc5" if self.held_out else "val_acc5")
 
     @property
     def ema_acc(self) -> Optional[float]:
@@ -198,7 +215,7 @@ class Run:
         return {"model": self.model, "seed": self.seed, "status": self.status, "reason": self.reason,
                 "included": self.finished, "epochs_done": len(self.epochs), "epochs_planned": self.epochs_planned,
                 "best_val_acc": self.best_val_acc, "final_val_acc": self.final_val_acc,
-                "test_acc": self.test_acc, "best_test_acc": self.best_test_acc, "ema_acc": self.ema_acc,
+                "test_acc": self.test_acc, "best_test_acc": self.best_test_acc, "ema_acc": self.ema_acc, "acc5": self.acc5,
                 "final_train_acc": self.final_train_acc, "wall_time_s": round(self.wall_time_s, 3),
                 "device": self.device, "folder": str(self.folder)}
 
