@@ -1,7 +1,8 @@
 """The paper's table in compare (issue 24 item 4): top-5 of the same epoch as the compared top-1
 (ba_net.runs.results.Run.acc5) beside it for data sets of more than 10 classes, 'n/a' for
 histories from before top-5; the published ImageNet figures with their source, shown only for a
-1000-class image folder.
+1000-class image folder; reproducibility ignoring where the data lives (data.data_dir) but not
+what it is (the recorded classes); the parity batch of an image-folder export from its val/.
 The acceptance run: ba_resnet50 and ba_mobilenetv3_large, one epoch on a 12-class image folder
 written from the embedded CIFAR-10 sample, through tools/train.py and tools/compare.py."""
 import csv
@@ -18,6 +19,7 @@ import yaml
 from ba_net.report import compare as R
 from ba_net.report import published as P
 from ba_net.report import tables
+from ba_net.report.repro import config_differences
 from ba_net.runs.results import collect_runs, read_run
 
 from helpers import REPO, run_tool
@@ -144,6 +146,22 @@ def test_published_figures_are_the_stated_ones():
         "mobilenetv3_large": 74.042, "mobilenetv3_small": 67.668, "efficientnet_b0": 77.692}
 
 
+def test_a_moved_data_folder_is_the_same_data_but_other_classes_are_not(tmp_path):
+    root = tmp_path / "exp"
+    for seed, where in ((0, "/disk1/imagenet"), (1, "/disk2/imagenet")):  # and loaded by other worker counts
+        write_run(root, "resnet50", seed, [{"val_acc": 0.5}], classes=names(12), dataset="imagefolder",
+                  data={"data_dir": where, "eval_num_workers": seed})
+    runs = collect_runs(root)
+    assert config_differences(runs) == []
+    rep = R.summarize(runs, "resnet50")["reproducibility"][0]
+    assert rep["configs_identical"] and rep["warning"] is None
+    other = json.loads((root / "resnet50" / "seed1" / "history.json").read_text())
+    other["classes"] = names(11)
+    (root / "resnet50" / "seed1" / "history.json").write_text(json.dumps(other))
+    assert config_differences(collect_runs(root)) == [
+        "recorded classes: 12 classes c0000, c0001, c0002, ... (seed 0), 11 classes c0000, c0001, c0002, ... (seed 1)"]
+
+
 # ------------------------------------------------------------------- a 12-class image folder
 
 CLASSES_12 = [*CIFAR10[:2], "bird_a", "bird_b", *CIFAR10[3:8], "ship_a", "ship_b", "truck"]  # sorted below
@@ -211,3 +229,24 @@ def test_one_epoch_of_the_paper_backbones_through_train_and_compare(trained12, t
         assert f"| {model} | 1 of 1 | {100 * epoch['val_acc']:.2f} | {100 * epoch['val_acc5']:.2f} |" in md
         # the saved weights give the history's top-1 back on val/ (12 images)
         assert summary["predictions"][model]["accuracy"] == pytest.approx(epoch["val_acc"], abs=1e-9)
+
+
+def test_an_image_folder_export_checks_parity_on_its_val_folder(trained12, folder12, tmp_path):
+    from ba_net.deploy.export import export_run, verify_export
+    from ba_net.deploy.parity import split_images
+    from ba_net.errors import DataError
+
+    run_dir = trained12 / "ba_mobilenetv3_large" / "seed0"
+    images, labels, path = split_images(None, str(folder12), "imagefolder")
+    assert path == folder12 and len(images) == 12 * VAL and labels.tolist() == list(range(12))
+    assert images.path(0).startswith(str(folder12 / "val"))
+    spec = export_run(run_dir, out=tmp_path / "export", parity_images=4)
+    assert spec["data_file"] == str(folder12) and spec["parity"]["data_file"] == str(folder12)
+    assert spec["parity"]["passed"] and spec["parity"]["images"] == 4
+    moved = tmp_path / "moved"  # a moved data folder: --data-file names it
+    shutil.copytree(folder12, moved)
+    assert verify_export(tmp_path / "export", data_file=str(moved))["data_file"] == str(moved)
+    with pytest.raises(DataError, match="is not a folder"):
+        split_images(str(moved / "val" / "truck" / "2.jpg"), None, "imagefolder")
+    with pytest.raises(DataError, match="records no image folder"):
+        split_images(None, None, "imagefolder")

@@ -46,10 +46,21 @@ def split_images(data_file: Optional[str] = None, fallback: Optional[str] = None
     """(images, labels, path) of the test split of ``dataset``'s tarball: ``data_file`` (a
     DataError when it is given but not a file), else ``fallback`` (a run's data file) when it is
     one, else for CIFAR-10 the embedded sample, else the file where training would find it,
-    without downloading."""
+    without downloading. For ``imagefolder`` the two are image folder roots (the run's
+    ``data.data_dir``, :attr:`ba_net.runs.results.Run.data_file`) and the test split is its val/
+    (files, decoded when indexed)."""
     from ba_net import data as D
     from ba_net.errors import DataError
 
+    if dataset == "imagefolder":
+        if data_file and not Path(data_file).is_dir():
+            raise DataError(f"--data-file {data_file} is not a folder; pass the image folder (train/ and val/) "
+                            f"the run read, or leave it out")
+        root = data_file or fallback
+        if not root:
+            raise DataError("the run records no image folder (data.data_dir); pass --data-file with its root")
+        images, labels = D.test_split({"dataset": "imagefolder", "data_dir": str(root)})
+        return images, labels, Path(root)
     if data_file and not Path(data_file).is_file():
         raise DataError(f"--data-file {data_file} is not a file; pass the {dataset} tarball or leave it out")
     ds = D.dataset(dataset)
@@ -117,7 +128,7 @@ def parity_batch(prepare: Callable, n: int = PARITY_IMAGES, data_file: Optional[
     the run's data file, else the embedded sample) through ``prepare`` (the export's eval
     transform); returns (NCHW float32, path)."""
     images, _, path = split_images(data_file, fallback, dataset)
-    return np.stack([prepare(img) for img in images[:n]]).astype(np.float32), path
+    return np.stack([prepare(images[i]) for i in range(min(n, len(images)))]).astype(np.float32), path
 
 
 def parity_check(model, forward: Callable, batch: np.ndarray, what: str, rtol: float = PARITY_RTOL) -> dict:

@@ -1,7 +1,9 @@
 """Were a model's seeds run alike? For each model, over its finished runs (the ones in the
 statistics): whether their saved config.yaml agree apart from the seed and the keys that only say
-where data lives and how it is loaded (``IGNORED_KEYS``), and which Paddle version and device each
-run had.
+where data lives and how it is loaded (``IGNORED_KEYS``: a tarball or image folder moved or read
+from another disk is the same data), and which Paddle version and device each run had. Since
+where the data lives is not compared, what it is is: the class names each run recorded
+(history.json's ``classes``) must agree, or the runs differ ("recorded classes").
 
 The Paddle version and the device are read from the run's history.json (keys ``paddle_version``
 and ``device``), else from its config.yaml (same keys; the config's ``device`` is only what was
@@ -23,7 +25,8 @@ logger = logging.getLogger(__name__)
 # (paddle_version is reported on its own). Unlike the engine's resume check, train.path is
 # compared: dygraph and static graph are different programs.
 IGNORED_KEYS = {("models",), ("seeds",), ("seed",), ("output_dir",), ("device",), ("paddle_version",),
-                ("data", "data_file"), ("data", "num_workers")}
+                ("data", "data_file"), ("data", "data_dir"), ("data", "download_url"), ("data", "num_workers"),
+                ("data", "eval_num_workers")}
 NOT_RECORDED = "not recorded"
 
 
@@ -58,7 +61,7 @@ def _by_value(values: dict) -> str:
 
 def config_differences(runs) -> list:
     """'key: value (seeds ...), value (seeds ...)' for every config key on which the runs differ;
-    a run without a config.yaml is a difference of its own."""
+    a run without a config.yaml is a difference of its own, and so are differing recorded classes."""
     missing = [r.seed for r in runs if not r.config]
     flat = {r.seed: _flatten(r.config) for r in runs if r.config}
     out = [f"config.yaml missing for {_seeds(missing)}"] if missing else []
@@ -66,6 +69,10 @@ def config_differences(runs) -> list:
         values = {seed: f.get(key, "(absent)") for seed, f in flat.items()}
         if len({repr(v) for v in values.values()}) > 1:
             out.append(f"{'.'.join(key)}: {_by_value(values)}")
+    classes = {r.seed: tuple(r.history["classes"]) for r in runs if r.history.get("classes")}
+    if len(set(classes.values())) > 1:  # the data itself differs, wherever it was read
+        named = {s: f"{len(c)} classes {', '.join(c[:3])}{', ...' if len(c) > 3 else ''}" for s, c in classes.items()}
+        out.append(f"recorded classes: {_by_value(named)}")
     return out
 
 

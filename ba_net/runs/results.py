@@ -134,8 +134,10 @@ class Run:
 
     @property
     def data_file(self) -> Optional[str]:
-        """The tarball the run read (``data.data_file``), as its config names it."""
-        return (self.config.get("data") or {}).get("data_file")
+        """Where the run read its data, as its config names it: the tarball (``data.data_file``),
+        or for an image folder its root (``data.data_dir``: export and predict read its val/)."""
+        data = self.config.get("data") or {}
+        return data.get("data_dir") if self.dataset == "imagefolder" else data.get("data_file")
 
     @property
     def classes(self) -> tuple:
