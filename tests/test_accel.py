@@ -331,16 +331,31 @@ def test_benchmark_quick_writes_every_row(tmp_path, cifar_subset):
 def test_benchmark_resnet_suite_measures_each_model_at_its_input_size(tmp_path):
     """--resnet: the fast train step and the Paddle Inference forward of ResNet-20 / BA-ResNet-20
     (32 px) and ResNet-50 / BA-ResNet-50 (224 px, the small batch), MACs at each model's size,
-    parameters, and BA's overhead over each plain model (interleaved and from the rows)."""
+    parameters, and BA's overhead over each plain model (interleaved and from the rows). With
+    torch importable, the PyTorch peer of each model (eager and channels_last rows, x PyTorch,
+    taking turns) and BA's overhead in PyTorch; without it, one line."""
     from ba_net.bench.rows import RESNET_MODELS
+    from ba_net.bench.torch_peer import torch_importable
 
     out = tmp_path / "benchmark.json"
-    proc = run_tool(["tools/benchmark.py", "--quick", "--resnet", "--out", str(tmp_path)], timeout=900)
+    proc = run_tool(["tools/benchmark.py", "--quick", "--resnet", "--out", str(tmp_path)], timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["settings"]["models"] == list(RESNET_MODELS) == ["resnet20", "ba_resnet20", "resnet50", "ba_resnet50"]
     got = {(r["section"], r["model"], r["path"]) for r in result["rows"]}
-    assert got == {(s, m, p) for m in RESNET_MODELS for s, p in (("train step", "fast"), ("eval fwd", "inference"))}
+    ours = {(s, m, p) for m in RESNET_MODELS for s, p in (("train step", "fast"), ("eval fwd", "inference"))}
+    peer = {(s, m, f"pytorch {lay}") for m in RESNET_MODELS for s in ("train step", "eval fwd")
+            for lay in ("eager", "channels_last")}
+    if torch_importable():
+        assert got == ours | peer
+        assert all(r["vs_pytorch"] > 0 for r in result["rows"])
+        assert set(result["peer_turns"]) == set(RESNET_MODELS)
+        assert all(t[task]["ours_over_pytorch"] > 0 for t in result["peer_turns"].values() for task in ("train", "eval"))
+        assert set(result["peer_ba_overhead"]) == {"ba_resnet20", "ba_resnet50"}
+        assert all(o[task]["pairs"] >= 1 for o in result["peer_ba_overhead"].values() for task in ("train", "eval"))
+        assert "| ours / PyTorch train (turns) |" in proc.stdout and "in PyTorch, measured the same way" in proc.stdout
+    else:
+        assert got == ours and proc.stderr.count("PyTorch peer: skipped") == 1
     assert all(r["img_s"] > 0 for r in result["rows"])
     sizes = {"resnet20": 32, "ba_resnet20": 32, "resnet50": 224, "ba_resnet50": 224}
     assert {m: i["image_size"] for m, i in result["input"].items()} == sizes
