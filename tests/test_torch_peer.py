@@ -184,6 +184,24 @@ def test_take_turns_reports_a_dead_worker(tmp_path):
         torch_peer.take_turns(commands, ("train",), turns=2, units=1, images_per_unit=1, pause=0.0)
 
 
+
+@needs_torch
+def test_the_real_workers_take_turns_and_leave_no_files(tmp_path):
+    """Our worker (fast train step, then a Paddle Inference predictor of an exported model) and
+    the PyTorch one, tiny BA-ResNet-20: both tasks measured, and the exported model's folder is
+    gone once the turns are over (it used to stay in the temporary folder after every run)."""
+    import os
+
+    spec = dict(model="ba_resnet20", batch=2, image_size=32, warmup=1, threads=1, lr=1e-4, weight_decay=1e-5,
+                label_smoothing=0.1, train_layout="eager", eval_layout="channels_last")
+    env = {**benchmark._child_env(False, "cpu"), "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    out = torch_peer.take_turns(torch_peer.worker_commands(spec), torch_peer.TASKS, turns=2, units=1,
+                                images_per_unit=2, env=env, pause=0.0)
+    for task in torch_peer.TASKS:
+        assert out[task]["ours_img_s"] > 0 and out[task]["pytorch_img_s"] > 0 and out[task]["ours_over_pytorch"] > 0
+    assert [n for n in os.listdir(tmp_path) if n.startswith("ba_net")] == []  # torch's own cache may stay
+
+
 # ------------------------------------------------------------------ the ResNets (torch_resnet.py)
 
 CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype="float32").reshape(1, 3, 1, 1)

@@ -251,10 +251,10 @@ def _torch_tasks(spec: dict) -> dict:
     return prepare
 
 
-def _paddle_tasks(spec: dict) -> Callable:
+def _paddle_tasks(spec: dict, workdir: Path) -> Callable:
     """task -> callable for our ``spec['model']`` (AlexNet when absent): the fast path's train
     step and the Paddle Inference forward (the predictor is made only when the eval turns start, after every train turn: a
-    predictor in the process slows the training program down)."""
+    predictor in the process slows the training program down), its exported model in ``workdir``."""
     from ba_net.bench.rows import Settings, eval_callable, make_trainer, row_config, sample_batch
 
     name = spec.get("model", "alexnet")
@@ -268,7 +268,7 @@ def _paddle_tasks(spec: dict) -> Callable:
 
         held.clear()  # the trainer goes before the predictor comes
         if task == "eval":
-            runner = eval_callable(name, "inference", Path(tempfile.mkdtemp(prefix="ba_net_turns_")))
+            runner = eval_callable(name, "inference", Path(tempfile.mkdtemp(dir=workdir)))
             held["runner"] = runner
             return lambda: runner(x).numpy()
         with paddle.utils.unique_name.guard():
@@ -282,23 +282,26 @@ def _paddle_tasks(spec: dict) -> Callable:
 def serve(kind: str, arg: str) -> None:
     """A worker of :func:`take_turns`: prints ``ready``, then for each stdin line ``<task> <k>``
     runs ``k`` units of ``task`` and prints the seconds they took. A task is prepared and warmed
-    up (``spec['warmup']`` untimed units) the first time it is asked for, outside the timing."""
+    up (``spec['warmup']`` untimed units) the first time it is asked for, outside the timing. Our
+    exported inference models live in a temporary folder removed when stdin closes."""
     spec = json.loads(arg)
-    prepare = _torch_tasks(spec) if kind == "pytorch" else _paddle_tasks(spec)
-    ready, current = {}, [None]
-    print("ready", flush=True)
-    for line in sys.stdin:
-        task, k = line.split()
-        if current[0] != task:
-            ready.clear()
-            ready[task] = prepare(task)
-            for _ in range(max(1, int(spec["warmup"]))):
+    with tempfile.TemporaryDirectory(prefix="ba_net_turns_") as workdir:
+        prepare = _torch_tasks(spec) if kind == "pytorch" else _paddle_tasks(spec, Path(workdir))
+        ready, current = {}, [None]
+        print("ready", flush=True)
+        for line in sys.stdin:
+            task, k = line.split()
+            if current[0] != task:
+                ready.clear()
+                ready[task] = prepare(task)
+                for _ in range(max(1, int(spec["warmup"]))):
+                    ready[task]()
+                current[0] = task
+            t0 = time.perf_counter()
+            for _ in range(int(k)):
                 ready[task]()
-            current[0] = task
-        t0 = time.perf_counter()
-        for _ in range(int(k)):
-            ready[task]()
-        print(time.perf_counter() - t0, flush=True)
+            print(time.perf_counter() - t0, flush=True)
+        ready.clear()
 
 
 def worker_commands(spec: dict) -> dict:
