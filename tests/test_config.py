@@ -160,6 +160,19 @@ def test_a_key_added_later_at_its_default_is_no_config_difference():
     assert config_differences(saved, current) == []  # a whole section missing: its defaults
 
 
+def test_where_the_data_lives_is_no_config_difference():
+    """A run resumes after its tarball or image folder moved (data.data_file / data.data_dir) or
+    its loader changed; a different data set or preset is a different run."""
+    from ba_net.runs.folder import config_differences
+
+    saved = load_config(None, ("data.dataset=imagefolder", "data.data_dir=/old/root", "data.transforms=imagenet"))
+    moved = load_config(None, ("data.dataset=imagefolder", "data.data_dir=/new/root", "data.transforms=imagenet",
+                               "data.num_workers=8", "data.data_file=/x.tar.gz"))
+    assert config_differences(saved, moved) == []
+    other = load_config(None, ("data.dataset=imagefolder", "data.data_dir=/new/root", "data.transforms=cifar"))
+    assert config_differences(saved, other) == ["data.transforms: 'imagenet' -> 'cifar'"]
+
+
 def test_resnet_configs_are_the_cifar_recipe():
     """cifar10_resnet_ablation.yaml: ResNet-20 and -56, plain / BA / SE / ECA / CBAM, seeds 0-2, the
     cifar preset on the full data, SGD 0.1 with momentum 0.9 and weight decay 5e-4, batch 128,

@@ -35,8 +35,8 @@ TRAIN_FIX = "rerun with --force to start the run over"  # what the engine's erro
 COMPARE_FIX = "delete the run folder or rerun it with --force"  # and compare's
 # Keys that may differ between a run's saved config and the current one without changing what
 # the run computes (where the data lives, how it is loaded, which other runs are in the ablation).
-NEUTRAL_KEYS = {("models",), ("seeds",), ("output_dir",), ("device",), ("data", "data_file"), ("data", "download_url"),
-                ("data", "num_workers"), ("data", "eval_num_workers"), ("train", "path")}
+NEUTRAL_KEYS = {("models",), ("seeds",), ("output_dir",), ("device",), ("data", "data_file"), ("data", "data_dir"),
+                ("data", "download_url"), ("data", "num_workers"), ("data", "eval_num_workers"), ("train", "path")}
 
 
 @dataclass
