@@ -3,6 +3,7 @@
 layouts (class folders; PaddleClas label lists); the imagenet presets; the one-line errors; top-5
 accuracy in the evaluation loop, history.json and VisualDL; the loader benchmark."""
 import json
+import multiprocessing
 import os
 import shutil
 from pathlib import Path
@@ -254,6 +255,7 @@ def test_an_unreadable_image_is_named_when_it_is_decoded(folder, tmp_path, worke
         for _ in loader:
             pass
     assert "not a readable image" in _one_line(exc, broken)
+    assert multiprocessing.active_children() == []  # the loader's workers ended with the error
 
 
 # ------------------------------------------------------------------------------------ top-5

@@ -137,9 +137,17 @@ class SeededLoader(paddle.io.DataLoader):
 
 
 def _checked(batches):
-    for batch in batches:
-        raise_failure(batch)
-        yield batch
+    """Paddle's worker batches, each checked; on a failure or when the caller stops early its
+    workers are shut down here: Paddle's iterator is kept alive by its own reader thread, so
+    without this a DataError in a notebook would leave its worker processes running."""
+    try:
+        for batch in batches:
+            raise_failure(batch)
+            yield batch
+    finally:
+        shutdown = getattr(batches, "_try_shutdown_all", None)  # Paddle 3.0-3.3; a no-op once shut down
+        if shutdown is not None:
+            shutdown()
 
 
 PREFETCH = 2  # batches made ahead, as Paddle's single-process reader
