@@ -1,5 +1,6 @@
 """The data path against Paddle's own reader and transforms."""
 import hashlib
+import multiprocessing
 
 import numpy as np
 import paddle
@@ -87,9 +88,13 @@ def test_loader_batches_are_independent_of_worker_count(train_split):
     def batches(workers):
         loader = L.build_loader(images, labels, D.notebook_transform, 16, seed=4, num_workers=workers)
         loader.batch_sampler.set_epoch(2)
-        return [(x.numpy(), y.numpy()) for x, y in loader]
+        out = [(x.numpy(), y.numpy()) for x, y in loader]
+        loader.close()
+        return out
 
+    before = multiprocessing.active_children()
     a, b = batches(0), batches(2)
+    assert multiprocessing.active_children() == before  # close() ended the persistent workers
     assert len(a) == 4
     for (xa, ya), (xb, yb) in zip(a, b):
         np.testing.assert_array_equal(xa, xb)
@@ -215,6 +220,7 @@ def test_loader_workers_use_one_opencv_thread_and_fall_back_from_a_small_shm(mon
     loader = L.build_loader(np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, np.int64), _opencv_threads, 2,
                             train=False, num_workers=1, image_size=32)
     seen = {int(v) for x, _ in loader for v in x.numpy().ravel()}
+    loader.close()
     assert seen == {1}  # each worker: one OpenCV thread
     # a /dev/shm with 64 MB free (Docker's default) cannot hold 4 workers' 128 x 3 x 128 x 128 batches
     monkeypatch.setattr(L.shutil, "disk_usage", lambda p: type("U", (), {"free": 64 << 20})())

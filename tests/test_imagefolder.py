@@ -153,7 +153,9 @@ def test_imagenet_presets_shapes_and_determinism(folder):
     def batches(workers, epoch):
         loader = loading.build_loader(files, labels, p.train, 4, seed=5, num_workers=workers, image_size=224)
         loader.batch_sampler.set_epoch(epoch)
-        return [(x.numpy(), y.numpy()) for x, y in loader]
+        out = [(x.numpy(), y.numpy()) for x, y in loader]
+        loader.close()
+        return out
 
     zero = batches(0, 1)
     assert len(zero) == 6 and zero[0][0].shape == (4, 3, 224, 224) and zero[0][0].dtype == np.float32
@@ -249,13 +251,14 @@ def test_an_unreadable_image_is_named_when_it_is_decoded(folder, tmp_path, worke
     broken = root / "train" / "cat" / "cat_03.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     files, labels = D.read_image_folder(str(root))["train"]  # listing reads no image
+    before = multiprocessing.active_children()
     loader = loading.build_loader(files, labels, D.preset("imagenet").eval, 4, train=False, num_workers=workers,
                                   image_size=224)
     with pytest.raises(DataError) as exc:
         for _ in loader:
             pass
     assert "not a readable image" in _one_line(exc, broken)
-    assert multiprocessing.active_children() == []  # the loader's workers ended with the error
+    assert multiprocessing.active_children() == before  # the loader's workers ended with the error
 
 
 # ------------------------------------------------------------------------------------ top-5

@@ -1,5 +1,6 @@
 """End-to-end training on the CIFAR-10 subset: files, schema, determinism, resume, errors."""
 import json
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +101,11 @@ def test_finished_run_is_skipped_and_force_reruns(finished_run, small_cifar):
 
 
 def test_same_seed_same_history_different_seed_different_order(tmp_path, small_cifar, finished_run):
-    cfg, summaries = _run(tmp_path, small_cifar, output_dir=str(tmp_path / "again"))
+    """Run again with loader workers (decoding in 2 processes): the same history and weights, and
+    no worker process left once the run is done."""
+    before = multiprocessing.active_children()
+    cfg, summaries = _run(tmp_path, small_cifar, output_dir=str(tmp_path / "again"), data={"num_workers": 2})
+    assert multiprocessing.active_children() == before
     h1, h2 = read_history(finished_run[2]), read_history(_folder(cfg))
     assert strip_times(h1) == strip_times(h2)
     for k, v in _weights(finished_run[2]).items():

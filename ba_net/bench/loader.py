@@ -15,7 +15,6 @@ OpenCV thread, as in training with workers.
 """
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import time
@@ -80,8 +79,7 @@ def measure_loader(images, labels, workers: int, batch_size: int = BATCH, preset
             epoch += 1
         seconds = time.perf_counter() - start
     finally:
-        del loader
-        gc.collect()  # the persistent workers end with their iterator
+        loader.close()
         cv2.setNumThreads(threads)
     rate = done / seconds
     return {"workers": workers, "images": done, "seconds": round(seconds, 3), "img_s": round(rate, 1),

@@ -263,7 +263,10 @@ def e2e_train_rate(model_name: str, path: str, settings: Settings, train_split, 
                                       label=f"train e2e {model_name} {path} ({workers} workers) epoch {epoch[0]}")
             return steps * settings.batch_size
 
-        return {**median_rate(run, 1, settings.repeats), "workers": workers}
+        try:
+            return {**median_rate(run, 1, settings.repeats), "workers": workers}
+        finally:
+            loader.close()
 
 
 # ------------------------------------------------------------------------------ evaluation

@@ -133,21 +133,28 @@ class SeededLoader(paddle.io.DataLoader):
     def __iter__(self):
         if self.num_workers == 0:
             return _prefetched(self.dataset, self.batch_sampler)
-        return _checked(super().__iter__())
+        return self._checked(super().__iter__())
 
-
-def _checked(batches):
-    """Paddle's worker batches, each checked; on a failure or when the caller stops early its
-    workers are shut down here: Paddle's iterator is kept alive by its own reader thread, so
-    without this a DataError in a notebook would leave its worker processes running."""
-    try:
-        for batch in batches:
-            raise_failure(batch)
-            yield batch
-    finally:
-        shutdown = getattr(batches, "_try_shutdown_all", None)  # Paddle 3.0-3.3; a no-op once shut down
+    def close(self) -> None:
+        """End the worker processes. They persist across epochs, and Paddle's reader thread keeps
+        them alive until the process exits: a loader that is done with (a run's end, a failure)
+        is closed, or every run of an experiment, or every failed cell of a notebook, would leave
+        its workers behind. The loader can be iterated again afterwards (new workers)."""
+        iterator, self._iterator = getattr(self, "_iterator", None), None
+        shutdown = getattr(iterator, "_try_shutdown_all", None)  # Paddle 3.0-3.3
         if shutdown is not None:
             shutdown()
+
+    def _checked(self, batches):
+        """The workers' batches, each checked (:func:`raise_failure`); on an exception (a failure
+        batch, an interrupt) the workers are ended with it."""
+        try:
+            for batch in batches:
+                raise_failure(batch)
+                yield batch
+        except (Exception, KeyboardInterrupt):
+            self.close()
+            raise
 
 
 PREFETCH = 2  # batches made ahead, as Paddle's single-process reader

@@ -92,7 +92,10 @@ def eval_pass_rate(model, images, labels, batch_size: int, *, warmup_passes: int
 
     with paddle.no_grad():  # the warm-up batch
         model(paddle.to_tensor(np.stack([transform(im) for im in images[:batch_size]]))).numpy()
-    result = median_rate(one_pass, warmup_passes, repeats)
+    try:
+        result = median_rate(one_pass, warmup_passes, repeats)
+    finally:
+        loader.close()
     result.update(images=counts[-1], workers=num_workers)
     return result
 

@@ -254,6 +254,9 @@ class _Training:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        for loader in (self.train_loader, self.val_loader, self.test_loader):
+            if loader is not None:
+                loader.close()  # their worker processes end with the run
 
 
 def train_run(cfg: dict, model_name: str, seed: int, folder: RunFolder, splits: dict, *,
