@@ -1,5 +1,6 @@
 """The fast paths give what plain dygraph gives: training steps and state, exported logits; and
-tools/benchmark.py runs end to end (smoke settings; its past targets are in docs/performance.md).
+tools/benchmark.py runs end to end (smoke settings; the targets are in docs/performance.md, earlier
+rounds in its git history).
 
 What must hold, and the tolerances (they are meant for any x86-64 CPU, Intel or AMD):
 
