@@ -7,7 +7,7 @@ time in slow convolutions and in the broadcast bias add with its gradient. Turni
 a whole program is not an option either: with PIR programs (``paddle.jit.to_static`` or
 ``paddle.static``) it crashes (segfaults in ``run_program`` and with linear layers, exceptions
 in pooling), and in legacy programs it fails in a reshape and in the pooling backward
-(docs/performance.md lists every attempt).
+(docs/performance.md says what was tried).
 
 What works: the model is traced once into a *legacy* static program (forward, backward and the
 optimizer update) with the rewrites of :mod:`ba_net.accel.tracing` (oneDNN for the convolutions only,
