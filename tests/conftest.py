@@ -58,3 +58,9 @@ def _seed():
     paddle.seed(1234)
     np.random.seed(1234)
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` (a minute or so each) start first: pytest-xdist hands tests out in
+    this order, so the long ones overlap the many short ones instead of ending the suite alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: otherwise as collected

@@ -292,6 +292,7 @@ def test_exported_inference_model_gives_dygraph_logits(tmp_path, model_name):
     assert bridge.global_avg_pool is helpers.global_avg_pool  # the export-time swap is undone
 
 
+@pytest.mark.slow
 def test_benchmark_quick_writes_every_row(tmp_path, cifar_subset):
     out = tmp_path / "benchmark.json"
     proc = run_tool(["tools/benchmark.py", "--quick", "--data-file", str(cifar_subset), "--out", str(tmp_path)],
@@ -329,6 +330,7 @@ def test_benchmark_quick_writes_every_row(tmp_path, cifar_subset):
     assert "| train step | alexnet | fast |" in proc.stdout and "Method:" in proc.stdout
 
 
+@pytest.mark.slow
 def test_benchmark_resnet_suite_measures_each_model_at_its_input_size(tmp_path):
     """--resnet: the fast train step and the Paddle Inference forward of ResNet-20 / BA-ResNet-20
     (32 px) and ResNet-50 / BA-ResNet-50 (224 px, the small batch), MACs at each model's size,

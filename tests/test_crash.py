@@ -163,6 +163,7 @@ def _epochs_done(run: Path) -> int:
     return 0
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing(tmp_path, small_data):
     ref = _Trainer(_write_config(tmp_path / "ref.yaml", small_data, tmp_path / "ref"), tmp_path / "logs_ref")
     total = ref.run([])

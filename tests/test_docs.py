@@ -447,6 +447,7 @@ def photos(module_tmp):
     return root
 
 
+@pytest.mark.slow
 def test_doc_commands_run_with_tiny_settings(photos, monkeypatch, capsys):
     """Every runnable doc command, in a folder of its own: training first, then compare, export,
     --verify, predict; each must exit 0."""

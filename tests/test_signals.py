@@ -44,6 +44,7 @@ def _stopped_run(data, out, signum):
 
 @pytest.mark.parametrize("signum,code,line", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
                                               (signal.SIGINT, 130, "interrupted")])
+@pytest.mark.slow
 def test_a_signal_stops_training_in_one_line_and_resume_gives_the_unstopped_run(tmp_path, small_cifar, signum,
                                                                                  code, line):
     straight = tmp_path / "straight"
