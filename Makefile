@@ -22,9 +22,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
-# the suite in parallel over the cores (pytest-xdist; at most 4 workers: each holds ~1.5 GB)
+# the suite in parallel (pytest-xdist): one worker per core, at most 4, and one per 6 GB of memory
+# (a worker's memory grows to ~6 GB over the suite); each test file runs on one worker (loadscope),
+# so the runs its module fixtures train are trained once, in the order conftest gives (slow first)
+WORKERS ?= $(shell $(PYTHON) -c "import os; gb = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30; print(max(1, min(len(os.sched_getaffinity(0)), 4, int(gb // 6))))")
 test: install
-	$(PY) -m pytest -q -n auto --maxprocesses 4 tests
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadscope --no-loadscope-reorder tests
 
 # the main job: train the quick ablation on the embedded sample, then print and write the comparison
 quick: install
