@@ -331,46 +331,61 @@ def test_benchmark_quick_writes_every_row(tmp_path, cifar_subset):
 
 
 @pytest.mark.slow
-def test_benchmark_resnet_suite_measures_each_model_at_its_input_size(tmp_path):
-    """--resnet: the fast train step and the Paddle Inference forward of ResNet-20 / BA-ResNet-20
-    (32 px) and ResNet-50 / BA-ResNet-50 (224 px, the small batch), MACs at each model's size,
-    parameters, and BA's overhead over each plain model (interleaved and from the rows). With
-    torch importable, the PyTorch peer of each model (eager and channels_last rows, x PyTorch,
-    taking turns) and BA's overhead in PyTorch; without it, one line."""
-    from ba_net.bench.rows import RESNET_MODELS
+def test_benchmark_resnet_suite_measures_each_model_and_bas_overhead(tmp_path):
+    """--resnet on the 32 px pair (the 224 px pair's sizes: the next test): the fast train step and
+    the Paddle Inference forward of ResNet-20 / BA-ResNet-20, MACs, parameters, and BA's overhead
+    (interleaved and from the rows). With torch importable, the PyTorch peer of each model (eager
+    and channels_last rows, x PyTorch, taking turns) and BA's overhead in PyTorch; without it, one
+    line."""
     from ba_net.bench.torch_peer import torch_importable
 
+    models = ["resnet20", "ba_resnet20"]
     out = tmp_path / "benchmark.json"
-    proc = run_tool(["tools/benchmark.py", "--quick", "--resnet", "--out", str(tmp_path)], timeout=1500)
+    proc = run_tool(["tools/benchmark.py", "--quick", "--resnet", "--models", *models, "--out", str(tmp_path)],
+                    timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert result["settings"]["models"] == list(RESNET_MODELS) == ["resnet20", "ba_resnet20", "resnet50", "ba_resnet50"]
+    assert result["settings"]["models"] == models and result["settings"]["suite"] == "resnet"
     got = {(r["section"], r["model"], r["path"]) for r in result["rows"]}
-    ours = {(s, m, p) for m in RESNET_MODELS for s, p in (("train step", "fast"), ("eval fwd", "inference"))}
-    peer = {(s, m, f"pytorch {lay}") for m in RESNET_MODELS for s in ("train step", "eval fwd")
+    ours = {(s, m, p) for m in models for s, p in (("train step", "fast"), ("eval fwd", "inference"))}
+    peer = {(s, m, f"pytorch {lay}") for m in models for s in ("train step", "eval fwd")
             for lay in ("eager", "channels_last")}
     if torch_importable():
         assert got == ours | peer
         assert all(r["vs_pytorch"] > 0 for r in result["rows"])
-        assert set(result["peer_turns"]) == set(RESNET_MODELS)
+        assert set(result["peer_turns"]) == set(models)
         assert all(t[task]["ours_over_pytorch"] > 0 for t in result["peer_turns"].values() for task in ("train", "eval"))
-        assert set(result["peer_ba_overhead"]) == {"ba_resnet20", "ba_resnet50"}
+        assert set(result["peer_ba_overhead"]) == {"ba_resnet20"}
         assert all(o[task]["pairs"] >= 1 for o in result["peer_ba_overhead"].values() for task in ("train", "eval"))
         assert "| ours / PyTorch train (turns) |" in proc.stdout and "in PyTorch, measured the same way" in proc.stdout
     else:
         assert got == ours and proc.stderr.count("PyTorch peer: skipped") == 1
     assert all(r["img_s"] > 0 for r in result["rows"])
-    sizes = {"resnet20": 32, "ba_resnet20": 32, "resnet50": 224, "ba_resnet50": 224}
-    assert {m: i["image_size"] for m, i in result["input"].items()} == sizes
-    small, large = result["settings"]["batch_size"], result["settings"]["large_batch_size"]
-    assert {m: i["batch_size"] for m, i in result["input"].items()} == {
-        m: large if s == 224 else small for m, s in sizes.items()}
-    for m, s in sizes.items():
-        assert result["macs_per_image"][m] == count_macs(build_model(m, num_classes=10), (1, 3, s, s)), m
-    assert 4.0e9 < result["macs_per_image"]["resnet50"] < 4.2e9  # ResNet-50's 4.1 GMACs at 224 px
+    assert {m: (i["image_size"], i["batch_size"]) for m, i in result["input"].items()} == {m: (32, 8) for m in models}
+    for m in models:
+        assert result["macs_per_image"][m] == count_macs(build_model(m, num_classes=10), (1, 3, 32, 32)), m
     assert result["params"]["resnet20"]["trainable"] == 272_474  # tests/test_resnet.py's hand count
-    assert set(result["ba_overhead_interleaved"]) == set(result["ba_overhead_pct"]) == {"ba_resnet20", "ba_resnet50"}
-    for o in result["ba_overhead_interleaved"].values():
-        assert o["train"]["pairs"] >= 1 and o["eval"]["pairs"] >= 1
-    assert "| ba_resnet50 | 224 px | 2 | 4,132,505,600 | " in proc.stdout
+    assert set(result["ba_overhead_interleaved"]) == set(result["ba_overhead_pct"]) == {"ba_resnet20"}
+    o = result["ba_overhead_interleaved"]["ba_resnet20"]
+    assert o["train"]["pairs"] >= 1 and o["eval"]["pairs"] >= 1
+    macs = result["macs_per_image"]["ba_resnet20"]
+    assert f"| ba_resnet20 | 32 px | 8 | {macs:,} | " in proc.stdout
     assert "ba_resnet20's overhead over resnet20" in proc.stdout
+
+
+def test_benchmark_resnet_suite_gives_the_224_px_models_their_size_and_small_batch():
+    """--resnet's default models: ResNet-50 and BA-ResNet-50 at 224 px with the large-input batch
+    (what each measuring subprocess is told), their MACs at that size; nothing timed."""
+    from ba_net.bench.benchmark import plan_models
+    from ba_net.bench.rows import RESNET_MODELS, Settings
+
+    assert RESNET_MODELS == ("resnet20", "ba_resnet20", "resnet50", "ba_resnet50")
+    settings = Settings.quick_settings(models=("resnet50", "ba_resnet50"), suite="resnet")
+    plan = plan_models(settings)
+    assert plan["input"] == {m: {"image_size": 224, "batch_size": 2} for m in ("resnet50", "ba_resnet50")}
+    assert plan["settings"]["image_sizes"] == {"resnet50": 224, "ba_resnet50": 224}
+    assert plan["macs_per_image"]["ba_resnet50"] == 4_132_505_600
+    assert plan["macs_per_image"]["ba_resnet50"] == count_macs(build_model("ba_resnet50", num_classes=10),
+                                                               (1, 3, 224, 224))
+    assert 4.0e9 < plan["macs_per_image"]["resnet50"] < 4.2e9  # ResNet-50's 4.1 GMACs at 224 px
+    assert settings.steps_for("resnet50") == settings.large_steps and settings.steps_for("resnet20") == settings.steps

@@ -64,7 +64,7 @@ ELSEWHERE = {
         ("tests/test_cli.py", "def test_list_models_prints_every_model_with_its_count("),
     "python tools/benchmark.py --quick": ("tests/test_accel.py", "def test_benchmark_quick_writes_every_row("),
     "python tools/benchmark.py --resnet":
-        ("tests/test_accel.py", "def test_benchmark_resnet_suite_measures_each_model_at_its_input_size("),
+        ("tests/test_accel.py", "def test_benchmark_resnet_suite_measures_each_model_and_bas_overhead("),
     "python tools/export.py output/quick/ba_alexnet/seed0 --onnx":
         ("tests/test_export.py", "def test_onnx_export_is_checked_with_onnx_runtime("),
     "python tools/compare.py output/resnet20_study --no-throughput --aa resnet20":

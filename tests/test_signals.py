@@ -42,16 +42,20 @@ def _stopped_run(data, out, signum):
     return proc.returncode, stderr
 
 
+@pytest.fixture(scope="module")
+def straight(module_tmp, small_cifar):
+    """The run never stopped, trained once for both signals."""
+    out = module_tmp("straight")
+    proc = subprocess.run(_args(small_cifar, out), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
 @pytest.mark.parametrize("signum,code,line", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
                                               (signal.SIGINT, 130, "interrupted")])
 @pytest.mark.slow
-def test_a_signal_stops_training_in_one_line_and_resume_gives_the_unstopped_run(tmp_path, small_cifar, signum,
-                                                                                 code, line):
-    straight = tmp_path / "straight"
-    proc = subprocess.run(_args(small_cifar, straight), cwd=REPO, env=_env(), capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-
+def test_a_signal_stops_training_in_one_line_and_resume_gives_the_unstopped_run(tmp_path, small_cifar, straight,
+                                                                                 signum, code, line):
     stopped = tmp_path / "stopped"
     returncode, stderr = _stopped_run(small_cifar, stopped, signum)
     assert returncode == code, stderr[-2000:]

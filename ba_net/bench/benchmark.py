@@ -140,6 +140,16 @@ def _complexity(model_name: str, size: int) -> dict:
         return {"macs": int(count_macs(model, (1, 3, size, size))), **count_params(model)}
 
 
+def plan_models(settings: Settings) -> dict:
+    """Each model's input side (also into ``settings``, for the subprocesses), batch, MACs, parameters."""
+    settings.image_sizes.update({m: model_input_size(m) for m in settings.models})
+    complexity = {m: _complexity(m, settings.image_size(m)) for m in settings.models}
+    return {"settings": dataclasses.asdict(settings), "macs_per_image": {m: c["macs"] for m, c in complexity.items()},
+            "params": {m: {"total": c["total"], "trainable": c["trainable"]} for m, c in complexity.items()},
+            "input": {m: {"image_size": settings.image_size(m), "batch_size": settings.batch_for(m)}
+                      for m in settings.models}}
+
+
 def run_benchmark(settings: Settings) -> dict:
     """Every measurement, each row in its own subprocess; returns the result dict (rows plus the
     method's parameters)."""
@@ -150,13 +160,7 @@ def run_benchmark(settings: Settings) -> dict:
     logger.info("benchmark on %s: batch %d, %d steps x %d repeats after %d warm-up", result["machine"]["device"],
                 settings.batch_size, settings.steps, settings.repeats, settings.warmup)
     gemm_start = measure_gemm(settings.gemm_size, settings.repeats)
-    settings.image_sizes.update({m: model_input_size(m) for m in settings.models})  # for every subprocess
-    result["settings"] = dataclasses.asdict(settings)
-    complexity = {m: _complexity(m, settings.image_size(m)) for m in settings.models}
-    result["macs_per_image"] = {m: c["macs"] for m, c in complexity.items()}
-    result["params"] = {m: {"total": c["total"], "trainable": c["trainable"]} for m, c in complexity.items()}
-    result["input"] = {m: {"image_size": settings.image_size(m), "batch_size": settings.batch_for(m)}
-                       for m in settings.models}
+    result.update(plan_models(settings))
     _measure_rows(result, settings)
     # the GEMM rate again at the end; the higher of the two (the less disturbed) is kept
     gemm_end = measure_gemm(settings.gemm_size, settings.repeats)
@@ -393,4 +397,4 @@ def benchmark_command(args) -> int:
 
 
 __all__ = ["PEER_MODEL", "PEER_MODELS", "Settings", "benchmark_command", "measure_gemm", "measure_in_subprocess",
-           "measure_torch_ba_overhead", "measure_torch_peer", "peer_ready", "run_benchmark", "vs_pytorch", "yardstick"]
+           "measure_torch_ba_overhead", "measure_torch_peer", "peer_ready", "plan_models", "run_benchmark", "vs_pytorch", "yardstick"]
