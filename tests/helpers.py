@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +46,42 @@ def run_tool(args, env_extra=None, timeout=600, cwd=REPO, **popen):
     env.update(env_extra or {})
     return subprocess.run([sys.executable] + args, cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, **popen)
+
+
+_SERVER = []
+
+
+def forked_tool(args, env_extra=None, timeout=600, cwd=REPO, fsize=None):
+    """``run_tool`` for tests that call a tool many times about its answer, not about start-up: the
+    script runs in a child forked from tests/tool_server.py, which has imported ba_net and Paddle
+    once (a fresh interpreter spends ~2 s on that). ``args[0]`` is the script; ``fsize`` caps the
+    size of files the child may write (RLIMIT_FSIZE). Returns a CompletedProcess (text)."""
+    import json
+    import signal
+    import tempfile
+
+    if not _SERVER or _SERVER[0].poll() is not None:
+        env = {k: v for k, v in os.environ.items() if k != "BA_NET_CIFAR10"}
+        _SERVER[:] = [subprocess.Popen([sys.executable, str(REPO / "tests" / "tool_server.py")], cwd=REPO, env=env,
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)]
+    server = _SERVER[0]
+    env = {k: v for k, v in os.environ.items() if k != "BA_NET_CIFAR10"}
+    env.update(env_extra or {})
+    with tempfile.TemporaryDirectory(prefix="ba_net_tool_") as tmp:
+        out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        request = {"argv": [str(REPO / args[0]), *map(str, args[1:])], "cwd": str(cwd), "env": env,
+                   "stdout": str(out), "stderr": str(err), "fsize": fsize}
+        server.stdin.write(json.dumps(request) + "\n")
+        pid = json.loads(server.stdout.readline())["pid"]
+        timer = threading.Timer(timeout, os.kill, (pid, signal.SIGKILL))
+        timer.start()
+        try:
+            code = json.loads(server.stdout.readline())["returncode"]
+        finally:
+            timer.cancel()
+        if code == -signal.SIGKILL:
+            raise subprocess.TimeoutExpired(args, timeout)
+        return subprocess.CompletedProcess(args, code, out.read_text(errors="replace"), err.read_text(errors="replace"))
 
 
 def write_cifar10_tarball(path, members):

@@ -1,4 +1,5 @@
-"""Hostile and broken input: every case is one CLI call in a subprocess that must exit non-zero
+"""Hostile and broken input: every case is one CLI call in a child process (forked from one that has
+imported Paddle, helpers.forked_tool) that must exit non-zero
 with exactly one error line naming the problem and the fix, no traceback, and leave every file
 already written (config, data, run folders) byte-for-byte and mtime-for-mtime as it was.
 
@@ -10,7 +11,6 @@ import io
 import json
 import os
 import pickle
-import resource
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +29,7 @@ from ba_net.data.datasets import _ArrayUnpickler
 from ba_net.files import is_temp_file
 from ba_net.config import load_config
 from ba_net.errors import DataError
-from helpers import read_history, run_tool, small_cifar10, tiny_config, tool_main, tree_snapshot, unreachable_url, write_cifar10_tarball
+from helpers import forked_tool, read_history, small_cifar10, tiny_config, tool_main, tree_snapshot, unreachable_url, write_cifar10_tarball
 
 RUN = Path("out") / "tiny" / "alexnet" / "seed0"
 
@@ -304,12 +304,6 @@ CASES = [
 ]
 
 
-def _limit_file_size(limit):
-    def preexec():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return preexec
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_line_and_changes_nothing(case, tmp_path, templates, small_data):
     c = Ctx(root=tmp_path / "w", home=tmp_path / "home", data=small_data)
@@ -322,8 +316,7 @@ def test_bad_input_is_one_line_and_changes_nothing(case, tmp_path, templates, sm
     args, env = case.args(c)
     before = tree_snapshot(c.root)
 
-    popen = {"preexec_fn": _limit_file_size(case.fsize)} if case.fsize else {}
-    r = run_tool([f"tools/{case.tool}.py", *args], env_extra=env, timeout=300, **popen)
+    r = forked_tool([f"tools/{case.tool}.py", *args], env_extra=env, timeout=300, fsize=case.fsize)
 
     output = r.stdout + r.stderr
     assert r.returncode == 2, f"exit {r.returncode}\n{output}"
