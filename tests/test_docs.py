@@ -32,7 +32,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from helpers import REPO, tool_main
+from helpers import REPO, small_cifar10, tool_main
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 TOOLS = ("train", "compare", "export", "predict", "benchmark")
@@ -85,7 +85,7 @@ NOT_RUN = {
         "PaddleX's command line; tests/test_paddlex.py runs the same pipeline config from Python",
 }
 # tiny settings appended to every training that runs
-TINY_TRAIN = ["-o", "train.epochs=1", "-o", "train.max_steps_per_epoch=2", "-o", "seeds=[0]",
+TINY_TRAIN = ["-o", "train.epochs=1", "-o", "train.max_steps_per_epoch=2", "-o", "train.batch_size=8", "-o", "seeds=[0]",
               "-o", "data.num_workers=0", "-o", "data.eval_num_workers=0"]
 
 
@@ -408,8 +408,9 @@ def _models_used(trained: dict, runs: list) -> dict:
 ORDER = {"train": 0, "compare": 1, "export": 2, "predict": 4}
 
 
-def _tiny(name: str, args: list, used: dict) -> list:
-    """The command's arguments with the repository's paths made absolute and tiny settings appended."""
+def _tiny(name: str, args: list, used: dict, sample: Path) -> list:
+    """The command's arguments with the repository's paths made absolute and tiny settings appended
+    (``sample``: a smaller copy of the embedded sample for the configs that train on it)."""
     from ba_net.config import load_config
 
     args = [str(REPO / a) if a.split("/")[0] in ("experiments", "data", "tools") else a for a in args]
@@ -417,7 +418,8 @@ def _tiny(name: str, args: list, used: dict) -> list:
         ns = parse_tool("train", args)
         cfg = load_config(ns.config, tuple(ns.override))
         warmup = ["-o", "schedule.warmup_epochs=0"] if cfg["schedule"]["warmup_epochs"] >= 1 else []
-        return args + TINY_TRAIN + warmup + ["-o", f"models=[{','.join(used[cfg['experiment']])}]"]
+        data = ["-o", f"data.data_file={sample}"] if cfg["data"].get("data_file") else []
+        return args + TINY_TRAIN + warmup + data + ["-o", f"models=[{','.join(used[cfg['experiment']])}]"]
     if name == "compare":
         return args + ["--no-throughput"]
     if name == "export":
@@ -430,7 +432,8 @@ def _tiny(name: str, args: list, used: dict) -> list:
 @pytest.fixture(scope="module")
 def photos(module_tmp):
     """A working folder with photos/: three test images of the embedded sample as PNG files and a
-    file that is not an image (removed when the module is done: the runs take ~1 GB)."""
+    file that is not an image, and sample/: a smaller copy of the embedded sample (removed when the
+    module is done: the runs take ~1 GB)."""
     import cv2
 
     from ba_net.data import read_cifar10
@@ -441,6 +444,8 @@ def photos(module_tmp):
     for i in range(3):
         cv2.imwrite(str(root / "photos" / f"{i}.png"), np.ascontiguousarray(images[i][..., ::-1]))
     (root / "photos" / "notes.txt").write_text("not an image")
+    (root / "sample").mkdir()  # the embedded sample's first 500 train / 64 test images: short evaluations
+    small_cifar10(REPO / "data" / "cifar-10-sample.tar.gz", root / "sample" / "cifar-10-python.tar.gz", n_train=500)
     for name in ("data", "experiments", "tools"):  # relative paths of the commands, as in the repository
         (root / name).symlink_to(REPO / name)
     (root / ".venv").symlink_to(Path(sys.prefix))  # .venv/bin/python: the interpreter running the tests
@@ -469,7 +474,7 @@ def test_doc_commands_run_with_tiny_settings(photos, monkeypatch, capsys):
         if command in done:  # shown on several pages: once is enough
             continue
         done.add(command)
-        argv = _tiny(name, args, used)
+        argv = _tiny(name, args, used, photos / "sample" / "cifar-10-python.tar.gz")
         start = time.perf_counter()
         code = tool_main(name, argv)
         times.append((time.perf_counter() - start, command))
