@@ -31,7 +31,7 @@ from ba_net.config import load_config
 from ba_net.errors import DataError
 from helpers import forked_tool, read_history, small_cifar10, tiny_config, tool_main, tree_snapshot, unreachable_url, write_cifar10_tarball
 
-RUN = Path("out") / "tiny" / "alexnet" / "seed0"
+RUN = Path("out") / "tiny" / "resnet20" / "seed0"
 
 
 # ------------------------------------------------------------------------------- fixtures
@@ -161,7 +161,7 @@ def _nothing_outside(c):
 
 
 def _other_arch(c):
-    paddle.save(build_model("ba_alexnet", num_classes=10).state_dict(), str(c.run / "checkpoint" / "epoch0001.pdparams"))
+    paddle.save(build_model("ba_resnet20", num_classes=10).state_dict(), str(c.run / "checkpoint" / "epoch0001.pdparams"))
 
 
 def _state_outside(c):
@@ -176,7 +176,7 @@ def _corrupt_fields(c):
 
 def _disk_full_files_load(c):
     """The run that hit the size limit: its files all load, no temp file is left behind."""
-    run = c.root / "out" / "other" / "alexnet" / "seed0"
+    run = c.root / "out" / "other" / "resnet20" / "seed0"
     assert read_history(run)["status"] == "running"
     load_config(run / "config.yaml")
     assert not [p for p in run.rglob("*") if is_temp_file(p)]
@@ -226,9 +226,9 @@ CASES = [
     Case("experiment-escapes", _train("-o", "experiment=../../escape"), ("must be a plain folder name",)),
     Case("warmup-too-long", _train("-o", "schedule.warmup_epochs=2", FORCE),
          ("schedule.warmup_epochs: 2.0 must be smaller than train.epochs (2)",)),
-    Case("model-does-not-fit-preset", _train("-o", "data.transforms=cifar", FORCE),
-         ("models: alexnet is built for 128 px images, but data.transforms: cifar gives 32 px",
-          "use data.transforms: notebook or plain for alexnet")),
+    Case("model-does-not-fit-preset", _train("-o", "data.transforms=notebook", FORCE),
+         ("models: resnet20 is built for 32 px images, but data.transforms: notebook gives 128 px",
+          "use data.transforms: cifar for resnet20")),
     Case("batch-exceeds-data", _train("-o", "train.batch_size=100000", FORCE),
          ("train.batch_size: 100000", "exceeds the 200 training images", "use a smaller batch")),
     Case("no-gpu", lambda c: (_needs_no_gpu(), _train("-o", "device=gpu")(c))[1],
@@ -262,7 +262,7 @@ CASES = [
          ("afile is a file, not a folder", "choose another output_dir")),
     Case("disk-full", _train("-o", "experiment=other"), ("cannot write", "best.pdparams", "File too large",
                                                          "free disk space", "choose another output_dir"),
-         may_create="out/other", fsize=1 << 20, check=_disk_full_files_load),
+         may_create="out/other", fsize=1 << 19, check=_disk_full_files_load),
     # ---- resuming
     Case("resume-nothing-to-resume", _train("--resume"),
          ("--resume: no run under", "has a saved state to continue", "drop --resume")),
@@ -272,7 +272,7 @@ CASES = [
          ("resume weights", "epoch0001.pdparams cannot be loaded", "truncated or not a Paddle checkpoint",
           "rerun with --force"), tree="stopped"),
     Case("checkpoint-other-architecture", _with(_other_arch, _train("--resume")),
-         ("epoch0001.pdparams does not fit model AlexNet", "unexpected", "rerun with --force"), tree="stopped"),
+         ("epoch0001.pdparams does not fit model CifarResNet", "unexpected", "rerun with --force"), tree="stopped"),
     Case("checkpoint-not-a-checkpoint",
          _with(lambda c: c.write(RUN / "checkpoint" / "epoch0001.pdopt", "not a checkpoint\n"), _train("--resume")),
          ("resume optimizer state", "epoch0001.pdopt cannot be loaded", "rerun with --force"), tree="stopped"),

@@ -20,7 +20,8 @@ def mixed(module_tmp, cifar_subset):
     """out/mixed: alexnet (notebook preset) and resnet20, ba_resnet20 (cifar preset, SGD), seed 0."""
     root = module_tmp("cifar_recipe")
     data = small_cifar10(cifar_subset, root / "cifar-10-python.tar.gz", n_train=200, n_test=64)
-    engine.run_experiment(load_config(None, base=tiny_config(root, data, experiment="mixed")))
+    engine.run_experiment(load_config(None, base=tiny_config(root, data, experiment="mixed", models=["alexnet"],
+                                                              data={"transforms": "notebook"})))
     cifar = tiny_config(root, data, experiment="mixed", models=["resnet20", "ba_resnet20"],
                         data={"transforms": "cifar"}, optimizer={"name": "momentum", "lr": 0.05},
                         loss={"label_smoothing": 0.0})

@@ -412,6 +412,7 @@ def trained(tmp_path_factory, cifar_subset):
     tmp = tmp_path_factory.mktemp("trained")
     data = small_cifar10(cifar_subset, tmp / "cifar.tar.gz", n_train=200, n_test=N_TEST)  # real images, fewer
     cfg = load_config(None, base=tiny_config(tmp, data, models=["alexnet", "ba_alexnet"], seeds=[0, 1],
+                                             data={"transforms": "notebook"},
                                              train={"epochs": 1, "max_steps_per_epoch": 2}))
     run_experiment(cfg)
     return tmp / "out" / "tiny"

@@ -37,7 +37,7 @@ def _get(port, path, **params):
 @pytest.fixture(scope="module")
 def dashboard(module_tmp, small_cifar):
     tmp = module_tmp("vdl")
-    cfg = load_config(None, base=tiny_config(tmp, small_cifar, models=["alexnet", "ba_alexnet"],
+    cfg = load_config(None, base=tiny_config(tmp, small_cifar, models=["resnet20", "ba_resnet20"],
                                              train={"epochs": 2, "max_steps_per_epoch": 2, "log_every": 1}))
     engine.run_experiment(cfg)
     port = _free_port()
@@ -66,7 +66,7 @@ def dashboard(module_tmp, small_cifar):
 def test_every_run_appears_with_its_scalar_tags(dashboard):
     port, cfg = dashboard
     runs = set(_get(port, "runs"))
-    assert runs == {"tiny/alexnet/seed0", "tiny/ba_alexnet/seed0"}
+    assert runs == {"tiny/resnet20/seed0", "tiny/ba_resnet20/seed0"}
     tags = _get(port, "tags")
     for run in runs:
         history = json.loads((Path(cfg["output_dir"]) / run / "history.json").read_text())
@@ -87,7 +87,7 @@ def test_hparams_record_names_model_seed_and_final_metrics(dashboard):
     records = _get(port, "hparams/list")
     assert len(records) == 2
     by_model = {r["hparams"]["model"]: r for r in records}
-    assert set(by_model) == {"alexnet", "ba_alexnet"}
+    assert set(by_model) == {"resnet20", "ba_resnet20"}
     for model, record in by_model.items():
         history = json.loads((Path(cfg["output_dir"]) / "tiny" / model / "seed0" / "history.json").read_text())
         assert record["hparams"]["seed"] == 0 and record["hparams"]["lr"] == pytest.approx(2e-4)

@@ -126,7 +126,7 @@ def test_a_resumed_amp_run_continues_with_the_loss_scale_of_the_uninterrupted_on
     with pytest.raises(KeyboardInterrupt):
         engine.run_experiment(cfg("stopped"))
     monkeypatch.setattr(runs, "save_resume_state", save)
-    state = json.loads((runs.run_folder(cfg("stopped"), "alexnet", 0).state).read_text())
+    state = json.loads((runs.run_folder(cfg("stopped"), "resnet20", 0).state).read_text())
     assert state["scaler"]["scale"] == 1024.0 and state["scaler"]["incr_count"] == 3
     engine.run_experiment(cfg("stopped"), resume=True)
     resumed = gpu_scalers[-1].state_dict()

@@ -74,7 +74,7 @@ def test_only_rank_zero_writes(tmp_path, small_cifar, monkeypatch, rank):
     before = tree_snapshot(tmp_path)
     summaries = engine.run_experiment(cfg)
     assert summaries[0]["status"] == "finished"
-    folder = runs.run_folder(cfg, "alexnet", 0).root
+    folder = runs.run_folder(cfg, "resnet20", 0).root
     if rank == 1:
         assert tree_snapshot(tmp_path) == before
     else:

@@ -62,7 +62,7 @@ def _cfg(root, data):
 def ema_run(module_tmp, data):
     cfg = _cfg(module_tmp("straight"), data)
     engine.run_experiment(cfg)
-    return cfg, runs.run_folder(cfg, "alexnet", 0).root
+    return cfg, runs.run_folder(cfg, "resnet20", 0).root
 
 
 def test_the_average_is_evaluated_and_saved_beside_the_weights(ema_run, data):
@@ -75,9 +75,9 @@ def test_the_average_is_evaluated_and_saved_beside_the_weights(ema_run, data):
     assert h["best_ema_val_acc"] == max(emas) and h["best_ema_epoch"] == emas.index(max(emas)) + 1
     assert (folder / "best_ema.pdparams").is_file() and not (folder / "state.json").exists()
     # final_ema.pdparams scores the last epoch's recorded EMA loss on the validation split
-    model = build_model("alexnet", num_classes=10)
+    model = build_model("resnet20", num_classes=10)
     runs.load_weights(model, folder / "final_ema.pdparams")
-    loader = build_loader(*D.read_cifar10(data, "test"), D.preset("notebook").eval, 8, train=False)
+    loader = build_loader(*D.read_cifar10(data, "test"), D.preset("cifar").eval, 8, train=False)
     loss, acc = evaluate(model, loader, LabelSmoothingCrossEntropy(cfg["loss"]["label_smoothing"]))
     assert loss == pytest.approx(h["epochs"][-1]["ema_val_loss"], rel=1e-5)
     assert acc == pytest.approx(h["epochs"][-1]["ema_val_acc"], abs=1e-9)
@@ -99,7 +99,7 @@ def test_a_resumed_run_continues_the_same_average(ema_run, data, tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         engine.run_experiment(cfg)
     monkeypatch.setattr(runs, "save_resume_state", save)
-    folder = runs.run_folder(cfg, "alexnet", 0).root
+    folder = runs.run_folder(cfg, "resnet20", 0).root
     assert json.loads((folder / "state.json").read_text())["ema"].endswith(".ema.pdparams")
     engine.run_experiment(cfg, resume=True)
     assert strip_times(read_history(folder)) == strip_times(read_history(ema_run[1]))
@@ -112,7 +112,7 @@ def test_a_resumed_run_continues_the_same_average(ema_run, data, tmp_path, monke
 def test_compare_reports_the_average(ema_run):
     _, folder = ema_run
     h = read_history(folder)
-    summary = R.summarize(collect_runs(folder.parent.parent), "alexnet")
+    summary = R.summarize(collect_runs(folder.parent.parent), "resnet20")
     emas = [e["ema_val_acc"] for e in h["epochs"]]
     assert summary["rows"][0]["ema_acc_mean"] == max(emas)  # no hold-out: the best EMA val accuracy
     md = tables.markdown(summary)

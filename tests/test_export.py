@@ -38,7 +38,7 @@ def _tool_main():
 def tiny_run(tmp_path_factory, cifar_subset):
     """A finished BA-AlexNet run (notebook preset, 128 px): 1 epoch of 2 steps of 8 images."""
     tmp = tmp_path_factory.mktemp("export")
-    cfg = load_config(None, base=tiny_config(tmp, cifar_subset, models=["ba_alexnet"],
+    cfg = load_config(None, base=tiny_config(tmp, cifar_subset, models=["ba_alexnet"], data={"transforms": "notebook"},
                                              train={"epochs": 1, "max_steps_per_epoch": 2, "path": "dygraph"}))
     engine.run_experiment(cfg)
     return Path(cfg["output_dir"]) / "tiny" / "ba_alexnet" / "seed0"

@@ -132,7 +132,7 @@ def test_train_log_gets_info_lines_whatever_level_paddle_left_on_the_root_logger
     data = small_cifar10(cifar_subset, tmp_path / "cifar-10-python.tar.gz")
     cfg = load_config(None, base=tiny_config(tmp_path, data, train={"epochs": 1, "max_steps_per_epoch": 1}))
     engine.run_experiment(cfg)
-    log = (runs.run_folder(cfg, "alexnet", 0).root / "train.log").read_text()
+    log = (runs.run_folder(cfg, "resnet20", 0).root / "train.log").read_text()
     assert "epoch 1/1" in log, log
 
 

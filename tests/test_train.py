@@ -24,7 +24,7 @@ def _run(tmp_path, data_file, resume=False, force=False, **sections):
     return cfg, engine.run_experiment(cfg, resume=resume, force=force)
 
 
-def _folder(cfg, model="alexnet", seed=0):
+def _folder(cfg, model="resnet20", seed=0):
     return runs.run_folder(cfg, model, seed).root
 
 
@@ -48,11 +48,11 @@ def test_run_writes_every_file_with_sane_values(finished_run):
     assert not (folder / "state.json").exists()  # the resume checkpoint is dropped once final.* exist
     assert len(list((folder / "vdl").glob("vdlrecords*"))) == 1  # one log file: VisualDL shows one run
     saved = load_config(folder / "config.yaml")
-    assert saved["train"] == cfg["train"] and saved["models"] == ["alexnet"] and saved["seeds"] == [0]
+    assert saved["train"] == cfg["train"] and saved["models"] == ["resnet20"] and saved["seeds"] == [0]
 
     h = read_history(folder)
     assert {"model", "seed", "status", "best_val_acc", "best_epoch", "epochs", "iters"} <= set(h)
-    assert (h["model"], h["seed"], h["status"]) == ("alexnet", 0, "finished")
+    assert (h["model"], h["seed"], h["status"]) == ("resnet20", 0, "finished")
     assert [e["epoch"] for e in h["epochs"]] == [1, 2]
     for e in h["epochs"]:
         assert set(e) == EPOCH_KEYS
@@ -76,9 +76,9 @@ def test_final_weights_reproduce_the_logged_val_accuracy(finished_run, small_cif
     from ba_net import data as D
     from ba_net.train.loss import LabelSmoothingCrossEntropy
 
-    model = build_model("alexnet", num_classes=10)
+    model = build_model("resnet20", num_classes=10)
     model.set_state_dict(paddle.load(str(folder / "final.pdparams")))
-    loader = loading.build_loader(*D.read_cifar10(small_cifar, "test"), D.eval_transform, 64, train=False)
+    loader = loading.build_loader(*D.read_cifar10(small_cifar, "test"), D.preset("cifar").eval, 64, train=False)
     loss, acc = loops.evaluate(model, loader, LabelSmoothingCrossEntropy(0.1))
     last = read_history(folder)["epochs"][-1]
     assert acc == pytest.approx(last["val_acc"]) and loss == pytest.approx(last["val_loss"], rel=1e-5)
@@ -169,7 +169,7 @@ def test_mixup_trains_with_soft_targets(tmp_path, small_cifar, monkeypatch):
 
     monkeypatch.setattr(loading, "mixup", mixup)
     monkeypatch.setattr(loops, "_step", step)
-    cfg, summaries = _run(tmp_path, small_cifar, data={"mixup_alpha": 0.4, "transforms": "plain"},
+    cfg, summaries = _run(tmp_path, small_cifar, data={"mixup_alpha": 0.4},
                           train={"epochs": 1})
     h = read_history(_folder(cfg))
     assert h["status"] == "finished" and 0 <= h["epochs"][0]["train_acc"] <= 1
