@@ -33,8 +33,8 @@ def _config(tmp, data_file, models, out):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, cifar_subset):
-    tmp = tmp_path_factory.mktemp("attn")
+def trained(module_tmp, cifar_subset):
+    tmp = module_tmp("attn")
     cfg = _config(tmp, cifar_subset, MODELS, tmp / "out")
     engine.run_experiment(cfg)
     return cfg

@@ -405,11 +405,11 @@ def test_throughput_excludes_warmup_and_takes_the_median():
 N_TEST = 200
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, cifar_subset):
+def trained(module_tmp, cifar_subset):
     from ba_net.config import load_config
     from ba_net.train.engine import run_experiment
 
-    tmp = tmp_path_factory.mktemp("trained")
+    tmp = module_tmp("trained")
     data = small_cifar10(cifar_subset, tmp / "cifar.tar.gz", n_train=200, n_test=N_TEST)  # real images, fewer
     cfg = load_config(None, base=tiny_config(tmp, data, models=["alexnet", "ba_alexnet"], seeds=[0, 1],
                                              data={"transforms": "notebook"},

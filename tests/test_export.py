@@ -35,9 +35,9 @@ def _tool_main():
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, cifar_subset):
+def tiny_run(module_tmp, cifar_subset):
     """A finished BA-AlexNet run (notebook preset, 128 px): 1 epoch of 2 steps of 8 images."""
-    tmp = tmp_path_factory.mktemp("export")
+    tmp = module_tmp("export")
     cfg = load_config(None, base=tiny_config(tmp, cifar_subset, models=["ba_alexnet"], data={"transforms": "notebook"},
                                              train={"epochs": 1, "max_steps_per_epoch": 2, "path": "dygraph"}))
     engine.run_experiment(cfg)

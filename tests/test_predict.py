@@ -34,10 +34,10 @@ def _tool_main():
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, cifar_subset):
+def runs(module_tmp, cifar_subset):
     """{preset: (run folder, export folder)}: AlexNet on the notebook preset (128 px) and
     ResNet-20 on the cifar preset (32 px), each 1 epoch of 2 steps, exported (best weights)."""
-    tmp = tmp_path_factory.mktemp("predict")
+    tmp = module_tmp("predict")
     out = {}
     for model, preset in (("alexnet", "notebook"), ("resnet20", "cifar")):
         cfg = load_config(None, base=tiny_config(tmp, cifar_subset, experiment=f"tiny_{preset}", models=[model],
