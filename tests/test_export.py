@@ -35,10 +35,10 @@ def _tool_main():
 
 
 @pytest.fixture(scope="module")
-def tiny_run(module_tmp, cifar_subset):
+def tiny_run(module_tmp, small_cifar):
     """A finished BA-AlexNet run (notebook preset, 128 px): 1 epoch of 2 steps of 8 images."""
     tmp = module_tmp("export")
-    cfg = load_config(None, base=tiny_config(tmp, cifar_subset, models=["ba_alexnet"], data={"transforms": "notebook"},
+    cfg = load_config(None, base=tiny_config(tmp, small_cifar, models=["ba_alexnet"], data={"transforms": "notebook"},
                                              train={"epochs": 1, "max_steps_per_epoch": 2, "path": "dygraph"}))
     engine.run_experiment(cfg)
     return Path(cfg["output_dir"]) / "tiny" / "ba_alexnet" / "seed0"
@@ -55,7 +55,7 @@ def _leftovers(folder: Path):
     return [p.name for p in folder.iterdir() if p.name.startswith(".")] if folder.is_dir() else []
 
 
-def test_export_writes_model_and_spec_and_parity_passes(exported, tiny_run, cifar_subset):
+def test_export_writes_model_and_spec_and_parity_passes(exported, tiny_run, small_cifar):
     proc, out = exported
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == ["export.json", "inference.json", "inference.pdiparams",
@@ -75,7 +75,7 @@ def test_export_writes_model_and_spec_and_parity_passes(exported, tiny_run, cifa
     assert spec["files"] == {"model": "inference.json", "params": "inference.pdiparams", "config": "inference.yml",
                              "onnx": None}
     parity = spec["parity"]
-    assert parity["passed"] and parity["images"] == 64 and parity["data_file"] == str(cifar_subset)
+    assert parity["passed"] and parity["images"] == 64 and parity["data_file"] == str(small_cifar)
     assert parity["tolerance"] == pytest.approx(1e-4 * max(1.0, parity["logit_scale"]))
     assert parity["max_abs_diff"] < 1e-5 * max(1.0, parity["logit_scale"])  # measured ~1e-6 relative
     assert parity["max_prob_diff"] < 1e-5 and parity["top1_agree"] == 64

@@ -34,13 +34,13 @@ def _tool_main():
 
 
 @pytest.fixture(scope="module")
-def runs(module_tmp, cifar_subset):
+def runs(module_tmp, small_cifar):
     """{preset: (run folder, export folder)}: AlexNet on the notebook preset (128 px) and
     ResNet-20 on the cifar preset (32 px), each 1 epoch of 2 steps, exported (best weights)."""
     tmp = module_tmp("predict")
     out = {}
     for model, preset in (("alexnet", "notebook"), ("resnet20", "cifar")):
-        cfg = load_config(None, base=tiny_config(tmp, cifar_subset, experiment=f"tiny_{preset}", models=[model],
+        cfg = load_config(None, base=tiny_config(tmp, small_cifar, experiment=f"tiny_{preset}", models=[model],
                                                  data={"transforms": preset},
                                                  train={"epochs": 1, "max_steps_per_epoch": 2, "path": "dygraph"}))
         engine.run_experiment(cfg)
@@ -66,9 +66,9 @@ def _read_csv(path):
 
 
 @pytest.mark.parametrize("preset", ["notebook", "cifar"])
-def test_export_and_run_weights_give_the_dygraph_top1(preset, runs, cifar_subset, tmp_path):
+def test_export_and_run_weights_give_the_dygraph_top1(preset, runs, small_cifar, tmp_path):
     run, export = runs[preset]
-    images, labels = D.read_cifar10(cifar_subset, "test")
+    images, labels = D.read_cifar10(small_cifar, "test")  # the runs' test split (64 images)
     expected = _dygraph_argmax(run, preset, images[:N])
     for model in (export, run):
         csv_path = tmp_path / model.name / "predictions.csv"
@@ -76,7 +76,7 @@ def test_export_and_run_weights_give_the_dygraph_top1(preset, runs, cifar_subset
                          "--out", str(csv_path.parent)])
         assert proc.returncode == 0, proc.stderr
         rows = _read_csv(csv_path)
-        assert [r["image"] for r in rows] == [f"test[{i:03d}]" for i in range(N)]
+        assert [r["image"] for r in rows] == [f"test[{i:02d}]" for i in range(N)]
         assert [int(r["top1_index"]) for r in rows] == expected.tolist()
         assert [r["true_class"] for r in rows] == [D.CIFAR10_CLASSES[c] for c in labels[:N]]
         assert "img/s end to end" in proc.stdout and f"{N} images" in proc.stdout
