@@ -17,16 +17,14 @@ from typing import Optional
 from ba_net.files import read_json
 from ba_net.errors import RunStateError
 from ba_net.runs.results import by_model
-from ba_net.runs.folder import RunFolder
+from ba_net.runs.folder import DATA_LOCATION_KEYS, RunFolder
 
 logger = logging.getLogger(__name__)
 
 # Config keys that may differ between the seeds of a model without changing what a run computes
 # (paddle_version is reported on its own). Unlike the engine's resume check, train.path is
 # compared: dygraph and static graph are different programs.
-IGNORED_KEYS = {("models",), ("seeds",), ("seed",), ("output_dir",), ("device",), ("paddle_version",),
-                ("data", "data_file"), ("data", "data_dir"), ("data", "download_url"), ("data", "num_workers"),
-                ("data", "eval_num_workers")}
+IGNORED_KEYS = {("models",), ("seeds",), ("seed",), ("output_dir",), ("device",), ("paddle_version",)} | DATA_LOCATION_KEYS
 NOT_RECORDED = "not recorded"
 
 

@@ -33,10 +33,13 @@ HELD_OUT_KEYS = ("test_loss", "test_acc")  # epochs of a run with data.val_split
 OPTIONAL_KEYS = HELD_OUT_KEYS + ("ema_val_loss", "ema_val_acc", "ema_test_loss", "ema_test_acc")  # and train.ema_decay
 TRAIN_FIX = "rerun with --force to start the run over"  # what the engine's errors about a run folder advise
 COMPARE_FIX = "delete the run folder or rerun it with --force"  # and compare's
+# Where a run's data lives and how it is loaded: a tarball or image folder moved or read from
+# another disk is the same data (resume and compare's reproducibility check both ignore these).
+DATA_LOCATION_KEYS = {("data", "data_file"), ("data", "data_dir"), ("data", "download_url"), ("data", "num_workers"),
+                      ("data", "eval_num_workers")}
 # Keys that may differ between a run's saved config and the current one without changing what
-# the run computes (where the data lives, how it is loaded, which other runs are in the ablation).
-NEUTRAL_KEYS = {("models",), ("seeds",), ("output_dir",), ("device",), ("data", "data_file"), ("data", "data_dir"),
-                ("data", "download_url"), ("data", "num_workers"), ("data", "eval_num_workers"), ("train", "path")}
+# the run computes (where the data lives, which other runs are in the ablation, the path).
+NEUTRAL_KEYS = {("models",), ("seeds",), ("output_dir",), ("device",), ("train", "path")} | DATA_LOCATION_KEYS
 
 
 @dataclass
