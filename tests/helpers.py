@@ -49,38 +49,77 @@ def run_tool(args, env_extra=None, timeout=600, cwd=REPO, **popen):
                           timeout=timeout, stdin=subprocess.DEVNULL, **popen)
 
 
-_SERVER = []
+# Variables read when Paddle or ba_net is imported (Paddle's DATA_HOME comes from HOME, thread and
+# flag settings from OMP_* / MKL_* / FLAGS_* / GLOG_*): a call that sets one needs a fresh interpreter.
+IMPORT_TIME_ENV = ("HOME", "OMP_", "MKL_", "FLAGS_", "GLOG_", "PYTHON", "CUDA_", "BA_NET_")
+_SERVER = {}
+_SERVER_LOCK = threading.Lock()
+
+
+def _stop_server():
+    proc = _SERVER.pop("proc", None)
+    if proc is not None and proc.poll() is None:
+        proc.stdin.close()  # the server ends when its stdin closes
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def forked_tool(args, env_extra=None, timeout=600, cwd=REPO, fsize=None):
     """``run_tool`` for tests that call a tool many times about its answer, not about start-up: the
     script runs in a child forked from tests/tool_server.py, which has imported ba_net and Paddle
-    once (a fresh interpreter spends ~2 s on that). ``args[0]`` is the script; ``fsize`` caps the
-    size of files the child may write (RLIMIT_FSIZE). Returns a CompletedProcess (text)."""
+    once (~1.5 s of a fresh interpreter go to importing Paddle and tearing it down). ``args[0]`` is
+    the script; ``fsize`` caps the size of files the child may write (RLIMIT_FSIZE). A call whose
+    ``env_extra`` sets a variable read at import time (IMPORT_TIME_ENV) runs in a fresh interpreter
+    (``run_tool``). Returns a CompletedProcess (text)."""
+    import atexit
     import json
     import signal
     import tempfile
 
-    if not _SERVER or _SERVER[0].poll() is not None:
-        env = {k: v for k, v in os.environ.items() if k != "BA_NET_CIFAR10"}
-        _SERVER[:] = [subprocess.Popen([sys.executable, str(REPO / "tests" / "tool_server.py")], cwd=REPO, env=env,
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)]
-    server = _SERVER[0]
+    if any(k.startswith(IMPORT_TIME_ENV) for k in env_extra or {}):
+        import resource
+
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))) if fsize else None
+        return run_tool(list(args), env_extra=env_extra, timeout=timeout, cwd=cwd, preexec_fn=limit)
     env = {k: v for k, v in os.environ.items() if k != "BA_NET_CIFAR10"}
     env.update(env_extra or {})
-    with tempfile.TemporaryDirectory(prefix="ba_net_tool_") as tmp:
+    with _SERVER_LOCK, tempfile.TemporaryDirectory(prefix="ba_net_tool_") as tmp:
+        if "proc" not in _SERVER or _SERVER["proc"].poll() is not None:
+            _SERVER["proc"] = subprocess.Popen(
+                [sys.executable, str(REPO / "tests" / "tool_server.py")], cwd=REPO, text=True, bufsize=1,
+                env={k: v for k, v in os.environ.items() if k != "BA_NET_CIFAR10"},
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            atexit.register(_stop_server)
+        server = _SERVER["proc"]
         out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
         request = {"argv": [str(REPO / args[0]), *map(str, args[1:])], "cwd": str(cwd), "env": env,
                    "stdout": str(out), "stderr": str(err), "fsize": fsize}
-        server.stdin.write(json.dumps(request) + "\n")
-        pid = json.loads(server.stdout.readline())["pid"]
-        timer = threading.Timer(timeout, os.kill, (pid, signal.SIGKILL))
-        timer.start()
+        timed_out = []
+
+        def kill(pid):
+            timed_out.append(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
         try:
-            code = json.loads(server.stdout.readline())["returncode"]
-        finally:
-            timer.cancel()
-        if code == -signal.SIGKILL:
+            server.stdin.write(json.dumps(request) + "\n")
+            pid = json.loads(server.stdout.readline())["pid"]
+            timer = threading.Timer(timeout, kill, (pid,))
+            timer.start()
+            try:
+                code = json.loads(server.stdout.readline())["returncode"]
+            finally:
+                timer.cancel()
+        except BaseException:  # an interrupted or broken exchange: the next call starts a new server
+            server.kill()
+            _SERVER.pop("proc", None)
+            raise
+        if timed_out:
             raise subprocess.TimeoutExpired(args, timeout)
         return subprocess.CompletedProcess(args, code, out.read_text(errors="replace"), err.read_text(errors="replace"))
 

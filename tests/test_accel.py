@@ -49,7 +49,7 @@ from ba_net.accel.inference import InferenceRunner, export_for_inference
 from ba_net.train.loss import LabelSmoothingCrossEntropy
 from ba_net.train.optim import build_optimizer
 from ba_net.accel.static_train import StaticTrainer
-from helpers import run_tool
+from helpers import run_tool, tool_main
 
 BATCH = 8
 STEPS = 3
@@ -373,14 +373,25 @@ def test_benchmark_resnet_suite_measures_each_model_and_bas_overhead(tmp_path):
     assert "ba_resnet20's overhead over resnet20" in proc.stdout
 
 
-def test_benchmark_resnet_suite_gives_the_224_px_models_their_size_and_small_batch():
-    """--resnet's default models: ResNet-50 and BA-ResNet-50 at 224 px with the large-input batch
-    (what each measuring subprocess is told), their MACs at that size; nothing timed."""
+def test_benchmark_resnet_suite_gives_the_224_px_models_their_size_and_small_batch(tmp_path, monkeypatch):
+    """--resnet without --models: the four ResNets; ResNet-50 and BA-ResNet-50 at 224 px with the
+    large-input batch (what each measuring subprocess is told), their MACs at that size; nothing
+    timed (the run itself is stopped before it measures)."""
+    from ba_net.bench import benchmark
     from ba_net.bench.benchmark import plan_models
-    from ba_net.bench.rows import RESNET_MODELS, Settings
+    from ba_net.errors import ConfigError
 
-    assert RESNET_MODELS == ("resnet20", "ba_resnet20", "resnet50", "ba_resnet50")
-    settings = Settings.quick_settings(models=("resnet50", "ba_resnet50"), suite="resnet")
+    asked = []
+
+    def stop(settings):
+        asked.append(settings)
+        raise ConfigError("stopped by the test before measuring")
+
+    monkeypatch.setattr(benchmark, "run_benchmark", stop)
+    assert tool_main("benchmark", ["--quick", "--resnet", "--out", str(tmp_path)]) == 2
+    [settings] = asked
+    assert settings.models == ("resnet20", "ba_resnet20", "resnet50", "ba_resnet50") and settings.suite == "resnet"
+    settings.models = ("resnet50", "ba_resnet50")
     plan = plan_models(settings)
     assert plan["input"] == {m: {"image_size": 224, "batch_size": 2} for m in ("resnet50", "ba_resnet50")}
     assert plan["settings"]["image_sizes"] == {"resnet50": 224, "ba_resnet50": 224}

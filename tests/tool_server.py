@@ -1,35 +1,49 @@
 """A process that imports ba_net, Paddle and the tools' commands once, then forks one child per
 ``tools/*.py`` call (:func:`helpers.forked_tool`): the child runs the script as ``__main__`` with
-the call's argv, environment, working folder and stdout / stderr files, runs the atexit handlers
-(logging's shutdown among them) and flushes its output as a fresh interpreter would, then ends
-without tearing the interpreter's modules down. What a child does not redo is importing Paddle
-and that teardown (~1.5 s of every fresh interpreter, ~0.5 s of it the teardown), so tests that run a tool many times to check its answer
-to bad input use it; tests about what happens at import time (thread set-up, an old Paddle, the
-first lines a tool prints) start a fresh interpreter instead (``helpers.run_tool``).
+the call's argv, environment, working folder and stdout / stderr files, joins its threads, runs
+the atexit handlers (logging's shutdown among them) and flushes its output (C stdio included) as
+a fresh interpreter would, then ends without tearing the interpreter's modules down. What a
+child does not redo is importing Paddle and that teardown (~1.5 s of a fresh interpreter, ~0.5 s
+of it the teardown), so tests that run a tool many times to check its answer to bad input use it.
+Variables read while Paddle is imported (HOME for its data folder, thread and flag settings)
+cannot change in a child: helpers.forked_tool sends calls that set them to a fresh interpreter,
+and tests about start-up (thread set-up, an old Paddle, the first lines a tool prints) use one
+(``helpers.run_tool``).
 
 Protocol, one JSON object per line: a request on stdin ({argv, cwd, env, stdout, stderr, fsize}),
-then two replies on stdout: {"pid": child} when forked and {"returncode": code} when it ended.
+then two replies on stdout: {"pid": child} when forked and {"returncode": code} when it ended;
+the server ends when its stdin closes.
 """
 import atexit
+import ctypes
 import gc
 import json
 import os
 import resource
 import runpy
 import sys
+import threading
 import traceback
 
-import ba_net  # noqa: F401  (thread set-up, before Paddle loads)
-import paddle  # noqa: F401
-from ba_net import cli  # noqa: F401
-from ba_net.deploy import command as deploy_command  # noqa: F401
-from ba_net.report import command as report_command  # noqa: F401
-from ba_net.train import command as train_command  # noqa: F401
+# The replies go to a copy of fd 1; fd 1 itself points at /dev/null until a child takes it over,
+# so nothing printed while Paddle loads can end up in the protocol.
+_REPLIES = os.fdopen(os.dup(1), "w", buffering=1)
+_null = os.open(os.devnull, os.O_WRONLY)
+os.dup2(_null, 1)
+os.close(_null)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's ba_net
+
+import ba_net  # noqa: E402,F401  (thread set-up, before Paddle loads)
+import paddle  # noqa: E402,F401
+from ba_net import cli  # noqa: E402,F401
+from ba_net.deploy import command as deploy_command  # noqa: E402,F401
+from ba_net.report import command as report_command  # noqa: E402,F401
+from ba_net.train import command as train_command  # noqa: E402,F401
 
 
 def _reply(obj) -> None:
-    sys.__stdout__.write(json.dumps(obj) + "\n")
-    sys.__stdout__.flush()
+    _REPLIES.write(json.dumps(obj) + "\n")
+    _REPLIES.flush()
 
 
 def _child(request: dict) -> int:
@@ -39,6 +53,7 @@ def _child(request: dict) -> int:
     os.environ.update(request["env"])
     if request.get("fsize"):
         resource.setrlimit(resource.RLIMIT_FSIZE, (request["fsize"], request["fsize"]))
+    _REPLIES.close()  # the child never replies
     for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, request["stdout"], os.O_WRONLY | os.O_CREAT),
                             (2, request["stderr"], os.O_WRONLY | os.O_CREAT)):
         opened = os.open(path, flags)
@@ -76,7 +91,9 @@ def serve() -> int:
 
 if __name__ == "__main__":
     code = serve()
+    threading._shutdown()  # as at interpreter exit: non-daemon threads joined, their exit hooks run
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
+    ctypes.CDLL(None).fflush(None)  # what C code (Paddle's) buffered in its stdio
     os._exit(code)
