@@ -1,4 +1,5 @@
 """Shared helpers for the tests: tiny configs and run-folder readers."""
+import atexit
 import json
 import os
 import subprocess
@@ -40,12 +41,18 @@ def strip_times(history):
     return h
 
 
+def tool_env(extra=None) -> dict:
+    """This process's environment without $BA_NET_CIFAR10 (a tool must not find the full data set
+    through it), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "BA_NET_CIFAR10"}
+    env.update(extra or {})
+    return env
+
+
 def run_tool(args, env_extra=None, timeout=600, cwd=REPO, **popen):
     """Run a tools/ script in a fresh interpreter; returns CompletedProcess (text). ``popen``
     goes to subprocess.run (e.g. preexec_fn)."""
-    env = {k: v for k, v in os.environ.items() if k != "BA_NET_CIFAR10"}
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable] + args, cwd=cwd, env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable] + args, cwd=cwd, env=tool_env(env_extra), capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, **popen)
 
 
@@ -67,6 +74,9 @@ def _stop_server():
             proc.wait()
 
 
+atexit.register(_stop_server)  # a no-op when no server was started
+
+
 def forked_tool(args, env_extra=None, timeout=600, cwd=REPO, fsize=None):
     """``run_tool`` for tests that call a tool many times about its answer, not about start-up: the
     script runs in a child forked from tests/tool_server.py, which has imported ba_net and Paddle
@@ -74,7 +84,6 @@ def forked_tool(args, env_extra=None, timeout=600, cwd=REPO, fsize=None):
     the script; ``fsize`` caps the size of files the child may write (RLIMIT_FSIZE). A call whose
     ``env_extra`` sets a variable read at import time (IMPORT_TIME_ENV) runs in a fresh interpreter
     (``run_tool``). Returns a CompletedProcess (text)."""
-    import atexit
     import json
     import signal
     import tempfile
@@ -84,15 +93,12 @@ def forked_tool(args, env_extra=None, timeout=600, cwd=REPO, fsize=None):
 
         limit = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))) if fsize else None
         return run_tool(list(args), env_extra=env_extra, timeout=timeout, cwd=cwd, preexec_fn=limit)
-    env = {k: v for k, v in os.environ.items() if k != "BA_NET_CIFAR10"}
-    env.update(env_extra or {})
+    env = tool_env(env_extra)
     with _SERVER_LOCK, tempfile.TemporaryDirectory(prefix="ba_net_tool_") as tmp:
         if "proc" not in _SERVER or _SERVER["proc"].poll() is not None:
             _SERVER["proc"] = subprocess.Popen(
                 [sys.executable, str(REPO / "tests" / "tool_server.py")], cwd=REPO, text=True, bufsize=1,
-                env={k: v for k, v in os.environ.items() if k != "BA_NET_CIFAR10"},
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            atexit.register(_stop_server)
+                env=tool_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         server = _SERVER["proc"]
         out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
         request = {"argv": [str(REPO / args[0]), *map(str, args[1:])], "cwd": str(cwd), "env": env,

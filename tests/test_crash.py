@@ -23,7 +23,7 @@ import yaml
 from ba_net.train import engine
 from ba_net.files import is_temp_file
 from ba_net.config import load_config
-from helpers import REPO, read_history, small_cifar10, strip_times, tool_main, tree_snapshot
+from helpers import REPO, read_history, small_cifar10, strip_times, tool_env, tool_main, tree_snapshot
 
 SOAK = os.environ.get("BA_NET_SOAK") == "1"
 KILLS = 20 if SOAK else 5
@@ -58,7 +58,7 @@ class _Trainer:
     def start(self, flags):
         self.attempts += 1
         self.log = self.logs / f"attempt{self.attempts:02d}.log"
-        env = {k: v for k, v in os.environ.items() if k != "BA_NET_CIFAR10"}
+        env = tool_env()
         with open(self.log, "wb") as out:
             return subprocess.Popen([sys.executable, "tools/train.py", "-c", str(self.config), *flags], cwd=REPO,
                                     env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

@@ -10,7 +10,7 @@ import time
 import yaml
 
 from ba_net.runs.lock import RunLock, holder, lock_path
-from helpers import REPO, read_history, small_cifar10
+from helpers import REPO, read_history, small_cifar10, tool_env
 
 
 def _config(tmp_path, data, seeds, epochs=3):
@@ -23,7 +23,7 @@ def _config(tmp_path, data, seeds, epochs=3):
 
 
 def _start(config, log):
-    env = {k: v for k, v in os.environ.items() if k != "BA_NET_CIFAR10"}
+    env = tool_env()
     return subprocess.Popen([sys.executable, "tools/train.py", "-c", str(config)], cwd=REPO, env=env,
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 

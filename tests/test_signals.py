@@ -2,7 +2,6 @@
 line, exit 130 / 143, the run recorded as interrupted with its lock released, and --resume gives
 exactly the run that was never stopped. Real processes, real signals."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import numpy as np
 import paddle
 import pytest
 
-from helpers import REPO, strip_times
+from helpers import REPO, strip_times, tool_env
 
 RUN = ("quick", "resnet20", "seed0")
 
@@ -24,13 +23,9 @@ def _args(data, out):
             "-o", "data.num_workers=0", "-o", "optimizer.name=momentum", "-o", "optimizer.lr=0.01"]
 
 
-def _env():
-    return {k: v for k, v in os.environ.items() if k != "BA_NET_CIFAR10"}
-
-
 def _stopped_run(data, out, signum):
     """tools/train.py sent ``signum`` once the first epoch's checkpoint is saved."""
-    proc = subprocess.Popen(_args(data, out), cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(_args(data, out), cwd=REPO, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     state = out.joinpath(*RUN, "state.json")
     deadline = time.time() + 300
@@ -46,7 +41,8 @@ def _stopped_run(data, out, signum):
 def straight(module_tmp, small_cifar):
     """The run never stopped, trained once for both signals."""
     out = module_tmp("straight")
-    proc = subprocess.run(_args(small_cifar, out), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(_args(small_cifar, out), cwd=REPO, env=tool_env(), capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out
 
@@ -68,11 +64,11 @@ def test_a_signal_stops_training_in_one_line_and_resume_gives_the_unstopped_run(
     assert not list(folder.parent.glob(".seed0.lock")), "the run lock was not released"
     assert len(history["epochs"]) >= 1 and (folder / "state.json").is_file()
 
-    again = subprocess.run(_args(small_cifar, stopped), cwd=REPO, env=_env(), capture_output=True, text=True,
+    again = subprocess.run(_args(small_cifar, stopped), cwd=REPO, env=tool_env(), capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 2 and "rerun with --resume" in again.stderr  # not silently restarted
 
-    resumed = subprocess.run(_args(small_cifar, stopped) + ["--resume"], cwd=REPO, env=_env(), capture_output=True,
+    resumed = subprocess.run(_args(small_cifar, stopped) + ["--resume"], cwd=REPO, env=tool_env(), capture_output=True,
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     want = json.loads(straight.joinpath(*RUN, "history.json").read_text())
