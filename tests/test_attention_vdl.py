@@ -33,9 +33,11 @@ def _config(tmp, data_file, models, out):
 
 
 @pytest.fixture(scope="module")
-def trained(module_tmp, cifar_subset):
+def trained(module_tmp, small_cifar):
+    """ba_resnet20 and resnet20_se on the 200 / 64 image copy of the sample (the probe's fixed batch
+    is the first 32 test images)."""
     tmp = module_tmp("attn")
-    cfg = _config(tmp, cifar_subset, MODELS, tmp / "out")
+    cfg = _config(tmp, small_cifar, MODELS, tmp / "out")
     engine.run_experiment(cfg)
     return cfg
 
@@ -101,9 +103,9 @@ def test_histogram_matches_an_independent_computation(trained):
         assert list(logged.hist) == hist.tolist(), name
 
 
-def test_training_is_unchanged_by_the_logging(trained, tmp_path, cifar_subset, monkeypatch):
+def test_training_is_unchanged_by_the_logging(trained, tmp_path, small_cifar, monkeypatch):
     monkeypatch.setattr(dashboard, "log_probe", lambda *a, **k: None)
-    cfg = _config(tmp_path, cifar_subset, ["ba_resnet20"], tmp_path / "without")
+    cfg = _config(tmp_path, small_cifar, ["ba_resnet20"], tmp_path / "without")
     engine.run_experiment(cfg)
     without = runs.run_folder(cfg, "ba_resnet20", 0).root
     assert "histogram" not in _reader(cfg, "ba_resnet20").get_tags()  # the probe really was off
