@@ -22,7 +22,7 @@ from ba_net.deploy import parity as P
 from ba_net.deploy.predict import softmax
 from ba_net.config import load_config
 from ba_net.models import build_model
-from helpers import REPO, read_history, run_tool, tiny_config
+from helpers import REPO, forked_tool, read_history, tiny_config
 
 TOOL = REPO / "tools" / "export.py"
 
@@ -46,8 +46,9 @@ def tiny_run(module_tmp, small_cifar):
 
 @pytest.fixture(scope="module")
 def exported(tiny_run):
-    """tools/export.py on the tiny run, default folder: (CompletedProcess, export folder)."""
-    proc = run_tool([str(TOOL), str(tiny_run)])
+    """tools/export.py on the tiny run, default folder: (CompletedProcess, export folder). The tool
+    runs in a child forked from tests/tool_server.py (the tests are about its answer, not its start-up)."""
+    proc = forked_tool([str(TOOL), str(tiny_run)])
     return proc, tiny_run.parents[2] / "export" / "tiny-ba_alexnet-seed0-best"
 
 
@@ -147,14 +148,14 @@ def test_corrupted_params_fail_the_check(exported, tmp_path):
     assert np.all(np.isfinite(tail)) and 0 < np.abs(tail).max() < 1  # weights, not a header
     data[-4096:] = (tail + np.float32(0.01) * np.where(np.arange(tail.size) % 2, -1, 1).astype(np.float32)).tobytes()
     (bad / "inference.pdiparams").write_bytes(bytes(data))
-    proc = run_tool([str(TOOL), "--verify", str(bad)])
+    proc = forked_tool([str(TOOL), "--verify", str(bad)])
     assert proc.returncode == 1, proc.stdout + proc.stderr
     err = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(err) == 1 and "parity check failed" in err[0] and "max |log-prob diff|" in err[0]
     (bad / "inference.pdiparams").write_bytes(bytes(data[: len(data) // 2]))
-    proc = run_tool([str(TOOL), "--verify", str(bad)])
+    proc = forked_tool([str(TOOL), "--verify", str(bad)])
     assert proc.returncode == 1 and "parity check failed" in proc.stderr
-    proc = run_tool([str(TOOL), "--verify", str(out)])  # the good one still passes
+    proc = forked_tool([str(TOOL), "--verify", str(out)])  # the good one still passes
     assert proc.returncode == 0 and ": pass;" in proc.stdout
 
 

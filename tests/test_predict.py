@@ -20,7 +20,7 @@ from ba_net.config import load_config
 from ba_net.deploy.export import export_run
 from ba_net.models import build_model
 from ba_net.deploy.predict import csv_columns, file_items, load_classifier, predict_items, split_items
-from helpers import REPO, run_tool, tiny_config
+from helpers import REPO, forked_tool, tiny_config
 
 TOOL = REPO / "tools" / "predict.py"
 N = 24  # test images classified
@@ -36,7 +36,8 @@ def _tool_main():
 @pytest.fixture(scope="module")
 def runs(module_tmp, small_cifar):
     """{preset: (run folder, export folder)}: AlexNet on the notebook preset (128 px) and
-    ResNet-20 on the cifar preset (32 px), each 1 epoch of 2 steps, exported (best weights)."""
+    ResNet-20 on the cifar preset (32 px), each 1 epoch of 2 steps, exported (best weights; the
+    export's parity check on 8 images: tests/test_export.py checks the parity itself)."""
     tmp = module_tmp("predict")
     out = {}
     for model, preset in (("alexnet", "notebook"), ("resnet20", "cifar")):
@@ -45,7 +46,7 @@ def runs(module_tmp, small_cifar):
                                                  train={"epochs": 1, "max_steps_per_epoch": 2, "path": "dygraph"}))
         engine.run_experiment(cfg)
         run = Path(cfg["output_dir"]) / f"tiny_{preset}" / model / "seed0"
-        out[preset] = (run, Path(export_run(run)["export_dir"]))
+        out[preset] = (run, Path(export_run(run, parity_images=8)["export_dir"]))
     return out
 
 
@@ -72,7 +73,7 @@ def test_export_and_run_weights_give_the_dygraph_top1(preset, runs, small_cifar,
     expected = _dygraph_argmax(run, preset, images[:N])
     for model in (export, run):
         csv_path = tmp_path / model.name / "predictions.csv"
-        proc = run_tool([str(TOOL), "-m", str(model), "--test-split", "--limit", str(N), "--batch-size", "10",
+        proc = forked_tool([str(TOOL), "-m", str(model), "--test-split", "--limit", str(N), "--batch-size", "10",
                          "--out", str(csv_path.parent)])
         assert proc.returncode == 0, proc.stderr
         rows = _read_csv(csv_path)
@@ -108,7 +109,7 @@ def test_folder_with_a_non_image_warns_once_and_predicts_the_rest(runs, cifar_su
         cv2.imwrite(str(folder / f"img{i}.png"), cv2.cvtColor(images[i], cv2.COLOR_RGB2BGR))  # PNG: lossless
     (folder / "notes.txt").write_text("not an image")
     csv_path = tmp_path / "out" / "predictions.csv"
-    proc = run_tool([str(TOOL), "-m", str(export), str(folder), "-k", "3", "--out", str(csv_path.parent)])
+    proc = forked_tool([str(TOOL), "-m", str(export), str(folder), "-k", "3", "--out", str(csv_path.parent)])
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if "notes.txt" in line]
     assert len(warnings) == 1 and "skipped" in warnings[0]
