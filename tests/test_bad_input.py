@@ -41,11 +41,17 @@ def small_data(module_tmp, cifar_subset):
     return small_cifar10(cifar_subset, module_tmp("data") / "cifar-10-python.tar.gz")
 
 
+def _config(root, data, **train):
+    """The cases' config: tiny_config on the dygraph path (the cases are about input and files,
+    not about the fast path's tracing, which would cost each run that trains ~0.7 s)."""
+    return tiny_config(root, data, train={"path": "dygraph", **train})
+
+
 @pytest.fixture(scope="module")
 def templates(module_tmp, small_data):
     """Run folders to copy into each case: a finished run, and one stopped after epoch 1 of 2."""
     root = module_tmp("templates")
-    cfg = load_config(None, base=tiny_config(root / "finished", small_data))
+    cfg = load_config(None, base=_config(root / "finished", small_data))
     engine.run_experiment(cfg)
     save = runs.save_resume_state
 
@@ -57,7 +63,7 @@ def templates(module_tmp, small_data):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(runs, "save_resume_state", save_then_die)
         with pytest.raises(KeyboardInterrupt):
-            engine.run_experiment(load_config(None, base=tiny_config(root / "stopped", small_data)))
+            engine.run_experiment(load_config(None, base=_config(root / "stopped", small_data)))
     assert read_history(root / "finished" / RUN)["status"] == "finished"
     assert (root / "stopped" / RUN / "state.json").is_file()
     return root
@@ -312,7 +318,7 @@ def test_bad_input_is_one_line_and_changes_nothing(case, tmp_path, templates, sm
     c.home.mkdir()
     if case.tree != "none":
         shutil.copytree(templates / case.tree / "out", c.root / "out")
-    cfg = tiny_config(c.root, small_data)  # output_dir: root/out
+    cfg = _config(c.root, small_data)  # output_dir: root/out; the templates' config
     c.cfg.write_text(yaml.safe_dump(cfg))
     args, env = case.args(c)
     before = tree_snapshot(c.root)
@@ -357,7 +363,7 @@ def test_there_are_at_least_twenty_distinct_cases():
 # ------------------------------------------------------------------ disk full in mid-run
 
 def test_disk_full_mid_run_is_one_line_and_keeps_the_previous_files(tmp_path, small_data, monkeypatch, capsys):
-    cfg = tiny_config(tmp_path, small_data, train={"epochs": 3})
+    cfg = _config(tmp_path, small_data, epochs=3, max_steps_per_epoch=1)
     config = tmp_path / "cfg.yaml"
     config.write_text(yaml.safe_dump(cfg))
     run = tmp_path / RUN

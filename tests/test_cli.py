@@ -52,12 +52,14 @@ def test_list_models_prints_every_model_with_its_count(capsys):
 
 
 def _stopped_experiment(root, data):
-    """An experiment whose only run stopped during its first epoch (history says running)."""
+    """An experiment whose only run stopped during its first epoch (history says running); on the
+    dygraph path (the fast path's tracing, before the first epoch, is not what compare reads)."""
     from ba_net.config import load_config
     from ba_net.train import engine
     from ba_net.train import loops
 
-    cfg = load_config(None, base=tiny_config(root, data, models=["resnet20"], data={"transforms": "cifar"}))
+    cfg = load_config(None, base=tiny_config(root, data, models=["resnet20"], data={"transforms": "cifar"},
+                                             train={"path": "dygraph"}))
     real = loops.train_epoch
 
     def stop(*args, **kwargs):
@@ -85,14 +87,15 @@ def test_compare_with_no_finished_run_is_one_line_and_writes_nothing(tmp_path, s
 
 def test_compare_takes_the_config_that_trained_the_experiment(tmp_path, small_cifar, capsys):
     """compare -c CONFIG -o ... compares <output_dir>/<experiment> of that config, and its last
-    line names exactly the files it wrote."""
+    line names exactly the files it wrote. (The run trains on the dygraph path: the fast path's
+    tracing is not what this is about.)"""
     from ba_net.config import load_config
     from ba_net.train import engine
 
     out = tmp_path / "out"
     overrides = [f"output_dir={out}", "experiment=other", "models=[resnet20]", "seeds=[0]", "data.transforms=cifar",
                  f"data.data_file={small_cifar}", "train.epochs=1", "train.max_steps_per_epoch=2",
-                 "train.batch_size=8", "data.num_workers=0"]
+                 "train.batch_size=8", "data.num_workers=0", "train.path=dygraph"]
     engine.run_experiment(load_config(str(REPO / "experiments" / "quick.yaml"), tuple(overrides)))
     (out / "other" / "stale.txt").write_text("from an earlier compare")
     argv = ["-c", str(REPO / "experiments" / "quick.yaml"), "--no-throughput"]
