@@ -1,6 +1,8 @@
 """Ctrl-C and SIGTERM (docker stop, Slurm preemption, `timeout`) stop tools/train.py alike: one
 line, exit 130 / 143, the run recorded as interrupted with its lock released, and --resume gives
-exactly the run that was never stopped. Real processes, real signals."""
+exactly the run that was never stopped. Real processes, real signals; the runs that are not
+signalled (the reference, the refused rerun, the resumed run) are about the tool's answer and run
+in a child of the tool server (helpers.forked_tool)."""
 import json
 import signal
 import subprocess
@@ -11,22 +13,29 @@ import numpy as np
 import paddle
 import pytest
 
-from helpers import REPO, strip_times, tool_env
+from helpers import REPO, forked_tool, strip_times, tool_env
 
 RUN = ("quick", "resnet20", "seed0")
 
 
 def _args(data, out):
-    return [sys.executable, "tools/train.py", "-c", "experiments/quick.yaml", "-o", f"data.data_file={data}",
+    """tools/train.py's argv: 3 epochs of 8 steps. The signal is sent once epoch 1's checkpoint
+    exists, so epochs 2 and 3 (16 steps and two evaluations, seconds on loaded cores) are the
+    margin in which it must land mid-run."""
+    return ["tools/train.py", "-c", "experiments/quick.yaml", "-o", f"data.data_file={data}",
             "-o", f"output_dir={out}", "-o", "models=[resnet20]", "-o", "seeds=[0]", "-o", "data.transforms=cifar",
-            "-o", "train.epochs=3", "-o", "train.max_steps_per_epoch=20", "-o", "train.batch_size=8",
+            "-o", "train.epochs=3", "-o", "train.max_steps_per_epoch=8", "-o", "train.batch_size=8",
             "-o", "data.num_workers=0", "-o", "optimizer.name=momentum", "-o", "optimizer.lr=0.01"]
 
 
 def _stopped_run(data, out, signum):
-    """tools/train.py sent ``signum`` once the first epoch's checkpoint is saved."""
-    proc = subprocess.Popen(_args(data, out), cwd=REPO, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    """tools/train.py sent ``signum`` once the first epoch's checkpoint is saved. The child starts
+    with SIGINT at its default whatever this process has: started with SIGINT ignored (pytest run
+    with a trailing `&` from a non-interactive shell, as CI scripts may do), it would inherit
+    SIG_IGN, Python would install no KeyboardInterrupt handler, and Ctrl-C would not stop it."""
+    proc = subprocess.Popen([sys.executable] + _args(data, out), cwd=REPO, env=tool_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     state = out.joinpath(*RUN, "state.json")
     deadline = time.time() + 300
     while not state.exists() and proc.poll() is None and time.time() < deadline:
@@ -41,8 +50,7 @@ def _stopped_run(data, out, signum):
 def straight(module_tmp, small_cifar):
     """The run never stopped, trained once for both signals."""
     out = module_tmp("straight")
-    proc = subprocess.run(_args(small_cifar, out), cwd=REPO, env=tool_env(), capture_output=True, text=True,
-                          timeout=600)
+    proc = forked_tool(_args(small_cifar, out), timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out
 
@@ -64,12 +72,10 @@ def test_a_signal_stops_training_in_one_line_and_resume_gives_the_unstopped_run(
     assert not list(folder.parent.glob(".seed0.lock")), "the run lock was not released"
     assert len(history["epochs"]) >= 1 and (folder / "state.json").is_file()
 
-    again = subprocess.run(_args(small_cifar, stopped), cwd=REPO, env=tool_env(), capture_output=True, text=True,
-                           timeout=600)
+    again = forked_tool(_args(small_cifar, stopped), timeout=600)
     assert again.returncode == 2 and "rerun with --resume" in again.stderr  # not silently restarted
 
-    resumed = subprocess.run(_args(small_cifar, stopped) + ["--resume"], cwd=REPO, env=tool_env(), capture_output=True,
-                             text=True, timeout=600)
+    resumed = forked_tool(_args(small_cifar, stopped) + ["--resume"], timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     want = json.loads(straight.joinpath(*RUN, "history.json").read_text())
     got = json.loads(folder.joinpath("history.json").read_text())
