@@ -15,8 +15,8 @@ from ba_net.report import tables
 from ba_net.report import compare as R
 from ba_net.data import CIFAR10_CLASSES as CLASSES
 from ba_net.runs.results import collect_runs
-from helpers import run_tool
-from test_stats_power import one_sample_power, smallest_n
+from helpers import forked_tool
+from test_stats_power import is_smallest_n, one_sample_power
 
 
 def test_power_columns_and_sentences_in_the_tables(tmp_path):
@@ -27,7 +27,7 @@ def test_power_columns_and_sentences_in_the_tables(tmp_path):
     d = np.array([ns[s] - TC.BASE[s] for s in sorted(ns)])
     sd = d.std(ddof=1)
     assert one_sample_power(se["mde"] / sd, 4) == pytest.approx(0.8, abs=1e-6)  # independent integral
-    assert se["seeds_needed"] == smallest_n(d.mean() / sd)
+    assert is_smallest_n(d.mean() / sd, se["seeds_needed"])
     assert ba["p_value"] < 0.05 and "distinguishable from seed noise with 4 seeds" in ba["conclusion"]
     assert TC.row(summary, "alexnet")["conclusion"] is None and TC.row(summary, "alexnet")["mde"] is None
     md = tables.markdown(summary)
@@ -44,7 +44,7 @@ def test_aa_from_the_command_line(tmp_path):
     rng = np.random.default_rng(0)  # (a fixed draw: another may give p < 0.05, as A/A does at the test's size, ~4 % at 3 + 3)
     same = {s: float(v) for s, v in enumerate(0.70 + 0.01 * rng.standard_normal(6))}  # one distribution
     root = TC.experiment(tmp_path, {"alexnet": same, "ba_alexnet": {s: v + 0.02 for s, v in same.items()}})
-    r = run_tool(["tools/compare.py", str(root), "--no-throughput", "--aa", "alexnet"], timeout=300)
+    r = forked_tool(["tools/compare.py", str(root), "--no-throughput", "--aa", "alexnet"], timeout=300)
     assert r.returncode == 0, r.stderr
     aa = json.loads((root / "comparison.json").read_text())["aa"]
     assert aa["name"] == "A/A alexnet seeds 0, 1, 2 vs seeds 3, 4, 5" and aa["test"]["method"] == "welch"
@@ -57,7 +57,7 @@ def test_aa_from_the_command_line(tmp_path):
     for args, msg in ((["--aa", "alexnet"], "--aa alexnet needs at least 4 finished seeds to split into two "
                                             "halves; alexnet has 3"),
                       (["--aa", "vgg"], "--aa vgg: no runs of vgg here; pass one of alexnet")):
-        r = run_tool(["tools/compare.py", str(few), "--no-throughput"] + args, timeout=300)
+        r = forked_tool(["tools/compare.py", str(few), "--no-throughput"] + args, timeout=300)
         errors = [line for line in r.stderr.splitlines() if "error" in line.lower()]
         assert r.returncode == 2 and "Traceback" not in r.stderr and len(errors) == 1 and msg in errors[0], r.stderr
 
@@ -78,7 +78,7 @@ def test_reproducibility_report_and_one_warning_per_model(tmp_path):
               "data_file": f"/d{seed}"}, "device": "auto"}, {"paddle_version": "3.3.1", "device": "cpu"})
         _edit(root / "ba_alexnet" / f"seed{seed}", {"optimizer": {"lr": 1e-3 if seed == 2 else 5e-4}},
               {"paddle_version": "3.0.0" if seed == 3 else "3.3.1", "device": "gpu:0" if seed == 3 else "cpu"})
-    r = run_tool(["tools/compare.py", str(root), "--no-throughput"], timeout=300)
+    r = forked_tool(["tools/compare.py", str(root), "--no-throughput"], timeout=300)
     assert r.returncode == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if "differ" in line]
     assert len(warnings) == 1 and " warning: ba_alexnet:" in warnings[0], r.stderr  # alexnet's workers and data differ: ignored
@@ -116,7 +116,7 @@ def test_seeds_trained_under_different_global_batches_are_not_pooled(tmp_path):
     with pytest.raises(R.RunStateError, match=r"^ba_alexnet: its seeds ran with different global batches "
                                               r"\(128 \(seeds 0, 1\), 256 \(seed 2\)\)"):
         R.summarize(collect_runs(root), "alexnet")
-    r = run_tool(["tools/compare.py", str(root), "--no-throughput"], timeout=300)
+    r = forked_tool(["tools/compare.py", str(root), "--no-throughput"], timeout=300)
     assert r.returncode != 0 and "different global batches" in r.stderr.strip().splitlines()[-1]
     assert not (root / "comparison.md").exists()
 
