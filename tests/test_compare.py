@@ -23,7 +23,7 @@ from ba_net.report import stats as S
 from ba_net.errors import ConfigError, RunStateError
 from ba_net.runs.results import collect_runs
 from ba_net.report.throughput import ThroughputSettings, forward_rate
-from helpers import read_history, run_tool, small_cifar10, tiny_config
+from helpers import forked_tool, read_history, small_cifar10, tiny_config
 
 # --------------------------------------------------------------------------- synthetic runs
 
@@ -193,7 +193,7 @@ def test_running_and_failed_runs_are_listed_not_averaged(tmp_path):
     write_run(root, "ba_alexnet", 2, [0.97], status="running", planned=5)
     write_run(root, "alexnet_se", 0, [0.9], status="failed", reason="non-finite loss at epoch 2", planned=5)
     out = tmp_path / "report"
-    r = run_tool(["tools/compare.py", str(root), "--out", str(out), "--no-throughput"], timeout=300)
+    r = forked_tool(["tools/compare.py", str(root), "--out", str(out), "--no-throughput"], timeout=300)
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "comparison.json").read_text())
     a, ba, se = row(summary, "alexnet"), row(summary, "ba_alexnet"), row(summary, "alexnet_se")
@@ -279,7 +279,7 @@ def test_prediction_grid_shows_true_colours_without_warnings(tmp_path, cifar_sub
 def test_bad_folders_are_one_line_errors(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    r = run_tool(["tools/compare.py", str(empty), "--no-throughput"], timeout=300)
+    r = forked_tool(["tools/compare.py", str(empty), "--no-throughput"], timeout=300)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     errors = [line for line in r.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and f"no runs in {empty}" in errors[0]
@@ -420,8 +420,8 @@ def trained(module_tmp, cifar_subset):
 
 def test_compare_end_to_end_on_a_real_training(trained, tmp_path):
     out = tmp_path / "cmp"
-    r = run_tool(["tools/compare.py", str(trained), "--out", str(out),
-                  "--throughput-settings", "batch_size=16,warmup=1,repeats=2,max_batches=2"], timeout=600)
+    r = forked_tool(["tools/compare.py", str(trained), "--out", str(out),
+                     "--throughput-settings", "batch_size=8,warmup=1,repeats=2,max_batches=3"], timeout=600)
     assert r.returncode == 0, r.stderr
     for name in ("comparison.json", "comparison.md", "comparison.csv", "curves_loss.png", "curves_acc.png",
                  "predictions.png", "confusion.png", "per_class.png", "per_class.csv"):
@@ -461,7 +461,8 @@ def test_compare_end_to_end_on_a_real_training(trained, tmp_path):
     assert ba["p_value"] == pytest.approx(1 - 2 / math.pi * math.atan(abs(mean) / se), rel=1e-9)
     assert ba["delta_ci95"] == pytest.approx([mean - T975[1] * se, mean + T975[1] * se], rel=1e-5)
     tp = summary["throughput"]
-    assert (tp["batch_size"], tp["warmup"], tp["repeats"], tp["max_batches"]) == (16, 1, 2, 2)
+    # four distinct values: none is passed on as another
+    assert (tp["batch_size"], tp["warmup"], tp["repeats"], tp["max_batches"]) == (8, 1, 2, 3)
     assert tp["device"].startswith("cpu")
     md = (out / "comparison.md").read_text()
     assert "| MACs / image |" in md and "| alexnet | 2 of 2 |" in md and "7,529,258 (7,529,210)" in md
