@@ -1,8 +1,8 @@
 """Device choice with what this machine lacks faked: a CUDA build with GPUs, a GPU-less one, and
-the benchmark's measuring subprocesses under --device cpu."""
+the benchmark's measuring subprocesses under --device cpu (their environment, and their entry run
+in this process)."""
 import json
-import subprocess
-import sys
+import logging
 
 import paddle
 import pytest
@@ -37,30 +37,30 @@ def test_gpu_without_cuda_is_one_line(monkeypatch):
     assert select_device("auto") == "cpu"
 
 
-def test_benchmark_subprocesses_see_no_gpu_under_device_cpu(monkeypatch):
+def test_benchmark_subprocesses_see_no_gpu_under_device_cpu(tmp_path, monkeypatch, fake_cuda):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     assert benchmark._child_env(False, "cpu")["CUDA_VISIBLE_DEVICES"] == ""
     assert benchmark._child_env(True, "cpu")["CUDA_VISIBLE_DEVICES"] == ""
     assert benchmark._child_env(False, "auto")["CUDA_VISIBLE_DEVICES"] == "0,1"
-    # the worker sets the device the settings name before measuring: run its entry with a fake
-    # CUDA build and read back what it chose
-    code = ("import json, sys, paddle\n"
-            "paddle.device.is_compiled_with_cuda = lambda: True\n"
-            "paddle.device.cuda.device_count = lambda: 1\n"
-            "chosen = []\n"
-            "paddle.set_device = chosen.append\n"
-            "import ba_net.bench.benchmark as b\n"
-            "b.measure_here = lambda *a, **k: {'chosen': chosen}\n"
-            "b._worker_main(sys.argv[1])\n")
-    for device, expected in (("cpu", ["cpu"]), ("auto", ["gpu:0"])):
-        settings = Settings.quick_settings(device=device)
-        out = benchmark.Path(benchmark.tempfile.mkdtemp()) / "r.json"
-        spec = {"task": "gemm", "model": "", "path": "fast", "workers": 0, "out": str(out), "tmp": str(out.parent),
-                "settings": benchmark.dataclasses.asdict(settings)}
-        proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True,
-                              env=benchmark._child_env(False, device), timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        assert json.loads(out.read_text())["chosen"] == expected
+    # the worker sets the device the settings name before measuring: run its entry in this process
+    # with a fake CUDA build (fake_cuda) and the measurement stubbed, and read back what it chose;
+    # the ba_net logger it sets up is restored afterwards
+    monkeypatch.setattr(benchmark, "measure_here", lambda *a, **k: {"chosen": list(fake_cuda)})
+    logger = logging.getLogger("ba_net")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    try:
+        for device, expected in (("cpu", ["cpu"]), ("auto", ["gpu:0"])):
+            fake_cuda.clear()
+            settings = Settings.quick_settings(device=device)
+            out = tmp_path / f"{device}.json"
+            spec = {"task": "gemm", "model": "", "path": "fast", "workers": 0, "out": str(out),
+                    "tmp": str(out.parent), "settings": benchmark.dataclasses.asdict(settings)}
+            benchmark._worker_main(json.dumps(spec))
+            assert json.loads(out.read_text())["chosen"] == expected
+    finally:
+        logger.handlers[:] = saved[0]
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]
 
 
 # ------------------------------------------------------------------ AMP's loss scaler, resumed
