@@ -12,21 +12,22 @@ from ba_net.report import compare as report
 from ba_net.config import load_config
 from ba_net.runs.folder import load_weights
 from ba_net.report.throughput import ThroughputSettings
-from helpers import read_history, small_cifar10, tiny_config
+from helpers import read_history, tiny_config
 
 
 @pytest.fixture(scope="module")
-def mixed(module_tmp, cifar_subset):
-    """out/mixed: alexnet (notebook preset) and resnet20, ba_resnet20 (cifar preset, SGD), seed 0."""
+def mixed(module_tmp, small_cifar):
+    """out/mixed: alexnet (notebook preset) and resnet20, ba_resnet20 (cifar preset, SGD), seed 0; one
+    epoch of two steps each on the 200 / 64 image copy of the sample."""
     root = module_tmp("cifar_recipe")
-    data = small_cifar10(cifar_subset, root / "cifar-10-python.tar.gz", n_train=200, n_test=64)
-    engine.run_experiment(load_config(None, base=tiny_config(root, data, experiment="mixed", models=["alexnet"],
-                                                              data={"transforms": "notebook"})))
-    cifar = tiny_config(root, data, experiment="mixed", models=["resnet20", "ba_resnet20"],
+    short = {"epochs": 1, "max_steps_per_epoch": 2}
+    engine.run_experiment(load_config(None, base=tiny_config(root, small_cifar, experiment="mixed", models=["alexnet"],
+                                                              data={"transforms": "notebook"}, train=short)))
+    cifar = tiny_config(root, small_cifar, experiment="mixed", models=["resnet20", "ba_resnet20"],
                         data={"transforms": "cifar"}, optimizer={"name": "momentum", "lr": 0.05},
-                        loss={"label_smoothing": 0.0})
+                        loss={"label_smoothing": 0.0}, train=short)
     engine.run_experiment(load_config(None, base=cifar))
-    return root / "out" / "mixed", data
+    return root / "out" / "mixed", small_cifar
 
 
 def test_compare_uses_each_models_input_size_and_preset(mixed, tmp_path, monkeypatch):
