@@ -14,7 +14,7 @@ from ba_net.train import engine
 from ba_net.runs import folder as runs
 from ba_net.config import load_config
 from ba_net.runtime import PADDLE_RANGE, check_paddle_version, paddle_version_problem
-from helpers import REPO, run_tool, small_cifar10, tiny_config
+from helpers import REPO, run_tool, tiny_config
 
 TOOLS = {
     "train": ["tools/train.py", "-c", "experiments/quick.yaml"],
@@ -126,11 +126,10 @@ def root_at_warning():
     root.setLevel(saved)
 
 
-def test_train_log_gets_info_lines_whatever_level_paddle_left_on_the_root_logger(tmp_path, cifar_subset,
+def test_train_log_gets_info_lines_whatever_level_paddle_left_on_the_root_logger(tmp_path, small_cifar,
                                                                                  root_at_warning):
     assert logging.getLogger("ba_net").getEffectiveLevel() <= logging.INFO
-    data = small_cifar10(cifar_subset, tmp_path / "cifar-10-python.tar.gz")
-    cfg = load_config(None, base=tiny_config(tmp_path, data, train={"epochs": 1, "max_steps_per_epoch": 1}))
+    cfg = load_config(None, base=tiny_config(tmp_path, small_cifar, train={"epochs": 1, "max_steps_per_epoch": 1}))
     engine.run_experiment(cfg)
     log = (runs.run_folder(cfg, "resnet20", 0).root / "train.log").read_text()
     assert "epoch 1/1" in log, log

@@ -115,7 +115,7 @@ def test_learns_synthetic_signal_task(name, length, modalities):
     model = build_model(name, num_classes=len(FREQS))
     opt = paddle.optimizer.Adam(3e-3, parameters=model.parameters())
     model.train()
-    for _ in range(40):
+    for _ in range(30):  # 30 steps: test accuracy 0.975-1.0 for three initial seeds of each model
         idx = rng.integers(0, len(x_train), 32)
         loss = F.cross_entropy(model(paddle.to_tensor(x_train[idx])), paddle.to_tensor(y_train[idx]))
         loss.backward()
