@@ -160,7 +160,8 @@ def test_corrupted_params_fail_the_check(exported, tmp_path):
 
 
 def test_mismatch_fails_export_and_leaves_nothing(tiny_run, tmp_path, monkeypatch, capsys):
-    """Paddle Inference answering probabilities 0.01 off: exit 1, one line, no folder."""
+    """Paddle Inference answering probabilities 0.01 off (on every image: 8 parity images are
+    enough): exit 1, one line, no folder."""
     real = E.inference_forward
 
     def shifted(folder, what):
@@ -169,7 +170,7 @@ def test_mismatch_fails_export_and_leaves_nothing(tiny_run, tmp_path, monkeypatc
 
     monkeypatch.setattr(E, "inference_forward", shifted)
     out = tmp_path / "exports" / "x"
-    assert _tool_main()([str(tiny_run), "--out", str(out)]) == 1
+    assert _tool_main()([str(tiny_run), "--out", str(out), "--parity-images", "8"]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # + progress lines
     assert len(err) == 1 and "parity check failed" in err[0] and "nothing written" in err[0]
     assert not (tmp_path / "exports").exists()
