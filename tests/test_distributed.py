@@ -13,7 +13,7 @@ from ba_net.train.loops import evaluate
 from ba_net.train.distributed import Distributed, per_process_batch, sync_batch_norm, sync_bn_wanted
 from ba_net.errors import ConfigError
 from ba_net.train.loss import LabelSmoothingCrossEntropy
-from helpers import read_history, run_tool, tiny_config, tree_snapshot
+from helpers import forked_tool, read_history, run_tool, tiny_config, tree_snapshot
 
 
 def test_two_process_cpu_launch_reduces_over_both_ranks(tmp_path, small_cifar):
@@ -103,7 +103,7 @@ def test_two_processes_train_exactly_as_one_with_the_same_global_batch(tmp_path,
             "-o", "models=[alexnet]", "-o", "seeds=[5]", "-o", "train.epochs=1", "-o", "train.max_steps_per_epoch=3",
             "-o", "train.batch_size=8", "-o", "data.num_workers=0", "-o", "train.log_every=1",
             "-o", "train.path=dygraph", "-o", "model_kwargs={dropout: 0.0}", "-o", "optimizer.lr=2e-4"]
-    serial = run_tool(args + ["-o", f"output_dir={tmp_path / 'serial'}"], timeout=600)
+    serial = forked_tool(args + ["-o", f"output_dir={tmp_path / 'serial'}"], timeout=600)  # the reference
     assert serial.returncode == 0, serial.stderr[-2000:]
     par = run_tool(["-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(tmp_path / "logs")]
                    + args + ["-o", f"output_dir={tmp_path / 'parallel'}"], timeout=600)

@@ -16,7 +16,7 @@ from helpers import REPO, read_history, small_cifar10, tool_env
 def _config(tmp_path, data, seeds, epochs=3):
     cfg = {"experiment": "locks", "models": ["alexnet"], "seeds": seeds, "output_dir": str(tmp_path / "out"),
            "device": "cpu", "data": {"data_file": str(data), "num_workers": 0},
-           "train": {"epochs": epochs, "batch_size": 8, "max_steps_per_epoch": 4, "log_every": 1}}
+           "train": {"epochs": epochs, "batch_size": 8, "max_steps_per_epoch": 2, "log_every": 1}}
     path = tmp_path / "locks.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

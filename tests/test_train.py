@@ -14,7 +14,7 @@ from ba_net.runs import folder as runs
 from ba_net.config import load_config
 from ba_net.data.loading import SeededBatchSampler
 from ba_net.errors import RunStateError
-from helpers import read_history, run_tool, strip_times, tiny_config, unreachable_url
+from helpers import forked_tool, read_history, run_tool, strip_times, tiny_config, unreachable_url
 
 EPOCH_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc5", "lr", "time_s"}
 
@@ -199,8 +199,8 @@ def test_offline_without_data_is_a_one_line_error(tmp_path):
 
 
 def test_bad_config_is_a_one_line_error(tmp_path):
-    r = run_tool(["tools/train.py", "-c", "experiments/quick.yaml", "-o", "train.epoch=3",
-                  "-o", f"output_dir={tmp_path}"])
+    r = forked_tool(["tools/train.py", "-c", "experiments/quick.yaml", "-o", "train.epoch=3",
+                     "-o", f"output_dir={tmp_path}"])
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "unknown key 'train.epoch'" in r.stderr
     assert not any(tmp_path.iterdir())
