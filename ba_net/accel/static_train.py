@@ -120,14 +120,15 @@ class StaticTrainer:
         return program
 
     def _program(self, images, target=None) -> _Program:
-        if target is None:
-            key = ("eval", tuple(images.shape))
+        if target is None:  # one eval program for every batch size (a ragged last batch included)
+            key = ("eval", tuple(images.shape[1:]))
         else:
             dtype = "int64" if "int" in str(target.dtype) else "float32"
             key = ("train", tuple(images.shape), dtype, tuple(target.shape))
         program = self.programs.get(key)
         if program is None:
-            program = self._trace(tuple(images.shape), None if target is None else (dtype, tuple(target.shape)))
+            shape = tuple(images.shape) if target is not None else (-1, *images.shape[1:])
+            program = self._trace(shape, None if target is None else (dtype, tuple(target.shape)))
             self._attach(program)
             self.programs[key] = program
             logger.debug("fast path: traced %s %s program for %s", self.model_name, key[0], list(images.shape))

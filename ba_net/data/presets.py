@@ -224,9 +224,9 @@ def model_input_size(model) -> Optional[int]:
 def check_models_fit(cfg: dict) -> None:
     """Refuse (ConfigError, one line) a config whose models are built for another image size
     than its preset gives, e.g. AlexNet (128 px) with ``data.transforms: cifar`` (32 px). Each
-    model is built once (with the config's ``model_kwargs``) to read its ``input_size``; call it
-    before anything is written."""
-    from ba_net.models import build_model
+    model's structure is built once (with the config's ``model_kwargs``, weights uninitialised) to
+    read its ``input_size``; call it before anything is written."""
+    from ba_net.models import build_structure
 
     p = preset(cfg["data"]["transforms"])
     # an image folder's class count is known once it is read; the input size does not depend on it
@@ -234,7 +234,7 @@ def check_models_fit(cfg: dict) -> None:
     misfits = {}
     for name in cfg["models"]:
         with paddle.utils.unique_name.guard():
-            size = model_input_size(build_model(name, num_classes=num_classes, **cfg["model_kwargs"]))
+            size = model_input_size(build_structure(name, num_classes=num_classes, **cfg["model_kwargs"]))
         if size is not None and size != p.image_size:
             misfits.setdefault(size, []).append(name)
     if misfits:

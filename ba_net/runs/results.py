@@ -166,11 +166,12 @@ class Run:
         return dict(self.config.get("model_kwargs") or {})
 
     def input_size(self, model=None) -> int:
-        """The image side the run's model takes: the model's own (``model.input_size``; ``model``
-        built afresh when not given), else its preset's."""
+        """The image side the run's model takes: the model's own (``model.input_size``; read from
+        its structure when ``model`` is not given), else its preset's."""
         from ba_net.data import model_input_size
+        from ba_net.models import build_structure
 
-        return model_input_size(model if model is not None else self.untrained_model()) or self.preset.image_size
+        return model_input_size(model if model is not None else self._build(build_structure)) or self.preset.image_size
 
     @property
     def has_weights(self) -> bool:
@@ -198,9 +199,14 @@ class Run:
         cannot be built."""
         from ba_net.models import build_model
 
+        return self._build(build_model)
+
+    def _build(self, builder):
+        """``builder`` (build_model or build_structure) on the run's model; a one-line RunStateError
+        when it cannot be built."""
         num_classes = self.num_classes
         try:
-            return build_model(self.model, num_classes=num_classes, **self.model_kwargs)
+            return builder(self.model, num_classes=num_classes, **self.model_kwargs)
         except (ValueError, TypeError) as exc:
             raise RunStateError(f"run {self.folder}: cannot build model {self.model!r} ({exc})") from None
 
