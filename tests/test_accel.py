@@ -49,7 +49,7 @@ from ba_net.accel.inference import InferenceRunner, export_for_inference
 from ba_net.train.loss import LabelSmoothingCrossEntropy
 from ba_net.train.optim import build_optimizer
 from ba_net.accel.static_train import StaticTrainer
-from helpers import run_tool, tool_main
+from helpers import forked_tool, tool_main
 
 BATCH = 8
 STEPS = 3
@@ -294,9 +294,12 @@ def test_exported_inference_model_gives_dygraph_logits(tmp_path, model_name):
 
 @pytest.mark.slow
 def test_benchmark_quick_writes_every_row(tmp_path, cifar_subset):
+    """Every row of the AlexNet suite; the notebook's rows in Paddle's default environment (one
+    subprocess in quick mode), the others in the tool's process, each model's fast path traced and
+    checked once there (its rows share the trainer)."""
     out = tmp_path / "benchmark.json"
-    proc = run_tool(["tools/benchmark.py", "--quick", "--data-file", str(cifar_subset), "--out", str(tmp_path)],
-                    timeout=600)
+    proc = forked_tool(["tools/benchmark.py", "--quick", "--data-file", str(cifar_subset), "--out", str(tmp_path)],
+                       timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["gemm"]["paddle"] > 0 and result["gemm"]["numpy"] > 0
@@ -328,6 +331,8 @@ def test_benchmark_quick_writes_every_row(tmp_path, cifar_subset):
     assert result["macs_per_image"] == {"alexnet": 97_012_352, "ba_alexnet": 97_049_408}  # 128 px, as the README
     assert "targets" not in result and "Targets" not in proc.stdout  # past targets: docs/performance.md
     assert "| train step | alexnet | fast |" in proc.stdout and "Method:" in proc.stdout
+    assert result["notebook_env"] == {"OMP_NUM_THREADS": "1", "MKL_DEBUG_CPU_TYPE": None}
+    assert proc.stderr.count("training path: fast") == 2, proc.stderr[-3000:]
 
 
 @pytest.mark.slow
@@ -341,8 +346,8 @@ def test_benchmark_resnet_suite_measures_each_model_and_bas_overhead(tmp_path):
 
     models = ["resnet20", "ba_resnet20"]
     out = tmp_path / "benchmark.json"
-    proc = run_tool(["tools/benchmark.py", "--quick", "--resnet", "--models", *models, "--out", str(tmp_path)],
-                    timeout=1500)
+    proc = forked_tool(["tools/benchmark.py", "--quick", "--resnet", "--models", *models, "--out", str(tmp_path)],
+                       timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["settings"]["models"] == models and result["settings"]["suite"] == "resnet"
@@ -371,6 +376,7 @@ def test_benchmark_resnet_suite_measures_each_model_and_bas_overhead(tmp_path):
     macs = result["macs_per_image"]["ba_resnet20"]
     assert f"| ba_resnet20 | 32 px | 8 | {macs:,} | " in proc.stdout
     assert "ba_resnet20's overhead over resnet20" in proc.stdout
+    assert proc.stderr.count("training path: fast") == 2, proc.stderr[-3000:]  # once per model: its rows share it
 
 
 def test_benchmark_resnet_suite_gives_the_224_px_models_their_size_and_small_batch(tmp_path, monkeypatch):

@@ -39,13 +39,13 @@ from pathlib import Path
 import numpy as np
 
 from ba_net.bench.rows import (
-    EVAL_PATHS, NUM_CLASSES, TRAIN_PATHS, Settings, ba_pairs, measure_gemm, measure_here, model_input_size, on_cpu,
+    EVAL_PATHS, NUM_CLASSES, TRAIN_PATHS, Settings, ba_pairs, measure_gemm, measure_here, on_cpu,
 )
 from ba_net.errors import CheckFailed, ConfigError
 from ba_net.runtime import cpu_model, load_average, select_device, usable_cpus
 from ba_net.bench.torch_peer import TASKS, measure_peer, take_turns, torch_importable, worker_commands
 from ba_net.bench.torch_resnet import MODELS as TORCH_RESNETS
-from ba_net.bench.table import row_label
+from ba_net.bench.table import ratios, row_label, vs_pytorch, yardstick
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +68,15 @@ def _child_env(notebook: bool, device: str = "auto") -> dict:
 
 
 def measure_in_subprocess(task: str, settings: Settings, model: str = "", path: str = "", workers: int = 0,
-                          timeout: float = 3600) -> dict:
+                          timeout: float = 3600, jobs: list | None = None):
     """Run one measurement in a fresh interpreter and return its result. Every row gets its own
     process: programs, oneDNN primitive caches, thread pools and predictors of one path measurably
     slow down the next one in the same process (a Paddle Inference predictor run between training
-    steps of the static program cost it ~25 %)."""
+    steps of the static program cost it ~25 %). ``jobs`` ([(task, model, path, workers), ...], all
+    of ``path``'s environment): measured one after the other in that one process, a list returned."""
     with tempfile.TemporaryDirectory(prefix="ba_net_bench_") as tmp:
         out = Path(tmp) / "result.json"
-        spec = {"task": task, "model": model, "path": path, "workers": workers,
+        spec = {"task": task, "model": model, "path": path, "workers": workers, "jobs": jobs,
                 "settings": dataclasses.asdict(settings), "out": str(out), "tmp": tmp}
         code = "import sys, ba_net.bench.benchmark as b; b._worker_main(sys.argv[1])"
         proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=_child_env(path == "notebook", settings.device),
@@ -90,7 +91,8 @@ def _worker_main(arg: str) -> None:
     """Subprocess entry of :func:`measure_in_subprocess`. For the notebook's way Paddle is imported
     before ba_net, so ba_net's tuning does not apply."""
     spec = json.loads(arg)
-    notebook = spec["path"] == "notebook"
+    jobs = spec.get("jobs") or [(spec["task"], spec["model"], spec["path"], spec["workers"])]
+    notebook = jobs[0][2] == "notebook"
     if notebook:
         import paddle  # noqa: F401  (first: Paddle's own defaults)
 
@@ -104,13 +106,14 @@ def _worker_main(arg: str) -> None:
     setup_logging(logging.WARNING)
     select_device(spec["settings"]["device"])
     settings = Settings(**{**spec["settings"], "models": tuple(spec["settings"]["models"])})
-    result = measure_here(spec["task"], settings, spec["model"], spec["path"], spec["workers"], Path(spec["tmp"]))
-    Path(spec["out"]).write_text(json.dumps(result))
+    results = [measure_here(task, settings, model, path, workers, Path(spec["tmp"])) for task, model, path, workers in jobs]
+    Path(spec["out"]).write_text(json.dumps(results if spec.get("jobs") else results[0]))
 
 
 def measure(task: str, settings: Settings, model: str = "", path: str = "", workers: int = 0) -> dict:
-    """One measurement in a fresh subprocess; with --quick (a smoke test) only the notebook's way,
-    which needs its own environment, leaves this process."""
+    """One measurement in a fresh subprocess; with --quick (a smoke test) in this process, but for
+    the notebook's way, which needs its own environment (:func:`_measure_rows` measures those rows
+    in one subprocess then)."""
     if settings.quick and path != "notebook":
         with tempfile.TemporaryDirectory(prefix="ba_net_bench_") as tmp:
             return measure_here(task, settings, model, path, workers, Path(tmp))
@@ -128,22 +131,25 @@ def describe_machine() -> dict:
             "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")}}
 
 
-def _complexity(model_name: str, size: int) -> dict:
-    """Forward multiply-accumulates per image at ``size`` px and parameter counts."""
+def _complexity(model_name: str) -> dict:
+    """The input side (``input_size``, 128 if none), forward multiply-accumulates per image at that
+    side and parameter counts, of one build of the model."""
     import paddle
 
+    from ba_net.data import model_input_size
     from ba_net.models.complexity import count_macs, count_params
     from ba_net.models import build_model
 
     with paddle.utils.unique_name.guard():
         model = build_model(model_name, num_classes=NUM_CLASSES)
-        return {"macs": int(count_macs(model, (1, 3, size, size))), **count_params(model)}
+        size = model_input_size(model) or 128
+        return {"size": size, "macs": int(count_macs(model, (1, 3, size, size))), **count_params(model)}
 
 
 def plan_models(settings: Settings) -> dict:
     """Each model's input side (also into ``settings``, for the subprocesses), batch, MACs, parameters."""
-    settings.image_sizes.update({m: model_input_size(m) for m in settings.models})
-    complexity = {m: _complexity(m, settings.image_size(m)) for m in settings.models}
+    complexity = {m: _complexity(m) for m in settings.models}
+    settings.image_sizes.update({m: c.pop("size") for m, c in complexity.items()})
     return {"settings": dataclasses.asdict(settings), "macs_per_image": {m: c["macs"] for m, c in complexity.items()},
             "params": {m: {"total": c["total"], "trainable": c["trainable"]} for m, c in complexity.items()},
             "input": {m: {"image_size": settings.image_size(m), "batch_size": settings.batch_for(m)}
@@ -175,7 +181,7 @@ def run_benchmark(settings: Settings) -> dict:
     if settings.suite == "resnet" and result.get("peer"):
         result["peer_ba_overhead"] = {ba: measure_torch_ba_overhead(result, settings, ba)
                                       for _, ba in ba_pairs(settings.models) if ba in PEER_MODELS}
-    _ratios(result)
+    ratios(result)
     result["load_average_1min"] = {"before": load_before, "after": load_average()}
     result["seconds"] = round(time.time() - started, 1)
     return result
@@ -194,8 +200,8 @@ def _measure_rows(result: dict, settings: Settings) -> None:
         row = {"section": section, "model": model, "path": path, "img_s": measured["img_s"],
                "repeats_img_s": measured.get("repeats_img_s"), **extra}
         result["rows"].append(row)
-        if path == "notebook":
-            result["notebook_env"] = measured.get("env")
+        if path == "notebook" and "env" in measured:  # an eval row's measured["forward"] has none
+            result["notebook_env"] = measured["env"]
         logger.info("%-10s %-10s %-10s %8.1f img/s", section, model, row_label(row), measured["img_s"])
 
     e2e_path = "fast" if cpu else "dygraph"
@@ -209,11 +215,19 @@ def _measure_rows(result: dict, settings: Settings) -> None:
             for row in sorted(peer_rows, key=lambda r: r["section"] != "train step"):
                 add(row["section"], model, row["path"], row)
         return
+    notebook = {}  # quick: the notebook's rows one after the other in one fresh subprocess of its environment
+    if settings.quick and cpu:
+        jobs = [(task, m, "notebook", 0) for m in settings.models for task in ("train_step", "e2e", "eval")]
+        notebook = dict(zip(jobs, measure_in_subprocess("notebook rows", settings, path="notebook", jobs=jobs)))
+
+    def take(task, model, path, w=0):
+        return notebook.pop((task, model, path, w), None) or measure(task, settings, model, path, w)
+
     if PEER_MODEL not in settings.models:
         logger.info("PyTorch peer: not measured (it is %s, which --models leaves out)", PEER_MODEL)
     for model in settings.models:
         for path in (p for p in TRAIN_PATHS if cpu or p not in ("notebook", "fast")):
-            add("train step", model, path, measure("train_step", settings, model, path))
+            add("train step", model, path, take("train_step", model, path))
         peer_eval = []
         if model == PEER_MODEL:  # right after our train steps, so the two are measured close in time
             for row in measure_torch_peer(result, settings, model):
@@ -222,11 +236,11 @@ def _measure_rows(result: dict, settings: Settings) -> None:
                 else:
                     peer_eval.append(row)  # printed beside our eval rows
         if cpu:
-            add("train e2e", model, "notebook", measure("e2e", settings, model, "notebook", 0), workers=0)
+            add("train e2e", model, "notebook", take("e2e", model, "notebook"), workers=0)
         for w in sorted({0, workers}):
-            add("train e2e", model, e2e_path, measure("e2e", settings, model, e2e_path, w), workers=w)
+            add("train e2e", model, e2e_path, take("e2e", model, e2e_path, w), workers=w)
         for path in (p for p in EVAL_PATHS if cpu or p != "notebook"):
-            measured = measure("eval", settings, model, path)
+            measured = take("eval", model, path)
             add("eval fwd", model, path, measured["forward"])
             add("eval pass", model, path, measured["pass"], workers=0)
         for row in peer_eval:
@@ -313,56 +327,6 @@ def measure_torch_ba_overhead(result: dict, settings: Settings, ba_model: str) -
         logger.info("%s overhead in PyTorch, interleaved: train %+.1f %%, eval %+.1f %%", ba_model,
                     out["train"]["overhead_pct"], out["eval"]["overhead_pct"])
     return out
-
-
-def yardstick(result: dict) -> float:
-    """The best rate measured in this run (GFLOP/s), into result["yardstick"], and each row's
-    share of it (``pct_best``): the candidates are the fp32 GEMM rates in result["gemm"] (Paddle,
-    NumPy, PyTorch if measured) and every row's own rate, 6 x MACs x img/s for training rows and
-    2 x MACs x img/s for evaluation rows (MACs: the row model's forward multiply-accumulates per
-    image). A row's share is its rate over the yardstick, so it is at most 100."""
-    candidates = {f"fp32 GEMM ({name})": rate for name, rate in result["gemm"].items()
-                  if isinstance(rate, (int, float))}
-    for r in result["rows"]:
-        factor = 6 if r["section"].startswith("train") else 2
-        r["gflops"] = factor * result["macs_per_image"][r["model"]] * r["img_s"] / 1e9
-        candidates[f"{r['section']} {r['model']} {row_label(r)}"] = r["gflops"]
-    source = max(candidates, key=candidates.get)
-    best = candidates[source]
-    result["yardstick"] = {"gflops": best, "source": source}
-    for r in result["rows"]:
-        r["pct_best"] = 100.0 * r["gflops"] / best
-    return best
-
-
-def vs_pytorch(result: dict) -> None:
-    """``vs_pytorch`` of each row of a model in a section the peer measured that model in: its
-    img/s over PyTorch's best (eager or channels_last) for that model and section."""
-    best = {}
-    for r in result["rows"]:
-        if r["path"].startswith("pytorch "):
-            key = (r["section"], r["model"])
-            best[key] = max(best.get(key, 0.0), r["img_s"])
-    for r in result["rows"]:
-        if best.get((r["section"], r["model"])):
-            r["vs_pytorch"] = r["img_s"] / best[(r["section"], r["model"])]
-
-
-def _ratios(result: dict) -> None:
-    """Ratio of each row to the notebook's way (same section and model), and BA's overhead."""
-    rows = result["rows"]
-    ref = {(r["section"], r["model"]): r["img_s"] for r in rows if r["path"] == "notebook"}
-    for r in rows:
-        base = ref.get((r["section"], r["model"]))
-        r["vs_notebook"] = r["img_s"] / base if base else None
-    overhead = {}
-    by_key = {(r["section"], r["model"], row_label(r)): r["img_s"] for r in rows}
-    for base, ba in ba_pairs(result["settings"]["models"]):
-        for (section, model, label), rate in by_key.items():
-            if model == ba and (section, base, label) in by_key:
-                overhead.setdefault(ba, {})[f"{section} / {label}"] = 100.0 * (by_key[(section, base, label)] / rate
-                                                                              - 1.0)
-    result["ba_overhead_pct"] = overhead
 
 
 def benchmark_command(args) -> int:

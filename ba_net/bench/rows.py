@@ -144,6 +144,22 @@ def measure_gemm(n: int, repeats: int) -> dict:
 
 # -------------------------------------------------------------------------------- training
 
+_SHARED: dict = {}  # quick mode: what the rows measured in one process share, by key
+
+
+def shared(settings: Settings, key: tuple, build):
+    """``build()``, or in quick mode (a smoke run, every row but the notebook's in one process) the
+    object built for ``key`` the first time in this process: the rows of a model then share one
+    trainer per training path and batch (its fast path traced and checked once) and one exported
+    model per eval path, instead of building them again for each row. Without --quick every row
+    builds its own, in its own process."""
+    if not settings.quick:
+        return build()
+    if key not in _SHARED:
+        _SHARED[key] = build()
+    return _SHARED[key]
+
+
 def row_config(settings: Settings, path: str, workers: int = 0, model: Optional[str] = None) -> dict:
     from ba_net.config import load_config
 
@@ -176,7 +192,9 @@ def make_trainer(model_name: str, path: str, cfg: dict) -> dict:
     model.train()
     parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "loss_fn": loss_fn, "fast": None}
     if path == "fast":
-        size = model_input_size(model_name)
+        from ba_net.data import model_input_size as size_of
+
+        size = size_of(model) or 128  # the model just built says it (as model_input_size would, building another)
         fast = accel.prepare_training(cfg, model_name, model, optimizer, lambda p: build_optimizer(cfg, p, scheduler),
                                       loss_fn, device=paddle.device.get_device(),
                                       image_shape=(cfg["train"]["batch_size"], 3, size, size))
@@ -213,7 +231,8 @@ def train_step_rate(model_name: str, path: str, settings: Settings) -> dict:
     cfg = row_config(settings, "fast" if path == "fast" else "dygraph", model=model_name)
     steps = settings.steps_for(model_name)
     with paddle.utils.unique_name.guard():
-        step = make_trainer(model_name, path, cfg)["step"]
+        step = shared(settings, ("train", model_name, path, settings.batch_for(model_name)),
+                      lambda: make_trainer(model_name, path, cfg))["step"]
         x, y = sample_batch(settings, model_name)
         for _ in range(settings.warmup):
             float(step(x, y))
@@ -229,7 +248,8 @@ def train_step_rate(model_name: str, path: str, settings: Settings) -> dict:
 def _read_split(settings: Settings, split: str):
     from ba_net import data as D
 
-    return D.read_cifar10(D.locate_cifar10(settings.data_file, download=False), split)
+    return shared(settings, ("split", split),
+                  lambda: D.read_cifar10(D.locate_cifar10(settings.data_file, download=False), split))
 
 
 def e2e_train_rate(model_name: str, path: str, settings: Settings, train_split, workers: int) -> dict:
@@ -245,7 +265,9 @@ def e2e_train_rate(model_name: str, path: str, settings: Settings, train_split, 
     cfg = row_config(settings, "fast" if path == "fast" else "dygraph", workers)
     preset = preset_for(model_name, settings)
     with paddle.utils.unique_name.guard():
-        t = make_trainer(model_name, "fast" if path == "fast" else "dygraph", cfg)
+        kind = "fast" if path == "fast" else "dygraph"
+        t = shared(settings, ("train", model_name, kind, settings.batch_size),
+                   lambda: make_trainer(model_name, kind, cfg))
         loader = loading.build_loader(*train_split, preset.train, settings.batch_size, seed=0, train=True,
                                 num_workers=workers, max_steps=settings.steps, image_size=preset.image_size)
         if len(loader) < settings.steps:
@@ -319,11 +341,13 @@ def ba_overhead_interleaved(settings: Settings, workdir: Path, train_path: str =
     steps = {}
     for name in pair:
         with paddle.utils.unique_name.guard():
-            steps[name] = make_trainer(name, train_path, row_config(settings, train_path, model=name))["step"]
+            steps[name] = shared(settings, ("train", name, train_path, settings.batch_for(name)), lambda: make_trainer(
+                name, train_path, row_config(settings, train_path, model=name)))["step"]
     out = {"train": alternate({name: (lambda s=step: float(s(x, y))) for name, step in steps.items()})}
     del steps
-    runners = {name: eval_callable(name, "inference" if on_cpu() else "dygraph", workdir / f"pair_{name}")
-               for name in pair}
+    eval_path = "inference" if on_cpu() else "dygraph"
+    runners = {name: shared(settings, ("eval", name, eval_path),
+                            lambda: eval_callable(name, eval_path, workdir / f"pair_{name}")) for name in pair}
     out["eval"] = alternate({name: (lambda r=runner: r(x).numpy()) for name, runner in runners.items()})
     logger.info("%s overhead, interleaved: train %+.1f %%, eval %+.1f %%", ba_model, out["train"]["overhead_pct"],
                 out["eval"]["overhead_pct"])
@@ -339,7 +363,8 @@ def measure_here(task: str, settings: Settings, model: str, path: str, workers: 
     elif task == "e2e":
         result = e2e_train_rate(model, path, settings, _read_split(settings, "train"), workers)
     elif task in ("eval", "eval_fwd"):
-        runner = eval_callable(model, "dygraph" if notebook else path, tmp)
+        eval_path = "dygraph" if notebook else path
+        runner = shared(settings, ("eval", model, eval_path), lambda: eval_callable(model, eval_path, tmp))
         result = {"forward": forward_rate(runner, settings.batch_for(model), settings.image_size(model), warmup=1,
                                           repeats=settings.repeats, steps=settings.steps_for(model))}
         if task == "eval":
@@ -357,4 +382,4 @@ def measure_here(task: str, settings: Settings, model: str, path: str, workers: 
 
 __all__ = ["EVAL_PATHS", "MODELS", "RESNET_MODELS", "SUITES", "Settings", "TRAIN_PATHS", "ba_pairs", "measure_gemm",
            "NUM_CLASSES", "eval_callable", "make_trainer", "measure_here", "model_input_size", "preset_for",
-           "row_config", "sample_batch"]
+           "row_config", "sample_batch", "shared"]

@@ -1,12 +1,65 @@
 """The benchmark's printed report: :func:`format_table` turns the result of
 :func:`ba_net.bench.benchmark.run_benchmark` into the header (machine, GEMM rates, the PyTorch peer, the
-yardstick), the table of rows, the per-model table, BA's overhead and the method."""
+yardstick), the table of rows, the per-model table, BA's overhead and the method; and the rows'
+derived columns (:func:`yardstick`, :func:`vs_pytorch`, :func:`ratios`)."""
 from __future__ import annotations
+
+from ba_net.bench.rows import ba_pairs
 
 
 def row_label(row: dict) -> str:
     """A row's path, with its loader workers when it has any."""
     return row["path"] + (f" ({row['workers']} workers)" if row.get("workers") else "")
+
+
+def yardstick(result: dict) -> float:
+    """The best rate measured in this run (GFLOP/s), into result["yardstick"], and each row's
+    share of it (``pct_best``): the candidates are the fp32 GEMM rates in result["gemm"] (Paddle,
+    NumPy, PyTorch if measured) and every row's own rate, 6 x MACs x img/s for training rows and
+    2 x MACs x img/s for evaluation rows (MACs: the row model's forward multiply-accumulates per
+    image). A row's share is its rate over the yardstick, so it is at most 100."""
+    candidates = {f"fp32 GEMM ({name})": rate for name, rate in result["gemm"].items()
+                  if isinstance(rate, (int, float))}
+    for r in result["rows"]:
+        factor = 6 if r["section"].startswith("train") else 2
+        r["gflops"] = factor * result["macs_per_image"][r["model"]] * r["img_s"] / 1e9
+        candidates[f"{r['section']} {r['model']} {row_label(r)}"] = r["gflops"]
+    source = max(candidates, key=candidates.get)
+    best = candidates[source]
+    result["yardstick"] = {"gflops": best, "source": source}
+    for r in result["rows"]:
+        r["pct_best"] = 100.0 * r["gflops"] / best
+    return best
+
+
+def vs_pytorch(result: dict) -> None:
+    """``vs_pytorch`` of each row of a model in a section the peer measured that model in: its
+    img/s over PyTorch's best (eager or channels_last) for that model and section."""
+    best = {}
+    for r in result["rows"]:
+        if r["path"].startswith("pytorch "):
+            key = (r["section"], r["model"])
+            best[key] = max(best.get(key, 0.0), r["img_s"])
+    for r in result["rows"]:
+        if best.get((r["section"], r["model"])):
+            r["vs_pytorch"] = r["img_s"] / best[(r["section"], r["model"])]
+
+
+def ratios(result: dict) -> None:
+    """Ratio of each row to the notebook's way (same section and model), and BA's overhead."""
+    rows = result["rows"]
+    ref = {(r["section"], r["model"]): r["img_s"] for r in rows if r["path"] == "notebook"}
+    for r in rows:
+        base = ref.get((r["section"], r["model"]))
+        r["vs_notebook"] = r["img_s"] / base if base else None
+    overhead = {}
+    by_key = {(r["section"], r["model"], row_label(r)): r["img_s"] for r in rows}
+    for base, ba in ba_pairs(result["settings"]["models"]):
+        for (section, model, label), rate in by_key.items():
+            if model == ba and (section, base, label) in by_key:
+                overhead.setdefault(ba, {})[f"{section} / {label}"] = 100.0 * (by_key[(section, base, label)] / rate
+                                                                              - 1.0)
+    result["ba_overhead_pct"] = overhead
 
 
 def _fmt(value) -> str:
@@ -134,7 +187,9 @@ def _method(result: dict) -> str:
             "eval pass over the test split with the preset's eval transform (resize and normalization) in the "
             "loader" + (f" (capped at {s['eval_batches']} batches)" if s.get("eval_batches") else "") + "."]),
         ("Every row is measured in a fresh subprocess (paths left in one process slow each other down). "
-         if not s.get("quick") else "Quick mode: only the notebook's rows run in subprocesses. ") +
+         if not s.get("quick") else "Quick mode (a smoke run): the notebook's rows run one after the other in one "
+         "subprocess, the others in this process, where a model's rows share one trainer per path and one exported "
+         "model. ") +
         "Paths: notebook = dygraph in Paddle's default environment (OMP_NUM_THREADS=1, no MKL_DEBUG_CPU_TYPE), "
         "0 loader workers; dygraph = tuned environment; to_static = paddle.jit.to_static "
         "(PIR); fast = ba_net.accel.paths (legacy static program, oneDNN convolutions); inference = paddle.jit.save + "
@@ -160,4 +215,4 @@ def _method(result: dict) -> str:
         f"({result.get('seconds')} s); other processes on these cores lower every figure."])
 
 
-__all__ = ["format_table", "row_label"]
+__all__ = ["format_table", "ratios", "row_label", "vs_pytorch", "yardstick"]
