@@ -22,7 +22,7 @@ from ba_net.report import tables
 from ba_net.report.repro import config_differences
 from ba_net.runs.results import collect_runs, read_run
 
-from helpers import REPO, run_tool
+from helpers import REPO, forked_tool
 
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -201,7 +201,7 @@ def trained12(folder12):
               "optimizer": {"name": "momentum", "lr": 0.01}}
     cfg = folder12.parent / "paper12.yaml"
     cfg.write_text(yaml.safe_dump(config))
-    r = run_tool(["tools/train.py", "-c", str(cfg)], timeout=300)
+    r = forked_tool(["tools/train.py", "-c", str(cfg)], timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     return out / "paper12"
 
@@ -209,7 +209,7 @@ def trained12(folder12):
 def test_one_epoch_of_the_paper_backbones_through_train_and_compare(trained12, tmp_path):
     """Issue 24's acceptance run: compare writes top-1 and top-5 (the same epoch) for both models."""
     out = tmp_path / "cmp"
-    r = run_tool(["tools/compare.py", str(trained12), "--out", str(out), "--no-throughput"], timeout=300)
+    r = forked_tool(["tools/compare.py", str(trained12), "--out", str(out), "--no-throughput"], timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((out / "comparison.json").read_text())
     assert (summary["dataset"], summary["num_classes"], summary["top5"]) == ("imagefolder", 12, True)
