@@ -123,7 +123,7 @@ def test_yardstick_share_is_at_most_100(seed):
     rows = [(sections[i % 4], ("alexnet", "ba_alexnet")[i % 2], f"p{i}", float(rng.uniform(10, 2000)))
             for i in range(12)]
     result = _result(gemm, rows, macs)
-    best = benchmark.yardstick(result)
+    best = table.yardstick(result)
     own = [(6 if s.startswith("train") else 2) * macs[m] * v / 1e9 for s, m, _, v in rows]
     assert best == pytest.approx(max(gemm["paddle"], gemm["numpy"], gemm["pytorch"], *own))
     pct = [r["pct_best"] for r in result["rows"]]
@@ -139,7 +139,7 @@ def test_x_pytorch_is_against_the_best_layout_of_the_section():
                           ("eval fwd", "alexnet", "inference", 900.0), ("eval fwd", "alexnet", "pytorch eager", 450.0),
                           ("train step", "ba_alexnet", "fast", 280.0), ("eval pass", "alexnet", "inference", 500.0)],
                      {})
-    benchmark.vs_pytorch(result)
+    table.vs_pytorch(result)
     got = {(r["section"], r["model"], r["path"]): r.get("vs_pytorch") for r in result["rows"]}
     assert got[("train step", "alexnet", "fast")] == pytest.approx(0.5)
     assert got[("train step", "alexnet", "pytorch channels_last")] == pytest.approx(1.0)
@@ -367,7 +367,7 @@ def test_x_pytorch_is_per_model():
                           ("train step", "ba_resnet20", "fast", 200.0),
                           ("train step", "ba_resnet20", "pytorch channels_last", 100.0),
                           ("eval fwd", "resnet50", "inference", 10.0)], {})
-    benchmark.vs_pytorch(result)
+    table.vs_pytorch(result)
     got = {(r["section"], r["model"], r["path"]): r.get("vs_pytorch") for r in result["rows"]}
     assert got[("train step", "resnet20", "fast")] == pytest.approx(0.5)
     assert got[("train step", "ba_resnet20", "fast")] == pytest.approx(2.0)

@@ -361,4 +361,4 @@ def benchmark_command(args) -> int:
 
 
 __all__ = ["PEER_MODEL", "PEER_MODELS", "Settings", "benchmark_command", "measure_gemm", "measure_in_subprocess",
-           "measure_torch_ba_overhead", "measure_torch_peer", "peer_ready", "plan_models", "run_benchmark", "vs_pytorch", "yardstick"]
+           "measure_torch_ba_overhead", "measure_torch_peer", "peer_ready", "plan_models", "run_benchmark"]
