@@ -245,6 +245,20 @@ def test_step_tolerances_admit_other_rounding(model_name, preset, overrides, cif
     assert max(r["gradient"] for r in records) > 1e-4
 
 
+def test_one_eval_program_serves_every_batch_size(cifar_subset):
+    """The fast path's eval forward is traced once, for any batch size: the build check's 4
+    images, the training batch and a ragged last batch give dygraph's logits from one program."""
+    images = _batches(cifar_subset, "cifar")[0][0]
+    with paddle.utils.unique_name.guard():
+        model, _, _, _, fast = _setup("resnet20", CIFAR_SGD)
+        model.eval()
+        for n in (BATCH, 3, 1):
+            with paddle.no_grad():
+                ref = model(paddle.to_tensor(images[:n])).numpy()
+            np.testing.assert_allclose(fast.predict(paddle.to_tensor(images[:n])).numpy(), ref, rtol=1e-4, atol=1e-4)
+    assert sorted(key[0] for key in fast.programs) == ["eval", "train"]
+
+
 def test_fast_path_falls_back_to_dygraph(caplog, monkeypatch):
     cfg = load_config(None, ("train.path=fast",))
     assert accel.resolve_path("fast", "cpu", 1)[0] == "static_onednn"

@@ -139,3 +139,25 @@ def test_there_is_no_ba_module_alias_with_another_signature():
     assert not hasattr(ba_net, "BAModule") and "BAModule" not in ba_net.__all__
     ba = ba_net.BridgeAttention(256, bridge_channels=(64, 128))
     assert [tuple(sq.weight.shape) for sq in ba.squeeze] == [(64, 16), (128, 16), (256, 16)]
+
+
+@pytest.mark.parametrize("name", ["alexnet", "ba_resnet20", "ba_resnet50", "ba_efficientnet_b1"])
+def test_a_structure_is_the_model_without_initialised_weights(name):
+    """build_structure: the same parameters and buffers (names, shapes) and input side as
+    build_model, and no initialiser ran (the random generator has not moved)."""
+    from ba_net.models import build_structure
+
+    def next_draw(build):
+        paddle.seed(5)
+        with paddle.utils.unique_name.guard():
+            built = build(name, num_classes=7)
+        return built, float(paddle.rand([1]))
+
+    paddle.seed(5)
+    untouched = float(paddle.rand([1]))
+    structure, after_structure = next_draw(build_structure)
+    model, after_model = next_draw(build_model)
+    assert structure.input_size == model.input_size
+    assert {k: list(v.shape) for k, v in structure.state_dict().items()} == \
+        {k: list(v.shape) for k, v in model.state_dict().items()}
+    assert after_structure == untouched and after_model != untouched  # a real build draws; the structure does not
