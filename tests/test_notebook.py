@@ -1,9 +1,9 @@
 """The AI Studio / Jupyter notebook on a fresh kernel, as a user gets it: Paddle and an OpenCV
 installed, ba-net not.
 
-A throw-away venv gets this environment's versions of Paddle, numpy, scipy, matplotlib, VisualDL, the
-notebook runner and the non-headless `opencv-python` that AI Studio ships, but neither ba-net nor
-PyYAML. The notebook then runs top to bottom (tiny settings, `notebooks/` as the working
+A throw-away venv gets this environment's installs of Paddle, numpy, scipy, matplotlib, VisualDL, the
+notebook runner, pip and setuptools (with everything they require, as pip installed them here), the non-headless
+`opencv-python` that AI Studio ships, but neither ba-net nor PyYAML. The notebook then runs top to bottom (tiny settings, `notebooks/` as the working
 directory) in a kernel of that venv: its install cell has to pip-install the missing PyYAML, make
 `ba_net` importable in the running kernel and leave the OpenCV alone.
 """
@@ -14,9 +14,9 @@ import re
 import shutil
 import subprocess
 import sys
-from importlib.metadata import packages_distributions, version
+from importlib.metadata import distribution, packages_distributions, version
+from pathlib import Path
 
-import paddle
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
@@ -25,8 +25,10 @@ from helpers import REPO  # noqa: E402
 
 NOTEBOOK = REPO / "notebooks" / "ba_vs_alexnet.ipynb"
 KERNEL = "ba-net-fresh-kernel"
-# The same versions as this environment, so pip finds them in its cache (or the index) quickly.
-PINNED = ["numpy", "scipy", "matplotlib", "visualdl", "nbclient", "nbformat", "ipykernel"]
+# What the venv gets from this environment (with what they require); not ba-net, PyYAML or an OpenCV.
+# pip and setuptools are what `python -m venv` puts in (Paddle imports setuptools without requiring it).
+SHARED = ["paddlepaddle", "numpy", "scipy", "matplotlib", "visualdl", "nbclient", "nbformat", "ipykernel", "pip",
+          "setuptools"]
 DRIVER = """
 import sys, nbclient, nbformat
 notebook, executed, kernel, cwd = sys.argv[1:]
@@ -43,6 +45,56 @@ def _run(args, env, cwd=None, check=True):
     if check and proc.returncode:
         pytest.fail(f"{' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+def _closure(names):
+    """This environment's distributions ``names`` need: theirs and their requirements', recursively
+    (with the extras asked for), as pip installed them."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    found, todo = {}, [Requirement(name) for name in names]
+    while todo:
+        req = todo.pop()
+        dist = distribution(req.name)
+        done = found.setdefault(canonicalize_name(dist.metadata["Name"]), (dist, set()))[1]
+        extras = ({""} | set(req.extras)) - done
+        done |= extras
+        for spec in dist.requires or []:
+            dep = Requirement(spec)
+            if any(dep.marker is None or dep.marker.evaluate({"extra": e}) for e in extras):
+                todo.append(dep)
+    return [dist for dist, _ in found.values()]
+
+
+def _install_from_here(dists, venv):
+    """Install ``dists`` into ``venv`` as pip installed them here, file by file (each file of their
+    RECORD, metadata included, so the venv's pip sees them installed): hard links, which cost neither
+    disk nor an unpacking of the wheels. pip unlinks a file before it writes or removes it, so what
+    runs in the venv cannot change this environment's files. Scripts in bin/ are copied with the
+    venv's python in their #! line."""
+    prefix = os.path.normpath(sys.prefix)
+    for dist in dists:
+        assert dist.files is not None, f"{dist.metadata['Name']}: no RECORD"
+        for entry in dist.files:
+            source = os.path.normpath(dist.locate_file(entry))
+            if not os.path.isfile(source):  # RECORD may list a .pyc that was never written
+                continue
+            rel = os.path.relpath(source, prefix)
+            assert not rel.startswith(".."), f"{dist.metadata['Name']}: {source} is outside {prefix}"
+            target = venv / rel
+            if target.exists() and os.path.samefile(source, target):  # listed twice
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            head = open(source, "rb").read(2) if rel.startswith("bin" + os.sep) else b""
+            if head == b"#!":
+                lines = Path(source).read_bytes().split(b"\n", 1)
+                if prefix.encode() in lines[0]:
+                    lines[0] = b"#!" + str(venv / "bin" / "python").encode()
+                target.write_bytes(b"\n".join(lines))
+                shutil.copymode(source, target)
+            else:
+                os.link(source, target)
 
 
 def _distributions(python, env):
@@ -67,15 +119,15 @@ def test_notebook_runs_on_a_fresh_kernel_without_ba_net(tmp_path):
     env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", IPYTHONDIR=str(tmp_path / "ipython"), PYTHONNOUSERSITE="1")
     venv = tmp_path / "venv"
     python = venv / "bin" / "python"
-    _run([sys.executable, "-m", "venv", venv], env)
-    pins = [f"paddlepaddle=={paddle.__version__}"] + [f"{name}=={version(name)}" for name in PINNED]
-    opencv = version(packages_distributions()["cv2"][0])
-    # --no-compile: the venv is thrown away, and byte-compiling Paddle's sources is ~40 % of the install
-    install = [python, "-m", "pip", "install", "-q", "--no-compile", *pins]
-    installed = _run(install + [f"opencv-python=={opencv}"], env, check=False)
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], env)  # pip: this environment's, below
+    _install_from_here(_closure(SHARED), venv)
+    opencv = packages_distributions()["cv2"][0]
+    # AI Studio's OpenCV, from the registry (or pip's cache); where it cannot load, this environment's
+    installed = _run([python, "-m", "pip", "install", "-q", "--no-compile", f"opencv-python=={version(opencv)}"], env,
+                     check=False)
     if installed.returncode or _run([python, "-c", "import cv2"], env, check=False).returncode:
         _run([python, "-m", "pip", "uninstall", "-q", "-y", "opencv-python"], env, check=False)
-        _run(install + [f"opencv-python-headless=={opencv}"], env)
+        _install_from_here([distribution(opencv)], venv)  # its numpy is there
     _run([python, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL], env)
 
     # The user's situation, checked: no ba_net (nor PyYAML) in that venv, one OpenCV.
@@ -142,4 +194,4 @@ def test_notebook_runs_on_a_fresh_kernel_without_ba_net(tmp_path):
     assert sorted(name for name in after if name.startswith("opencv")) == opencv_before
     assert "pyyaml" in after and "pyyaml" not in before
     assert {name: after.get(name) for name in before} == before  # nothing upgraded or removed
-    shutil.rmtree(venv)  # 2 GB; kept when the test fails
+    shutil.rmtree(venv)  # kept when the test fails
