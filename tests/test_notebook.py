@@ -73,28 +73,33 @@ def _install_from_here(dists, venv):
     disk nor an unpacking of the wheels. pip unlinks a file before it writes or removes it, so what
     runs in the venv cannot change this environment's files. Scripts in bin/ are copied with the
     venv's python in their #! line."""
-    prefix = os.path.normpath(sys.prefix)
+    prefix = os.path.normpath(sys.prefix) + os.sep
+    made = set()
     for dist in dists:
         assert dist.files is not None, f"{dist.metadata['Name']}: no RECORD"
+        site = str(dist.locate_file(""))
         for entry in dist.files:
-            source = os.path.normpath(dist.locate_file(entry))
-            if not os.path.isfile(source):  # RECORD may list a .pyc that was never written
-                continue
-            rel = os.path.relpath(source, prefix)
-            assert not rel.startswith(".."), f"{dist.metadata['Name']}: {source} is outside {prefix}"
-            target = venv / rel
-            if target.exists() and os.path.samefile(source, target):  # listed twice
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            head = open(source, "rb").read(2) if rel.startswith("bin" + os.sep) else b""
-            if head == b"#!":
+            source = os.path.normpath(os.path.join(site, entry))
+            assert source.startswith(prefix), f"{dist.metadata['Name']}: {source} is outside {prefix}"
+            rel = source[len(prefix):]
+            target = os.path.join(venv, rel)
+            folder = os.path.dirname(target)
+            if folder not in made:
+                os.makedirs(folder, exist_ok=True)
+                made.add(folder)
+            if rel.startswith("bin" + os.sep) and os.path.isfile(source):
                 lines = Path(source).read_bytes().split(b"\n", 1)
-                if prefix.encode() in lines[0]:
+                if lines[0].startswith(b"#!") and prefix.encode() in lines[0]:
                     lines[0] = b"#!" + str(venv / "bin" / "python").encode()
-                target.write_bytes(b"\n".join(lines))
+                Path(target).write_bytes(b"\n".join(lines))
                 shutil.copymode(source, target)
-            else:
+                continue
+            try:
                 os.link(source, target)
+            except FileNotFoundError:  # RECORD may list a .pyc that was never written
+                continue
+            except FileExistsError:  # listed twice
+                assert os.path.samefile(source, target), target
 
 
 def _distributions(python, env):
