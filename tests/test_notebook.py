@@ -8,6 +8,8 @@ directory) in a kernel of that venv: its install cell has to pip-install the mis
 `ba_net` importable in the running kernel and leave the OpenCV alone.
 """
 import configparser
+import errno
+import filecmp
 import json
 import os
 import re
@@ -70,9 +72,10 @@ def _closure(names):
 def _install_from_here(dists, venv):
     """Install ``dists`` into ``venv`` as pip installed them here, file by file (each file of their
     RECORD, metadata included, so the venv's pip sees them installed): hard links, which cost neither
-    disk nor an unpacking of the wheels. pip unlinks a file before it writes or removes it, so what
-    runs in the venv cannot change this environment's files. Scripts in bin/ are copied with the
-    venv's python in their #! line."""
+    disk nor an unpacking of the wheels (copies where the temporary folder is on another file
+    system). pip unlinks a file before it writes or removes it, so what runs in the venv cannot
+    change this environment's files. Scripts in bin/ are copied with the venv's python in their #!
+    line."""
     prefix = os.path.normpath(sys.prefix) + os.sep
     made = set()
     for dist in dists:
@@ -99,7 +102,11 @@ def _install_from_here(dists, venv):
             except FileNotFoundError:  # RECORD may list a .pyc that was never written
                 continue
             except FileExistsError:  # listed twice
-                assert os.path.samefile(source, target), target
+                assert filecmp.cmp(source, target, shallow=False), target
+            except OSError as exc:  # another file system (a tmpfs /tmp) or no hard links there: a copy
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                shutil.copy2(source, target)
 
 
 def _distributions(python, env):
