@@ -5,6 +5,9 @@ The crash test kills tools/train.py at seeded random moments (5 kills; 20 with B
 BA_NET_CRASH_SEED picks other moments), checks after every kill that each file left in the run
 folder loads, continues the way the engine asks (--resume when a state was saved, a plain rerun
 otherwise), and requires the history and weights of an uninterrupted run, bit for bit.
+The killed attempts are fresh interpreters (tools/train.py as a user starts it); the one plain
+rerun that must be refused and the last, uninterrupted attempt are about the tool's answer and run
+forked from tests/tool_server.py (helpers.forked_tool).
 """
 import json
 import os
@@ -28,16 +31,16 @@ from helpers import REPO, forked_tool, read_history, small_cifar10, strip_times,
 SOAK = os.environ.get("BA_NET_SOAK") == "1"
 KILLS = 20 if SOAK else 5
 SEED = int(os.environ.get("BA_NET_CRASH_SEED", "20260607"))
-EPOCHS = 4
+EPOCHS = 3
 REAL_FILES = {"config.yaml", "history.json", "train.log", "vdl/vdlrecords.run.log", "best.pdparams", "best.pdopt",
               "final.pdparams", "final.pdopt"}
 
 
 @pytest.fixture(scope="module")
 def small_data(module_tmp, cifar_subset):
-    """200 train / 64 test images of the subset: evaluation stays short, so kills land often in
-    the writes of checkpoints, state and history."""
-    return small_cifar10(cifar_subset, module_tmp("data") / "cifar-10-python.tar.gz")
+    """80 train / 16 test images of the subset (2 steps of 8 per epoch): training and evaluation
+    stay short, so kills land often in the writes of checkpoints, state and history."""
+    return small_cifar10(cifar_subset, module_tmp("data") / "cifar-10-python.tar.gz", n_train=80, n_test=16)
 
 
 def _write_config(file, data, out, model="alexnet", **train):
@@ -46,7 +49,7 @@ def _write_config(file, data, out, model="alexnet", **train):
     data_cfg = {"data_file": str(data), "num_workers": 0, **({"transforms": "cifar"} if model == "resnet20" else {})}
     cfg = {"experiment": "crash", "models": [model], "seeds": [0], "output_dir": str(out), "device": "cpu",
            "data": data_cfg,
-           "train": {"epochs": EPOCHS, "batch_size": 8, "max_steps_per_epoch": 3, "log_every": 1, **train}}
+           "train": {"epochs": EPOCHS, "batch_size": 8, "max_steps_per_epoch": 2, "log_every": 1, **train}}
     file.write_text(yaml.safe_dump(cfg))
     return file
 
@@ -67,12 +70,18 @@ class _Trainer:
                                     env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
 
-    def run(self, flags, timeout=600):
+    def run(self, flags, watch: Path, timeout=600):
+        """Run to the end; returns its seconds, and those until ``watch`` appeared."""
         t0 = time.monotonic()
-        proc = self.start(flags)
-        rc = proc.wait(timeout=timeout)
-        assert rc == 0, f"tools/train.py {' '.join(flags)} exited {rc}:\n{self.output()}"
-        return time.monotonic() - t0
+        proc, started = self.start(flags), None
+        while proc.poll() is None:
+            if started is None and watch.exists():
+                started = time.monotonic() - t0
+            assert time.monotonic() - t0 < timeout, f"tools/train.py {' '.join(flags)} timed out"
+            time.sleep(0.005)
+        assert proc.returncode == 0, f"tools/train.py {' '.join(flags)} exited {proc.returncode}:\n{self.output()}"
+        assert started is not None, f"{watch} never appeared"
+        return time.monotonic() - t0, started
 
     def output(self):
         return self.log.read_text(errors="replace")[-3000:]
@@ -169,20 +178,22 @@ def _epochs_done(run: Path) -> int:
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing(tmp_path, small_data):
     ref = _Trainer(_write_config(tmp_path / "ref.yaml", small_data, tmp_path / "ref"), tmp_path / "logs_ref")
-    total = ref.run([])
-    startup = ref.run([])  # the finished run is skipped: start-up and planning only
-    assert "finished already" in ref.output()
     ref_run = tmp_path / "ref" / "crash" / "alexnet" / "seed0"
+    # start-up: until the run's history.json is written (imports, planning, clean-up of the run
+    # folder, the model and its resume state, the fast path's trace, config.yaml, history.json)
+    total, startup = ref.run([], watch=ref_run / "history.json")
     model_keys = set(paddle.load(str(ref_run / "final.pdparams")))
 
-    trainer = _Trainer(_write_config(tmp_path / "crash.yaml", small_data, tmp_path / "crash"), tmp_path / "logs")
+    config = _write_config(tmp_path / "crash.yaml", small_data, tmp_path / "crash")
+    trainer = _Trainer(config, tmp_path / "logs")
     run = tmp_path / "crash" / "crash" / "alexnet" / "seed0"
     rng = random.Random(SEED)
     kills, temps_seen, journal, asked_to_resume = 0, 0, [], False
     while True:
         flags = _next_flags(run) if not journal or journal[-1][1] != "finished early" else ["--force"]
         if kills >= KILLS:
-            trainer.run(flags)
+            proc = forked_tool(["tools/train.py", "-c", str(config), *flags])
+            assert proc.returncode == 0, f"the last attempt {flags} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
             journal.append((flags, "completed"))
             break
         # The moment: within what this attempt needs (start-up plus its share of the remaining
@@ -218,9 +229,9 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path, small_data):
             if _next_flags(run) == ["--resume"] and not asked_to_resume:
                 # once: a plain rerun is refused with the advice the test then follows, nothing changed
                 before = tree_snapshot(run)
-                proc = trainer.start([])
-                assert proc.wait(timeout=600) == 2, trainer.output()
-                assert "rerun with --resume to continue it" in trainer.output(), trainer.output()
+                proc = forked_tool(["tools/train.py", "-c", str(config)])
+                assert proc.returncode == 2, proc.stdout + proc.stderr
+                assert "rerun with --resume to continue it" in proc.stderr, proc.stderr
                 assert tree_snapshot(run) == before
                 asked_to_resume = True
                 journal.append(([], "refused: rerun with --resume"))
