@@ -420,3 +420,22 @@ def test_benchmark_resnet_suite_gives_the_224_px_models_their_size_and_small_bat
                                                                (1, 3, 224, 224))
     assert 4.0e9 < plan["macs_per_image"]["resnet50"] < 4.2e9  # ResNet-50's 4.1 GMACs at 224 px
     assert settings.steps_for("resnet50") == settings.large_steps and settings.steps_for("resnet20") == settings.steps
+
+
+def test_what_a_quick_run_shares_is_forgotten_when_the_run_ends(monkeypatch):
+    """--quick's rows share their trainers and exports within one run only: an object kept by
+    rows.shared during run_benchmark is built afresh by the next run in the same process."""
+    from ba_net.bench import benchmark, rows
+    from ba_net.bench.rows import Settings
+
+    settings = Settings.quick_settings()
+    built = []
+
+    def one_run(s):
+        return [rows.shared(s, ("train", "alexnet", "fast", 8), lambda: built.append(object()) or built[-1])
+                for _ in range(2)]
+
+    monkeypatch.setattr(benchmark, "_run", one_run)
+    first, second = benchmark.run_benchmark(settings), benchmark.run_benchmark(settings)
+    assert first[0] is first[1] and second[0] is second[1]  # shared within a run
+    assert first[0] is not second[0] and len(built) == 2  # not across runs

@@ -40,6 +40,7 @@ import numpy as np
 
 from ba_net.bench.rows import (
     EVAL_PATHS, NUM_CLASSES, TRAIN_PATHS, Settings, ba_pairs, measure_gemm, measure_here, on_cpu,
+    release_shared,
 )
 from ba_net.errors import CheckFailed, ConfigError
 from ba_net.runtime import cpu_model, load_average, select_device, usable_cpus
@@ -159,6 +160,13 @@ def plan_models(settings: Settings) -> dict:
 def run_benchmark(settings: Settings) -> dict:
     """Every measurement, each row in its own subprocess; returns the result dict (rows plus the
     method's parameters)."""
+    try:
+        return _run(settings)
+    finally:
+        release_shared()
+
+
+def _run(settings: Settings) -> dict:
     load_before = load_average()
     started = time.time()
     result = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": describe_machine(),

@@ -144,7 +144,7 @@ def measure_gemm(n: int, repeats: int) -> dict:
 
 # -------------------------------------------------------------------------------- training
 
-_SHARED: dict = {}  # quick mode: what the rows measured in one process share, by key
+_SHARED: dict = {}  # quick mode: what the rows measured in one process share, by key; emptied after each run
 
 
 def shared(settings: Settings, key: tuple, build):
@@ -158,6 +158,12 @@ def shared(settings: Settings, key: tuple, build):
     if key not in _SHARED:
         _SHARED[key] = build()
     return _SHARED[key]
+
+
+def release_shared() -> None:
+    """Forget what :func:`shared` kept (run_benchmark calls it when a run ends: nothing built for
+    one run is reused by the next in the same process)."""
+    _SHARED.clear()
 
 
 def row_config(settings: Settings, path: str, workers: int = 0, model: Optional[str] = None) -> dict:
@@ -382,4 +388,4 @@ def measure_here(task: str, settings: Settings, model: str, path: str, workers: 
 
 __all__ = ["EVAL_PATHS", "MODELS", "RESNET_MODELS", "SUITES", "Settings", "TRAIN_PATHS", "ba_pairs", "measure_gemm",
            "NUM_CLASSES", "eval_callable", "make_trainer", "measure_here", "model_input_size", "preset_for",
-           "row_config", "sample_batch", "shared"]
+           "release_shared", "row_config", "sample_batch", "shared"]
