@@ -420,7 +420,7 @@ def test_flops_follow_paddle_plus_residual_adds_and_ba_work(capsys):
 # --- a short training on the embedded sample --------------------------------------------------------
 
 def test_short_training_lowers_the_loss(cifar_subset):
-    n = 128
+    n = 32
     images, labels = read_cifar10(cifar_subset, "train")
     x = images[:n].astype("float32") / 255.0
     x = (x - x.mean(axis=(0, 1, 2))) / x.std(axis=(0, 1, 2))
@@ -437,19 +437,21 @@ def test_short_training_lowers_the_loss(cifar_subset):
 
     before = loss_on_all()
     rng = np.random.default_rng(0)
-    for _ in range(4):  # 16 steps of 32 images
+    for _ in range(4):  # 8 steps of 16 images
         order = rng.permutation(n)
-        for i in range(0, n, 32):
-            idx = paddle.to_tensor(order[i:i + 32])
+        for i in range(0, n, 16):
+            idx = paddle.to_tensor(order[i:i + 16])
             loss = F.cross_entropy(model(x[idx]), y[idx])
             loss.backward()
             opt.step()
             opt.clear_grad()
     after = loss_on_all()
-    print(f"ba_resnet20 on {n} sample images, 16 SGD steps: loss {before:.3f} -> {after:.3f}")
+    print(f"ba_resnet20 on {n} sample images, 8 SGD steps: loss {before:.3f} -> {after:.3f}")
     assert np.isfinite(after)
-    # measured 2.34 -> 1.87 (Paddle 3.3, CPU, 6.8 s); half that drop is required
-    assert after < before - 0.23, (before, after)
+    # measured 2.31 -> 1.64 (Paddle 3.3 and 3.0, CPU, ~2.5 s of CPU; 0.57-0.93 from 7 other random
+    # initialisations); half that drop is required. Training only the head (features detached) drops
+    # it by 0.27 and fails.
+    assert after < before - 0.33, (before, after)
 
 
 def test_initialisation_follows_the_reference():
